@@ -1,0 +1,74 @@
+#pragma once
+// Shared pieces of the `lorashear` subcommands: global flags, progress bar, output helpers.
+// Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input file (see main.cpp).
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lorashear/io/loader.h"
+#include "lorashear/task.h"
+
+namespace lorashear::cli {
+
+/// Flags every subcommand sees.
+struct GlobalOptions {
+  bool json = false;        ///< machine-readable output on stdout
+  bool quiet = false;       ///< no progress bar
+  int threads = 0;          ///< 0 = all cores
+  std::string device = "cpu";
+  std::string dtype = "fp32";
+};
+
+/// A subcommand registers its options and sets `run` (called after parsing when it was chosen).
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+using Registrar = std::function<Command(CLI::App& parent, GlobalOptions& global)>;
+
+/// Registration table; each cmd_*.cpp adds itself with a static `Register` object.
+std::vector<Registrar>& registrars();
+struct Register {
+  explicit Register(Registrar r) { registrars().push_back(std::move(r)); }
+};
+
+/// A progress bar on stderr that only appears for work longer than a second and shows an ETA.
+/// Thread-safe. Disabled when quiet or when stderr is not a terminal and json is on.
+class ProgressBar {
+ public:
+  explicit ProgressBar(const GlobalOptions& global);
+  ~ProgressBar();
+  /// Returns a TaskContext that reports into this bar (cancel flag raised by SIGINT).
+  TaskContext context();
+  void update(const Progress& p);
+  void finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Prints `j` on stdout (pretty) — used by --json paths.
+void print_json(const nlohmann::json& j);
+
+}  // namespace lorashear::cli
+
+// ---- model loading shared by subcommands ----
+
+namespace lorashear::cli {
+
+/// Adds the MODEL positional and --tokenizer to `app`.
+void add_model_arguments(CLI::App* app, std::string& model_path, std::string& tokenizer_path);
+
+/// Loads with the global device/dtype, showing progress. `need_tokenizer` turns a missing tokenizer
+/// into an InputError that says how to give one.
+LoadedModel load_model_for_cli(const std::string& path, const std::string& tokenizer_path,
+                               const GlobalOptions& global, bool need_tokenizer);
+
+}  // namespace lorashear::cli

@@ -1,0 +1,72 @@
+// `lorashear`: command-line twin of LoRAShear Studio. Subcommands live in cmd_*.cpp and register
+// themselves; this file parses, sets up the runtime and maps errors to exit codes.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "cli_common.h"
+#include "lorashear/errors.h"
+#include "lorashear/runtime.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitInternal = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitBadInput = 3;
+constexpr int kExitCancelled = 130;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace lorashear;
+  CLI::App app{
+      "lorashear " + version() +
+      " — structured pruning with knowledge recovery for LLaMA-family models (LoRAShear).\n"
+      "Models: a Hugging Face directory (config.json + *.safetensors), a llama2.c .bin or a GGUF "
+      "file.\nExample: lorashear eval ppl MODEL --text FILE --seq-len 128"};
+  app.set_version_flag("--version", "lorashear " + version());
+  app.fallthrough();  // global flags may follow the subcommand
+  app.require_subcommand(1);
+  cli::GlobalOptions global;
+  app.add_flag("--json", global.json, "Machine-readable JSON on stdout");
+  app.add_flag("-q,--quiet", global.quiet, "No progress bar");
+  app.add_option("--threads", global.threads, "CPU threads for LibTorch (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--device", global.device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--dtype", global.dtype, "Weight storage dtype: fp32, fp16, bf16")
+      ->capture_default_str();
+
+  std::vector<cli::Command> commands;
+  for (const auto& reg : cli::registrars()) commands.push_back(reg(app, global));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  spdlog::set_level(global.json ? spdlog::level::warn : spdlog::level::info);
+  init_runtime(global.threads);
+
+  for (auto& cmd : commands) {
+    if (!cmd.app->parsed()) continue;
+    try {
+      return cmd.run();
+    } catch (const InputError& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return kExitBadInput;
+    } catch (const UsageError& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return kExitUsage;
+    } catch (const CancelledError&) {
+      std::cerr << "cancelled\n";
+      return kExitCancelled;
+    } catch (const std::exception& e) {
+      std::cerr << "internal error: " << e.what() << "\n";
+      return kExitInternal;
+    }
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,63 @@
+#pragma once
+// Architecture description of a LLaMA-family model. Torch-free so UI code can include it.
+// Per-layer dimensions from day one: pruned models have different head counts and MLP widths per
+// layer; head_dim is the same everywhere (RoPE).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace lorashear {
+
+/// Dimensions of one decoder layer.
+struct LayerDims {
+  int64_t n_heads = 0;            ///< query heads
+  int64_t n_kv_heads = 0;         ///< key/value heads; n_heads % n_kv_heads == 0
+  int64_t intermediate_size = 0;  ///< SwiGLU hidden width
+
+  bool operator==(const LayerDims& o) const {
+    return n_heads == o.n_heads && n_kv_heads == o.n_kv_heads &&
+           intermediate_size == o.intermediate_size;
+  }
+};
+
+struct ModelConfig {
+  std::string model_type = "llama";  ///< "llama" or "qwen2" (as in config.json)
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t head_dim = 0;
+  std::vector<LayerDims> layers;
+  double rms_norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  int64_t max_position_embeddings = 2048;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  ///< q/k/v biases (Qwen2 style); o_proj never has one
+  int64_t bos_token_id = 1;
+  int64_t eos_token_id = 2;
+
+  int64_t n_layers() const { return static_cast<int64_t>(layers.size()); }
+  bool uniform_layers() const;
+
+  /// Uniform layers helper: n_layers copies of the same dims.
+  static ModelConfig uniform(int64_t vocab, int64_t hidden, int64_t n_layers, int64_t n_heads,
+                             int64_t n_kv_heads, int64_t intermediate, int64_t head_dim = 0);
+
+  /// Throws InputError naming `source` and the offending field when the config is inconsistent.
+  void validate(const std::string& source = "config") const;
+
+  /// Parameter count (tied embeddings counted once).
+  int64_t num_parameters() const;
+  /// Parameters of layer i: attention / mlp / norms.
+  int64_t layer_attention_parameters(int64_t i) const;
+  int64_t layer_mlp_parameters(int64_t i) const;
+
+  /// Hugging Face config.json. Non-uniform layers add `num_attention_heads_per_layer`,
+  /// `num_key_value_heads_per_layer` and `intermediate_size_per_layer` lists (scalars keep the max).
+  nlohmann::json to_hf_json(const std::string& torch_dtype = "float32") const;
+  /// Throws InputError naming `source` and the field on missing/invalid values.
+  static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);
+};
+
+}  // namespace lorashear

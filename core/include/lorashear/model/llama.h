@@ -1,0 +1,160 @@
+#pragma once
+// LLaMA-family decoder in LibTorch: token embedding, RMSNorm, rotary embeddings (rotate-half layout,
+// as in Hugging Face checkpoints), grouped-query attention, SwiGLU MLP, tied or untied head, optional
+// q/k/v biases. Parameter names follow Hugging Face (`model.layers.3.self_attn.q_proj.weight`), so the
+// state dict is the safetensors layout.
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lorashear/model/config.h"
+
+namespace lorashear {
+
+/// Where the weights live and in which dtype they are stored. Computation happens in the storage
+/// dtype except RMSNorm statistics and softmax, which use float32.
+struct ModelOptions {
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;
+};
+
+/// Parses "cpu", "cuda", "cuda:1"; throws UsageError for unknown or unavailable devices.
+torch::Device parse_device(const std::string& name);
+/// Parses "fp32"/"float32", "fp16"/"float16", "bf16"/"bfloat16"; throws UsageError otherwise.
+torch::Dtype parse_dtype(const std::string& name);
+std::string dtype_name(torch::Dtype dtype);  ///< "float32", "float16", "bfloat16"
+
+/// Per-layer key/value cache for incremental decoding. Preallocated to `capacity` positions.
+struct KVCache {
+  std::vector<torch::Tensor> k;  ///< per layer [B, n_kv_heads, capacity, head_dim]
+  std::vector<torch::Tensor> v;
+  int64_t length = 0;    ///< positions already filled
+  int64_t capacity = 0;  ///< maximum positions
+};
+
+/// y = x W^T + b. Weight [out, in], optional bias [out].
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in, int64_t out, bool bias, const ModelOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  torch::Tensor bias;  ///< undefined when the layer has none
+};
+TORCH_MODULE(Linear);
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, const ModelOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t dim, const ModelOptions& opts);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;  ///< [vocab, dim]
+};
+TORCH_MODULE(Embedding);
+
+/// Rotary tables (rotate-half layout), grown on demand. Not part of the state dict.
+class Rotary {
+ public:
+  Rotary(int64_t head_dim, double theta) : head_dim_(head_dim), theta_(theta) {}
+  /// Returns cos and signed sin ([-sin, sin] halves) of shape [T, head_dim] for positions
+  /// [start, start+T), in `dtype` on `device`.
+  std::pair<torch::Tensor, torch::Tensor> get(int64_t start, int64_t len, torch::Device device,
+                                              torch::Dtype dtype);
+
+ private:
+  int64_t head_dim_;
+  double theta_;
+  torch::Tensor cos_, sin_;  // [capacity, head_dim], float32 on the last device used
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& cfg, int64_t layer, const ModelOptions& opts);
+  /// x [B, T, hidden]; positions start at `start`. With a cache, keys/values are appended to it.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        int64_t start, torch::Tensor* cache_k, torch::Tensor* cache_v);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_heads, n_kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int64_t hidden, int64_t intermediate, const ModelOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelConfig& cfg, int64_t layer, const ModelOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        int64_t start, torch::Tensor* cache_k, torch::Tensor* cache_v);
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+/// The `model.` prefix of Hugging Face names.
+class LlamaBodyImpl : public torch::nn::Module {
+ public:
+  LlamaBodyImpl(const ModelConfig& cfg, const ModelOptions& opts);
+  Embedding embed_tokens{nullptr};
+  std::vector<DecoderLayer> layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaBody);
+
+/// The causal language model. Parameters are created uninitialised (loaders fill them); call
+/// `init_random` for a fresh model. Not thread-safe: one forward at a time.
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  LlamaModelImpl(const ModelConfig& cfg, const ModelOptions& opts = {});
+
+  /// tokens [B, T] int64 → logits [B, T, vocab] (float32 unless `keep_dtype`).
+  /// With a cache, positions continue at cache->length and the cache grows by T.
+  torch::Tensor forward(const torch::Tensor& tokens, KVCache* cache = nullptr);
+  /// Final hidden states [B, T, hidden] (before lm_head).
+  torch::Tensor hidden_states(const torch::Tensor& tokens, KVCache* cache = nullptr);
+  /// hidden [.., hidden] → logits [.., vocab] in float32.
+  torch::Tensor logits(const torch::Tensor& hidden);
+
+  /// Fresh cache for `batch` sequences of at most `capacity` positions.
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+
+  /// Deterministic random initialisation (normal(0, std) for matrices, ones for norms).
+  void init_random(uint64_t seed, double std = 0.02);
+
+  /// Hugging Face named tensors (tied head omitted). Tensors share storage with the model.
+  std::map<std::string, torch::Tensor> state_dict() const;
+  /// The parameter called `name` (Hugging Face naming); throws InputError when unknown.
+  torch::Tensor parameter(const std::string& name) const;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ModelOptions& options() const { return opts_; }
+  int64_t num_parameters() const;
+  int64_t weight_bytes() const;
+
+  LlamaBody model{nullptr};
+  Linear lm_head{nullptr};  ///< null when tied to model->embed_tokens
+
+ private:
+  ModelConfig cfg_;
+  ModelOptions opts_;
+  Rotary rotary_;
+};
+TORCH_MODULE(LlamaModel);
+
+}  // namespace lorashear

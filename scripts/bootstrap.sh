@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine (run as root; idempotent):
+#   scripts/bootstrap.sh run    install packages, build, run the app on the bundled demo model
+#   scripts/bootstrap.sh test   install packages, build, run every test (what .ci/run does)
+#   scripts/bootstrap.sh build  install packages and build only
+# Environment: BUILD_DIR (default build), JOBS (default: number of cores).
+set -euo pipefail
+mode="${1:-run}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+jobs="${JOBS:-$(nproc)}"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config clang-format
+  libtorch-dev libopenblas0-pthread libgoogle-perftools-dev
+  qt6-base-dev qt6-charts-dev libqt6opengl6-dev qt6-svg-dev
+  libgraphviz-dev libspdlog-dev nlohmann-json3-dev libsentencepiece-dev libcli11-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "Installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages already installed"
+fi
+
+say "Configuring ($build)"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLORASHEAR_BUILD_TESTS=ON
+say "Building with $jobs jobs"
+cmake --build "$build" -j "$jobs"
+
+cli="$build/app/cli/lorashear"
+demo="$root/resources/demo-model"
+case "$mode" in
+  build) ;;
+  run)
+    say "lorashear info $demo"
+    "$cli" info "$demo"
+    say "lorashear generate $demo --prompt 'Once upon a time' -n 80"
+    "$cli" generate "$demo" --prompt "Once upon a time" -n 80
+    text="$root/../shared/data/text/tinystories_val_subset.txt"
+    [ -f "$text" ] || text="$root/resources/demo-model/sample.txt"
+    say "lorashear eval ppl $demo --text $text --preset windows-128 --max-windows 200"
+    "$cli" eval ppl "$demo" --text "$text" --preset windows-128 --max-windows 200
+    ;;
+  test)
+    say "Running every test (ctest; labels unit, model, slow, cli)"
+    ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900
+    ;;
+  *)
+    echo "usage: $0 run|test|build" >&2
+    exit 2
+    ;;
+esac

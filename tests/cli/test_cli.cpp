@@ -1,0 +1,142 @@
+// The `lorashear` command line: exit codes, --json output, reference perplexity of stories260K,
+// and bad input files reported in one line naming the file.
+#include <QtTest>
+
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QTemporaryDir>
+
+#include <fstream>
+
+#include "lorashear/io/loader.h"
+#include "test_support.h"
+
+using namespace lorashear;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  QString out, err;
+};
+
+Run run_cli(const QStringList& args, int timeout_ms = 300000) {
+  QProcess p;
+  p.start(LORASHEAR_CLI_PATH, args);
+  if (!p.waitForFinished(timeout_ms)) {
+    p.kill();
+    return {};
+  }
+  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2,
+          QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
+}
+
+QString shared(const char* rel) { return QString::fromStdString(test::shared_path(rel).string()); }
+
+}  // namespace
+
+class TestCli : public QObject {
+  Q_OBJECT
+ private slots:
+  void versionAndHelp() {
+    auto v = run_cli({"--version"});
+    QCOMPARE(v.code, 0);
+    QVERIFY(v.out.contains("lorashear 0."));
+    auto h = run_cli({"--help"});
+    QCOMPARE(h.code, 0);
+    for (const char* cmd : {"info", "generate", "eval", "convert"}) QVERIFY2(h.out.contains(cmd), cmd);
+  }
+
+  void usageErrorsExitTwo() {
+    QCOMPARE(run_cli({}).code, 2);
+    QCOMPARE(run_cli({"info"}).code, 2);              // MODEL missing
+    QCOMPARE(run_cli({"frobnicate"}).code, 2);        // unknown subcommand
+    QCOMPARE(run_cli({"info", "x", "--bogus"}).code, 2);
+  }
+
+  void missingModelExitsThree() {
+    auto r = run_cli({"info", "/nonexistent/model-dir"});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("/nonexistent/model-dir"), qPrintable(r.err));
+    QCOMPARE(r.err.trimmed().count('\n'), 0);  // one line
+  }
+
+  void truncatedSafetensorsExitsThree() {
+    QTemporaryDir dir;
+    auto cfg = ModelConfig::uniform(40, 16, 1, 2, 1, 24, 8);
+    LlamaModel m(cfg);
+    m->init_random(1);
+    save_hf(*m, nullptr, dir.path().toStdString());
+    const auto file = dir.filePath("model.safetensors").toStdString();
+    std::filesystem::resize_file(file, std::filesystem::file_size(file) - 100);
+    auto r = run_cli({"info", dir.path()});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("model.safetensors"), qPrintable(r.err));
+  }
+
+  void infoJsonOnStories260K() {
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+    auto r = run_cli({"info", shared("models/stories260K/stories260K.bin"), "--json"});
+    QCOMPARE(r.code, 0);
+    auto j = QJsonDocument::fromJson(r.out.toUtf8()).object();
+    QCOMPARE(j["format"].toString(), QString("llama2c"));
+    QCOMPARE(j["config"].toObject()["num_key_value_heads"].toInt(), 4);
+    QCOMPARE(j["config"].toObject()["num_hidden_layers"].toInt(), 5);
+    QCOMPARE(j["layers"].toArray().size(), 5);
+    QCOMPARE(j["tokenizer"].toObject()["vocab_size"].toInt(), 512);
+  }
+
+  // The reference figure from ../shared/README.md: windows-512, 200 windows → PPL 4.2695.
+  void perplexityOfStories260KMatchesReference() {
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+    LORASHEAR_REQUIRE_SHARED("data/text/tinystories_val_subset.txt");
+    auto r = run_cli({"eval", "ppl", shared("models/stories260K/stories260K.bin"), "--text",
+                      shared("data/text/tinystories_val_subset.txt"), "--seq-len", "512",
+                      "--max-windows", "200", "--batch", "8", "--json"});
+    QCOMPARE(r.code, 0);
+    auto j = QJsonDocument::fromJson(r.out.toUtf8()).object();
+    const double ppl = j["ppl"].toDouble();
+    QVERIFY2(std::abs(ppl - 4.2695) / 4.2695 < 0.002, qPrintable(QString("ppl %1").arg(ppl)));
+    QCOMPARE(j["windows"].toInt(), 200);
+    QCOMPARE(j["text_tokens"].toInt(), 393012);
+    QVERIFY(j["protocol"].toString().startsWith("windows-512, 200 windows"));
+  }
+
+  void generateGreedyFromBos() {
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+    auto r = run_cli({"generate", shared("models/stories260K/stories260K.gguf"), "-n", "40"});
+    QCOMPARE(r.code, 0);
+    QVERIFY2(r.out.startsWith("Once upon a time, there was a little girl named Lily."),
+             qPrintable(r.out));
+  }
+
+  void convertThenReload() {
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+    QTemporaryDir dir;
+    const QString out = dir.filePath("hf");
+    auto c = run_cli({"convert", shared("models/stories260K/stories260K.bin"), "--to", "hf", out});
+    QCOMPARE(c.code, 0);
+    QVERIFY(QFile::exists(out + "/config.json"));
+    QVERIFY(QFile::exists(out + "/model.safetensors"));
+    QVERIFY(QFile::exists(out + "/tokenizer.model"));
+    auto g = run_cli({"generate", out, "-n", "40"});
+    QCOMPARE(g.code, 0);
+    QVERIFY2(g.out.startsWith("Once upon a time, there was a little girl named Lily."),
+             qPrintable(g.out));
+  }
+
+  void badTextFileExitsThree() {
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+    QTemporaryDir dir;
+    const QString bad = dir.filePath("bad.jsonl");
+    std::ofstream(bad.toStdString()) << "{\"text\": \"ok\"}\nnot json\n";
+    auto r = run_cli({"eval", "ppl", shared("models/stories260K/stories260K.bin"), "--text", bad});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("bad.jsonl") && r.err.contains("line 2"), qPrintable(r.err));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "test_cli.moc"

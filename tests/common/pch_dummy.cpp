@@ -1,0 +1,1 @@
+// Carrier for the shared test precompiled header.

@@ -1,0 +1,32 @@
+#pragma once
+// Helpers shared by the test suites: where ../shared is, skipping when it is absent, temp dirs.
+
+#include <QString>
+#include <QTest>
+
+#include <filesystem>
+#include <string>
+
+namespace lorashear::test {
+
+/// ../shared beside the source tree (LORASHEAR_SHARED_DIR overrides).
+inline std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("LORASHEAR_SHARED_DIR")) return env;
+  return std::filesystem::path(LORASHEAR_SOURCE_DIR).parent_path() / "shared";
+}
+
+inline std::filesystem::path shared_path(const std::string& rel) { return shared_dir() / rel; }
+
+inline std::filesystem::path source_path(const std::string& rel) {
+  return std::filesystem::path(LORASHEAR_SOURCE_DIR) / rel;
+}
+
+}  // namespace lorashear::test
+
+/// Skips the current test with a message when a file from ../shared is missing.
+#define LORASHEAR_REQUIRE_SHARED(rel)                                                         \
+  do {                                                                                        \
+    if (!std::filesystem::exists(lorashear::test::shared_path(rel)))                          \
+      QSKIP(qPrintable(QString("needs %1 (../shared is absent)")                              \
+                           .arg(QString::fromStdString(lorashear::test::shared_path(rel).string())))); \
+  } while (0)
