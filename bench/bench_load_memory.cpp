@@ -1,5 +1,5 @@
-// Peak resident memory while loading a ~50M-parameter LLaMA (dim 512, 8 layers, 8 heads, 4 kv heads,
-// intermediate 1408, vocab 32000) from safetensors, as a multiple of its weight bytes.
+// Peak resident memory while loading a ~50M-parameter LLaMA (dim 512, 8 layers, 8 heads, 4 kv
+// heads, intermediate 1408, vocab 32000) from safetensors, as a multiple of its weight bytes.
 //   bench_load_memory            writes the model to a temp dir, then measures a fresh process
 //   bench_load_memory --measure DIR
 #include <sys/wait.h>
@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
     const double before = status_kib("VmRSS:") / 1024.0;
     auto t0 = std::chrono::steady_clock::now();
     auto loaded = load_model(argv[2]);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double peak = status_kib("VmHWM:") / 1024.0;
     const double weights = loaded.model->weight_bytes() / (1024.0 * 1024.0);
     std::printf("model %.1fM parameters, weights %.1f MiB, loaded in %.2f s\n",
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
                 (peak - before) / weights);
     return 0;
   }
-  auto dir = std::filesystem::temp_directory_path() / ("lorashear-bench-" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("lorashear-bench-" + std::to_string(getpid()));
   {
     auto cfg = ModelConfig::uniform(32000, 512, 8, 8, 4, 1408);
     LlamaModel m(cfg);

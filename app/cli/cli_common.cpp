@@ -54,7 +54,9 @@ ProgressBar::ProgressBar(const GlobalOptions& global) : impl_(std::make_unique<I
   std::signal(SIGINT, on_sigint);
 }
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 TaskContext ProgressBar::context() {
   TaskContext ctx;
@@ -103,15 +105,16 @@ void ProgressBar::finish() {
   impl_->drawn = false;
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+void print_json(const nlohmann::json& j) {
+  std::cout << j.dump(2) << std::endl;
+}
 
 }  // namespace lorashear::cli
 
 namespace lorashear::cli {
 
 void add_model_arguments(CLI::App* app, std::string& model_path, std::string& tokenizer_path) {
-  app->add_option("MODEL", model_path,
-                  "Hugging Face directory, llama2.c .bin or .gguf file")
+  app->add_option("MODEL", model_path, "Hugging Face directory, llama2.c .bin or .gguf file")
       ->required();
   app->add_option("--tokenizer", tokenizer_path,
                   "tokenizer.model or llama2.c tokenizer.bin (default: found beside the model)");

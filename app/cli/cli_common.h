@@ -17,9 +17,9 @@ namespace lorashear::cli {
 
 /// Flags every subcommand sees.
 struct GlobalOptions {
-  bool json = false;        ///< machine-readable output on stdout
-  bool quiet = false;       ///< no progress bar
-  int threads = 0;          ///< 0 = all cores
+  bool json = false;   ///< machine-readable output on stdout
+  bool quiet = false;  ///< no progress bar
+  int threads = 0;     ///< 0 = all cores
   std::string device = "cpu";
   std::string dtype = "fp32";
 };

@@ -47,7 +47,8 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--out-dtype", a->out_dtype, "Stored dtype: fp32, fp16, bf16")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16", "float32", "float16", "bfloat16"}))
       ->capture_default_str();
-  app->add_option("--shard-size", a->shard_mib, "Shard model files above this many MiB (0 = one file)")
+  app->add_option("--shard-size", a->shard_mib,
+                  "Shard model files above this many MiB (0 = one file)")
       ->check(CLI::NonNegativeNumber);
   return Command{app, [a, &global] { return run_convert(*a, global); }};
 });

@@ -69,8 +69,9 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       ->capture_default_str();
   app->add_option("--seed", a->opts.seed, "Sampling seed")->capture_default_str();
   app->add_flag("--no-bos", a->no_bos, "Do not prepend the BOS token");
-  app->add_flag_function("--ignore-eos", [a](int64_t) { a->opts.stop_at_eos = false; },
-                "Keep going after the end-of-sequence token");
+  app->add_flag_function(
+      "--ignore-eos", [a](int64_t) { a->opts.stop_at_eos = false; },
+      "Keep going after the end-of-sequence token");
   return Command{app, [a, &global] { return run_generate(*a, global); }};
 });
 

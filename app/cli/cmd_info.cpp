@@ -21,17 +21,22 @@ std::string human_bytes(double b) {
 
 std::string human_count(int64_t n) {
   char buf[32];
-  if (n >= 1000000000) std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
-  else if (n >= 1000000) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
-  else if (n >= 1000) std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
-  else std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  if (n >= 1000000000)
+    std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+  else if (n >= 1000000)
+    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1000)
+    std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
   return buf;
 }
 
 int run_info(const std::string& path, const std::string& tok, const GlobalOptions& global) {
   auto loaded = load_model_for_cli(path, tok, global, false);
   const auto& cfg = loaded.model->config();
-  const auto elem = loaded.model->weight_bytes() / std::max<int64_t>(1, loaded.model->num_parameters());
+  const auto elem =
+      loaded.model->weight_bytes() / std::max<int64_t>(1, loaded.model->num_parameters());
   const int64_t embed = cfg.vocab_size * cfg.hidden_size;
   const int64_t head = cfg.tie_word_embeddings ? 0 : embed;
   int64_t attn_total = 0, mlp_total = 0, kv_per_token = 0;
@@ -67,8 +72,8 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
        {{"weights_bytes", loaded.model->weight_bytes()},
         {"kv_cache_bytes_per_token", kv_per_token},
         {"kv_cache_bytes_full_context", kv_per_token * cfg.max_position_embeddings}}},
-      {"tokenizer",
-       loaded.tokenizer ? nlohmann::json{{"vocab_size", loaded.tokenizer->vocab_size()},
+      {"tokenizer", loaded.tokenizer
+                        ? nlohmann::json{{"vocab_size", loaded.tokenizer->vocab_size()},
                                          {"bos_id", loaded.tokenizer->bos_id()},
                                          {"eos_id", loaded.tokenizer->eos_id()}}
                         : nlohmann::json(nullptr)}};
@@ -76,8 +81,9 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
     print_json(j);
     return 0;
   }
-  std::printf("%s  (%s, stored %s, loaded as %s)\n", path.c_str(), format_name(loaded.format).c_str(),
-              loaded.source_dtype.c_str(), dtype_name(loaded.model->options().dtype).c_str());
+  std::printf("%s  (%s, stored %s, loaded as %s)\n", path.c_str(),
+              format_name(loaded.format).c_str(), loaded.source_dtype.c_str(),
+              dtype_name(loaded.model->options().dtype).c_str());
   std::printf("  architecture     %s, %lld layers, hidden %lld, head_dim %lld, vocab %lld\n",
               cfg.model_type.c_str(), (long long)cfg.n_layers(), (long long)cfg.hidden_size,
               (long long)cfg.head_dim, (long long)cfg.vocab_size);
@@ -85,11 +91,11 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
               cfg.rms_norm_eps, (long long)cfg.max_position_embeddings,
               cfg.tie_word_embeddings ? "tied" : "untied",
               cfg.attention_bias ? ", q/k/v biases" : "");
-  std::printf("  tokenizer        %s\n",
-              loaded.tokenizer
-                  ? ("SentencePiece, " + std::to_string(loaded.tokenizer->vocab_size()) + " pieces")
-                        .c_str()
-                  : "none found (pass --tokenizer)");
+  std::printf(
+      "  tokenizer        %s\n",
+      loaded.tokenizer
+          ? ("SentencePiece, " + std::to_string(loaded.tokenizer->vocab_size()) + " pieces").c_str()
+          : "none found (pass --tokenizer)");
   std::printf("\n  layer  heads  kv_heads  intermediate   attn params    mlp params\n");
   for (int64_t i = 0; i < cfg.n_layers(); ++i) {
     const auto& d = cfg.layers[i];
@@ -118,7 +124,8 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
 }
 
 const Register reg([](CLI::App& parent, GlobalOptions& global) {
-  auto* app = parent.add_subcommand("info", "Show configuration, per-layer dims, parameters, memory");
+  auto* app =
+      parent.add_subcommand("info", "Show configuration, per-layer dims, parameters, memory");
   auto model = std::make_shared<std::string>();
   auto tok = std::make_shared<std::string>();
   add_model_arguments(app, *model, *tok);

@@ -1,7 +1,7 @@
 // `lorashear`: command-line twin of LoRAShear Studio. Subcommands live in cmd_*.cpp and register
 // themselves; this file parses, sets up the runtime and maps errors to exit codes.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::vector<cli::Command> commands;
-  for (const auto& reg : cli::registrars()) commands.push_back(reg(app, global));
+  for (const auto& reg : cli::registrars())
+    commands.push_back(reg(app, global));
 
   try {
     app.parse(argc, argv);

@@ -30,10 +30,13 @@ Run run_cli(const QStringList& args, int timeout_ms = 300000) {
     return {};
   }
   return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2,
-          QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
+          QString::fromUtf8(p.readAllStandardOutput()),
+          QString::fromUtf8(p.readAllStandardError())};
 }
 
-QString shared(const char* rel) { return QString::fromStdString(test::shared_path(rel).string()); }
+QString shared(const char* rel) {
+  return QString::fromStdString(test::shared_path(rel).string());
+}
 
 }  // namespace
 
@@ -46,13 +49,14 @@ class TestCli : public QObject {
     QVERIFY(v.out.contains("lorashear 0."));
     auto h = run_cli({"--help"});
     QCOMPARE(h.code, 0);
-    for (const char* cmd : {"info", "generate", "eval", "convert"}) QVERIFY2(h.out.contains(cmd), cmd);
+    for (const char* cmd : {"info", "generate", "eval", "convert"})
+      QVERIFY2(h.out.contains(cmd), cmd);
   }
 
   void usageErrorsExitTwo() {
     QCOMPARE(run_cli({}).code, 2);
-    QCOMPARE(run_cli({"info"}).code, 2);              // MODEL missing
-    QCOMPARE(run_cli({"frobnicate"}).code, 2);        // unknown subcommand
+    QCOMPARE(run_cli({"info"}).code, 2);        // MODEL missing
+    QCOMPARE(run_cli({"frobnicate"}).code, 2);  // unknown subcommand
     QCOMPARE(run_cli({"info", "x", "--bogus"}).code, 2);
   }
 

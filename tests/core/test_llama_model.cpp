@@ -98,11 +98,22 @@ class TestLlamaModel : public QObject {
     LlamaModel m(cfg);
     m->init_random(7, 0.1);
     auto tokens = torch::randint(0, cfg.vocab_size, {2, seqLen}, torch::kLong);
-    auto got = m->forward(tokens);
+    auto got = m->forward(tokens);  // inference: fused CPU kernel
     auto want = reference_forward(*m, tokens);
     QCOMPARE(got.sizes().vec(), (std::vector<int64_t>{2, seqLen, cfg.vocab_size}));
     const double diff = (got - want).abs().max().item<double>();
     QVERIFY2(diff < 1e-4, qPrintable(QString("max abs diff %1").arg(diff)));
+    // With gradients on, the differentiable blocked path runs; it must agree too and backprop.
+    torch::Tensor got_grad;
+    {
+      torch::AutoGradMode grad(true);
+      got_grad = m->forward(tokens);
+      QVERIFY(got_grad.requires_grad());
+      got_grad.sum().backward();
+      QVERIFY(m->model->layers[2]->self_attn->q_proj->weight.grad().defined());
+    }
+    const double diff_grad = (got_grad.detach() - want).abs().max().item<double>();
+    QVERIFY2(diff_grad < 1e-4, qPrintable(QString("blocked path: max abs diff %1").arg(diff_grad)));
   }
 
   void kvCacheEqualsFullRecomputation() {
@@ -117,11 +128,16 @@ class TestLlamaModel : public QObject {
     auto pre = m->forward(tokens.narrow(1, 0, 137), &cache);
     QCOMPARE(cache.length, int64_t(137));
     std::vector<torch::Tensor> parts{pre};
-    for (int64_t t = 137; t < 150; ++t) parts.push_back(m->forward(tokens.narrow(1, t, 1), &cache));
+    for (int64_t t = 137; t < 150; ++t)
+      parts.push_back(m->forward(tokens.narrow(1, t, 1), &cache));
     auto inc = torch::cat(parts, 1);
     const double diff = (inc - full).abs().max().item<double>();
     QVERIFY2(diff < 1e-4, qPrintable(QString("max abs diff %1").arg(diff)));
     QVERIFY_THROWS_EXCEPTION(std::exception, m->forward(tokens.narrow(1, 0, 11), &cache));
+    // Non-contiguous token tensors (a column slice) work like contiguous ones.
+    auto slice = tokens.narrow(1, 5, 20);
+    QVERIFY(!slice.is_contiguous());
+    QVERIFY(torch::equal(m->forward(slice), m->forward(slice.contiguous())));
   }
 
   void halfPrecisionStorageCloseToFloat() {
@@ -131,7 +147,8 @@ class TestLlamaModel : public QObject {
     m32->init_random(5, 0.05);
     LlamaModel mbf(cfg, ModelOptions{torch::kCPU, torch::kBFloat16});
     auto src = m32->state_dict();
-    for (auto& [name, t] : mbf->state_dict()) t.copy_(src.at(name));
+    for (auto& [name, t] : mbf->state_dict())
+      t.copy_(src.at(name));
     auto tokens = torch::randint(0, cfg.vocab_size, {1, 30}, torch::kLong);
     auto a = m32->forward(tokens), b = mbf->forward(tokens);
     QCOMPARE(b.scalar_type(), torch::kFloat32);

@@ -40,19 +40,25 @@ class TestModelConfig : public QObject {
     // stories260K: 260K parameters, tied classifier.
     auto c = ModelConfig::uniform(512, 64, 5, 8, 4, 172);
     c.tie_word_embeddings = true;
-    QCOMPARE(c.num_parameters(), int64_t(512 * 64 + 64 + 5 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172 + 128)));
+    QCOMPARE(c.num_parameters(),
+             int64_t(512 * 64 + 64 + 5 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172 + 128)));
   }
 
   void errorsNameTheField_data() {
     QTest::addColumn<QString>("patch");
     QTest::addColumn<QString>("field");
-    QTest::newRow("missing hidden") << R"({"hidden_size": null})" << "hidden_size";
-    QTest::newRow("bad gqa") << R"({"num_key_value_heads": 3})" << "num_key_value_heads";
-    QTest::newRow("odd head_dim") << R"({"head_dim": 7})" << "head_dim";
-    QTest::newRow("string layers") << R"({"num_hidden_layers": "five"})" << "num_hidden_layers";
+    QTest::newRow("missing hidden") << R"({"hidden_size": null})"
+                                    << "hidden_size";
+    QTest::newRow("bad gqa") << R"({"num_key_value_heads": 3})"
+                             << "num_key_value_heads";
+    QTest::newRow("odd head_dim") << R"({"head_dim": 7})"
+                                  << "head_dim";
+    QTest::newRow("string layers") << R"({"num_hidden_layers": "five"})"
+                                   << "num_hidden_layers";
     QTest::newRow("list length") << R"({"intermediate_size_per_layer": [1, 2]})"
                                  << "intermediate_size_per_layer";
-    QTest::newRow("architecture") << R"({"model_type": "gpt2"})" << "model_type";
+    QTest::newRow("architecture") << R"({"model_type": "gpt2"})"
+                                  << "model_type";
   }
   void errorsNameTheField() {
     QFETCH(QString, patch);

@@ -42,13 +42,16 @@ class TestPerplexity : public QObject {
     torch::NoGradGuard ng;
     double sum = 0;
     for (int w = 0; w < 7; ++w) {
-      auto x = torch::tensor(std::vector<int64_t>(tokens_.begin() + w * 32, tokens_.begin() + w * 32 + 32))
+      auto x = torch::tensor(
+                   std::vector<int64_t>(tokens_.begin() + w * 32, tokens_.begin() + w * 32 + 32))
                    .unsqueeze(0);
       auto lp = torch::log_softmax(model_->forward(x), -1)[0];
-      for (int t = 0; t < 31; ++t) sum -= lp[t][tokens_[w * 32 + t + 1]].item<double>();
+      for (int t = 0; t < 31; ++t)
+        sum -= lp[t][tokens_[w * 32 + t + 1]].item<double>();
     }
     const double want = std::exp(sum / (7 * 31));
-    QVERIFY2(std::abs(r.ppl - want) / want < 1e-5, qPrintable(QString("%1 vs %2").arg(r.ppl).arg(want)));
+    QVERIFY2(std::abs(r.ppl - want) / want < 1e-5,
+             qPrintable(QString("%1 vs %2").arg(r.ppl).arg(want)));
     QVERIFY(QString::fromStdString(r.protocol()).startsWith("windows-32, 7 windows"));
   }
 

@@ -5,12 +5,16 @@
 
 namespace lorashear {
 
-/// Sets LibTorch's intra-op thread count (0 = number of cores; LibTorch may pick 1 otherwise).
-/// Call once at start-up from the main thread.
+/// Gives the engine `threads` cores (0 = all). With OpenBLAS present the matrix products get them
+/// through OpenBLAS's pool and LibTorch's own OpenMP pool is kept at one thread (the two pools
+/// fight for the cores otherwise; figures in runtime.cpp); without it LibTorch gets them. Call once
+/// at start-up from the main thread.
 void init_runtime(int threads = 0);
 
-/// Number of intra-op threads LibTorch will use.
+/// Threads given to the engine by init_runtime.
 int runtime_threads();
+/// One line, e.g. "2 BLAS threads (OpenBLAS), 1 LibTorch intra-op thread(s)".
+std::string runtime_description();
 
 /// Library version string, e.g. "0.1.0".
 std::string version();

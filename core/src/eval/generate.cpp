@@ -12,8 +12,7 @@ double GenerateResult::decode_tokens_per_second() const {
 
 namespace {
 
-int64_t choose_token(const torch::Tensor& logits, const GenerateOptions& opts,
-                     at::Generator& gen) {
+int64_t choose_token(const torch::Tensor& logits, const GenerateOptions& opts, at::Generator& gen) {
   if (opts.temperature <= 0.0) return logits.argmax().item<int64_t>();
   auto probs = torch::softmax(logits.to(torch::kFloat64) / opts.temperature, -1);
   if (opts.top_p < 1.0) {

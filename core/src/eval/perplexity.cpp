@@ -19,7 +19,8 @@ PerplexityResult perplexity(LlamaModelImpl& model, const std::vector<int64_t>& t
                             const PerplexityOptions& opts, const TaskContext* ctx) {
   const int64_t L = opts.seq_len;
   if (L < 2) throw UsageError("--seq-len must be at least 2, got " + std::to_string(L));
-  if (opts.batch < 1) throw UsageError("--batch must be at least 1, got " + std::to_string(opts.batch));
+  if (opts.batch < 1)
+    throw UsageError("--batch must be at least 1, got " + std::to_string(opts.batch));
   if (opts.max_windows < 0) throw UsageError("--max-windows must not be negative");
   if (L > model.config().max_position_embeddings)
     throw UsageError("--seq-len " + std::to_string(L) + " exceeds the model's context of " +
@@ -43,7 +44,8 @@ PerplexityResult perplexity(LlamaModelImpl& model, const std::vector<int64_t>& t
   auto all = torch::from_blob(const_cast<int64_t*>(tokens.data()), {windows, L}, torch::kLong);
   // The head is applied in row chunks so the [rows, vocab] logits stay small (a 32K vocabulary at
   // batch 8 × 512 would otherwise need half a gigabyte).
-  const int64_t chunk_rows = std::max<int64_t>(64, (int64_t(4) << 20) / std::max<int64_t>(1, vocab));
+  const int64_t chunk_rows =
+      std::max<int64_t>(64, (int64_t(4) << 20) / std::max<int64_t>(1, vocab));
   double nll_sum = 0.0;
   task_report(ctx, "perplexity", 0, windows);
   for (int64_t w0 = 0; w0 < windows; w0 += opts.batch) {

@@ -10,7 +10,8 @@ namespace lorashear {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& source, const std::string& field, const std::string& what) {
+[[noreturn]] void fail(const std::string& source, const std::string& field,
+                       const std::string& what) {
   throw InputError(source + ": field '" + field + "': " + what);
 }
 
@@ -82,7 +83,8 @@ void ModelConfig::validate(const std::string& source) const {
     if (d.n_heads < 0 || d.n_kv_heads < 0 || d.intermediate_size < 0)
       fail(source, "num_attention_heads", "negative dimension" + where);
     if ((d.n_heads == 0) != (d.n_kv_heads == 0))
-      fail(source, "num_key_value_heads", "heads and kv heads must both be zero or positive" + where);
+      fail(source, "num_key_value_heads",
+           "heads and kv heads must both be zero or positive" + where);
     if (d.n_kv_heads > 0 && d.n_heads % d.n_kv_heads != 0)
       fail(source, "num_key_value_heads",
            std::to_string(d.n_heads) + " query heads are not a multiple of " +
@@ -158,8 +160,8 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
   ModelConfig c;
   c.model_type = j.value("model_type", std::string("llama"));
   if (c.model_type != "llama" && c.model_type != "qwen2" && c.model_type != "mistral")
-    fail(source, "model_type", "unsupported architecture '" + c.model_type +
-                                   "' (supported: llama, mistral, qwen2)");
+    fail(source, "model_type",
+         "unsupported architecture '" + c.model_type + "' (supported: llama, mistral, qwen2)");
   if (c.model_type == "mistral") c.model_type = "llama";
   c.vocab_size = require_int(j, "vocab_size", source);
   c.hidden_size = require_int(j, "hidden_size", source);

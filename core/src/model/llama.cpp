@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "lorashear/errors.h"
+#include "model/attention_kernel.h"
 
 namespace lorashear {
 
@@ -50,21 +51,28 @@ torch::Dtype parse_dtype(const std::string& name) {
 
 std::string dtype_name(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kFloat32: return "float32";
-    case torch::kFloat16: return "float16";
-    case torch::kBFloat16: return "bfloat16";
-    default: return std::string(c10::toString(dtype));
+    case torch::kFloat32:
+      return "float32";
+    case torch::kFloat16:
+      return "float16";
+    case torch::kBFloat16:
+      return "bfloat16";
+    default:
+      return std::string(c10::toString(dtype));
   }
 }
 
-// ---- Building blocks --------------------------------------------------------------------------------
+// ---- Building blocks
+// --------------------------------------------------------------------------------
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const ModelOptions& opts) {
   weight = register_parameter("weight", torch::empty({out, in}, tensor_options(opts)));
   if (with_bias) bias = register_parameter("bias", torch::empty({out}, tensor_options(opts)));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return torch::linear(x, weight, bias);
+}
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const ModelOptions& opts) : eps(eps_) {
   weight = register_parameter("weight", torch::empty({dim}, tensor_options(opts)));
@@ -90,11 +98,12 @@ std::pair<torch::Tensor, torch::Tensor> Rotary::get(int64_t start, int64_t len,
   if (!cos_.defined() || cos_.size(0) < need || cos_.device() != device ||
       cos_.scalar_type() != dtype) {
     int64_t cap = 256;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+      cap *= 2;
     // Angles in float64 so long contexts keep precision; the tables are then stored in `dtype`.
     auto opts64 = torch::TensorOptions().dtype(torch::kFloat64);
-    auto inv_freq =
-        torch::pow(theta_, -torch::arange(0, head_dim_, 2, opts64) / static_cast<double>(head_dim_));
+    auto inv_freq = torch::pow(
+        theta_, -torch::arange(0, head_dim_, 2, opts64) / static_cast<double>(head_dim_));
     auto angles = torch::outer(torch::arange(cap, opts64), inv_freq);  // [cap, hd/2]
     auto c = torch::cos(angles), s = torch::sin(angles);
     cos_ = torch::cat({c, c}, -1).to(device, dtype);
@@ -103,7 +112,8 @@ std::pair<torch::Tensor, torch::Tensor> Rotary::get(int64_t start, int64_t len,
   return {cos_.narrow(0, start, len), sin_.narrow(0, start, len)};
 }
 
-// ---- Attention ----------------------------------------------------------------------------------------
+// ---- Attention
+// ----------------------------------------------------------------------------------------
 
 AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer, const ModelOptions& opts) {
   const auto& d = cfg.layers.at(static_cast<size_t>(layer));
@@ -125,56 +135,118 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     // A fully pruned attention block contributes nothing to the residual stream.
     return torch::zeros_like(x);
   }
-  const int64_t g = n_heads / n_kv_heads;
-  auto q = apply_rope(q_proj(x).view({B, T, n_heads, head_dim}).transpose(1, 2), cos, sin);
-  auto k = apply_rope(k_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2), cos, sin);
-  auto v = v_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
+  // Token-major layout [B, T, heads, D] throughout: the projections produce it, RoPE keeps it
+  // (tables broadcast as [T, 1, D]) and o_proj consumes it, so no transposes are materialised.
+  auto cos_t = cos.unsqueeze(1), sin_t = sin.unsqueeze(1);
+  auto q = apply_rope(q_proj(x).view({B, T, n_heads, head_dim}), cos_t, sin_t);
+  auto k = apply_rope(k_proj(x).view({B, T, n_kv_heads, head_dim}), cos_t, sin_t);
+  auto v = v_proj(x).view({B, T, n_kv_heads, head_dim});
   if (cache_k != nullptr) {
-    cache_k->narrow(2, start, T).copy_(k);
-    cache_v->narrow(2, start, T).copy_(v);
-    k = cache_k->narrow(2, 0, start + T);
-    v = cache_v->narrow(2, 0, start + T);
+    // Cache layout [B, kv, capacity, D]; viewed back as [B, S, kv, D].
+    cache_k->narrow(2, start, T).copy_(k.transpose(1, 2));
+    cache_v->narrow(2, start, T).copy_(v.transpose(1, 2));
+    k = cache_k->narrow(2, 0, start + T).transpose(1, 2);
+    v = cache_v->narrow(2, 0, start + T).transpose(1, 2);
   }
-  // Query heads that share a kv head are stacked along the row axis, so one bmm per kv head serves
-  // the whole group without repeating keys/values: q [B*kv, g, T, D], k/v [B*kv, S, D].
-  const int64_t S = start + T;
-  auto qg = q.reshape({B * n_kv_heads, g, T, head_dim});
-  auto kb = k.reshape({B * n_kv_heads, S, head_dim});
-  auto vb = v.reshape({B * n_kv_heads, S, head_dim});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-  const bool low_precision = x.scalar_type() != torch::kFloat32;
+  const bool needs_grad = torch::GradMode::is_enabled() &&
+                          (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  torch::Tensor out;
+  if (q.device().is_cpu() && q.scalar_type() == torch::kFloat32 && !needs_grad) {
+    out = fused_attention(q, k, v, start, scale);
+  } else {
+    out = blocked_attention(q, k, v, start, scale);
+  }
+  return o_proj(out.reshape({B, T, n_heads * head_dim}));
+}
 
-  auto out = torch::empty({B * n_kv_heads, g, T, head_dim}, q.options());
+torch::Tensor AttentionImpl::fused_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                             const torch::Tensor& v, int64_t start, double scale) {
+  const int64_t B = q.size(0), T = q.size(1);
+  auto qc = q.contiguous();
+  auto out = torch::empty({B, T, n_heads, head_dim}, q.options());
+  detail::AttentionArgs a{qc.data_ptr<float>(),
+                          qc.stride(0),
+                          qc.stride(1),
+                          qc.stride(2),
+                          k.data_ptr<float>(),
+                          k.stride(0),
+                          k.stride(1),
+                          k.stride(2),
+                          v.data_ptr<float>(),
+                          v.stride(0),
+                          v.stride(1),
+                          v.stride(2),
+                          out.data_ptr<float>(),
+                          out.stride(0),
+                          out.stride(1),
+                          out.stride(2),
+                          n_heads,
+                          n_kv_heads,
+                          head_dim,
+                          start,
+                          static_cast<float>(scale)};
+  TORCH_CHECK(k.stride(3) == 1 && v.stride(3) == 1, "attention: head_dim must be contiguous");
+  // Work units: (batch, kv head, chunk of query rows); later chunks see more keys, so chunks are
+  // small enough for the threads to balance.
+  const int64_t chunk = T > 1 ? 32 : 1;
+  const int64_t chunks = (T + chunk - 1) / chunk;
+  const int64_t units = B * n_kv_heads * chunks;
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(
+        static_cast<size_t>(detail::attention_scratch_floats(start + T, head_dim)));
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t c = u % chunks, bh = u / chunks;
+      const int64_t t0 = c * chunk, t1 = std::min(T, t0 + chunk);
+      detail::attention_rows(a, bh / n_kv_heads, bh % n_kv_heads, t0, t1, scratch.data());
+    }
+  });
+  return out;
+}
+
+torch::Tensor AttentionImpl::blocked_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                               const torch::Tensor& v, int64_t start,
+                                               double scale) {
+  // Differentiable path (training, CUDA, half precision). Query heads that share a kv head are
+  // stacked along the row axis, so one bmm per kv head serves the whole group without repeating
+  // keys/values: q [B*kv, g, T, D], k/v [B*kv, S, D].
+  const int64_t B = q.size(0), T = q.size(1), S = k.size(1);
+  const int64_t g = n_heads / n_kv_heads;
+  auto qg = (q * scale)
+                .view({B, T, n_kv_heads, g, head_dim})
+                .permute({0, 2, 3, 1, 4})
+                .reshape({B * n_kv_heads, g, T, head_dim});
+  auto kb = k.permute({0, 2, 1, 3}).reshape({B * n_kv_heads, S, head_dim});
+  auto vb = v.permute({0, 2, 1, 3}).reshape({B * n_kv_heads, S, head_dim});
+  const bool low_precision = q.scalar_type() != torch::kFloat32;
+  // mask[i, s] hides key s from query start+i.
+  auto mask =
+      torch::full({T, S}, -std::numeric_limits<float>::infinity(), q.options()).triu(start + 1);
+  std::vector<torch::Tensor> blocks;
   for (int64_t t0 = 0; t0 < T; t0 += kQueryBlock) {
     const int64_t tb = std::min(kQueryBlock, T - t0);
     const int64_t keys = start + t0 + tb;  // causal: later keys are never visible to this block
     auto qb = qg.narrow(2, t0, tb).reshape({B * n_kv_heads, g * tb, head_dim});
-    auto kt = kb.narrow(1, 0, keys).transpose(1, 2);
-    torch::Tensor scores;
+    auto scores = torch::bmm(qb, kb.narrow(1, 0, keys).transpose(1, 2));
     if (tb > 1) {
-      // Row (j, i) is query position start+t0+i; key s is hidden when s > start+t0+i.
-      auto mask = torch::full({tb, keys}, -std::numeric_limits<float>::infinity(), q.options())
-                      .triu(start + t0 + 1)
-                      .repeat({g, 1});
-      scores = torch::baddbmm(mask, qb, kt, /*beta=*/1.0, /*alpha=*/scale);
-    } else {
-      scores = torch::bmm(qb, kt).mul_(scale);
+      scores =
+          scores.view({B * n_kv_heads, g, tb, keys}) + mask.narrow(0, t0, tb).narrow(1, 0, keys);
+      scores = scores.view({B * n_kv_heads, g * tb, keys});
     }
     auto probs = low_precision ? torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type())
                                : torch::softmax(scores, -1);
-    auto ob = torch::bmm(probs, vb.narrow(1, 0, keys));  // [B*kv, g*tb, D]
-    if (tb == T) {
-      out = ob.view({B * n_kv_heads, g, T, head_dim});
-    } else {
-      out.narrow(2, t0, tb).copy_(ob.view({B * n_kv_heads, g, tb, head_dim}));
-    }
+    blocks.push_back(
+        torch::bmm(probs, vb.narrow(1, 0, keys)).view({B * n_kv_heads, g, tb, head_dim}));
   }
-  // [B*kv, g, T, D] → [B, heads, T, D] → [B, T, heads*D]
-  auto merged = out.view({B, n_heads, T, head_dim}).transpose(1, 2).reshape({B, T, n_heads * head_dim});
-  return o_proj(merged);
+  auto out = blocks.size() == 1 ? blocks.front() : torch::cat(blocks, 2);
+  // [B*kv, g, T, D] → [B, T, kv*g, D]
+  return out.view({B, n_kv_heads, g, T, head_dim})
+      .permute({0, 3, 1, 2, 4})
+      .reshape({B, T, n_heads, head_dim});
 }
 
-// ---- MLP and decoder layer ----------------------------------------------------------------------------
+// ---- MLP and decoder layer
+// ----------------------------------------------------------------------------
 
 MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, const ModelOptions& opts) {
   gate_proj = register_module("gate_proj", Linear(hidden, intermediate, false, opts));
@@ -191,7 +263,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& cfg, int64_t layer,
                                    const ModelOptions& opts) {
   self_attn = register_module("self_attn", Attention(cfg, layer, opts));
   mlp = register_module(
-      "mlp", Mlp(cfg.hidden_size, cfg.layers.at(static_cast<size_t>(layer)).intermediate_size, opts));
+      "mlp",
+      Mlp(cfg.hidden_size, cfg.layers.at(static_cast<size_t>(layer)).intermediate_size, opts));
   input_layernorm =
       register_module("input_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, opts));
   post_attention_layernorm =
@@ -205,7 +278,8 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp(post_attention_layernorm(h));
 }
 
-// ---- The model ------------------------------------------------------------------------------------------
+// ---- The model
+// ------------------------------------------------------------------------------------------
 
 LlamaBodyImpl::LlamaBodyImpl(const ModelConfig& cfg, const ModelOptions& opts) {
   embed_tokens = register_module("embed_tokens", Embedding(cfg.vocab_size, cfg.hidden_size, opts));
@@ -230,10 +304,10 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
   const int64_t T = tokens.size(1);
   const int64_t start = cache ? cache->length : 0;
   if (cache && start + T > cache->capacity)
-    throw UsageError("KV cache full: " + std::to_string(start + T) + " positions needed, capacity " +
-                     std::to_string(cache->capacity));
+    throw UsageError("KV cache full: " + std::to_string(start + T) +
+                     " positions needed, capacity " + std::to_string(cache->capacity));
   auto [cos, sin] = rotary_.get(start, T, opts_.device, opts_.dtype);
-  auto h = model->embed_tokens(tokens.to(opts_.device));
+  auto h = model->embed_tokens(tokens.to(opts_.device).contiguous());
   for (size_t i = 0; i < model->layers.size(); ++i) {
     h = model->layers[i](h, cos, sin, start, cache ? &cache->k[i] : nullptr,
                          cache ? &cache->v[i] : nullptr);
@@ -282,7 +356,8 @@ void LlamaModelImpl::init_random(uint64_t seed, double std) {
 
 std::map<std::string, torch::Tensor> LlamaModelImpl::state_dict() const {
   std::map<std::string, torch::Tensor> out;
-  for (const auto& p : named_parameters(true)) out.emplace(p.key(), p.value());
+  for (const auto& p : named_parameters(true))
+    out.emplace(p.key(), p.value());
   return out;
 }
 
@@ -294,13 +369,15 @@ torch::Tensor LlamaModelImpl::parameter(const std::string& name) const {
 
 int64_t LlamaModelImpl::num_parameters() const {
   int64_t n = 0;
-  for (const auto& p : parameters(true)) n += p.numel();
+  for (const auto& p : parameters(true))
+    n += p.numel();
   return n;
 }
 
 int64_t LlamaModelImpl::weight_bytes() const {
   int64_t n = 0;
-  for (const auto& p : parameters(true)) n += p.numel() * static_cast<int64_t>(p.element_size());
+  for (const auto& p : parameters(true))
+    n += p.numel() * static_cast<int64_t>(p.element_size());
   return n;
 }
 

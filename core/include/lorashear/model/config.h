@@ -54,7 +54,8 @@ struct ModelConfig {
   int64_t layer_mlp_parameters(int64_t i) const;
 
   /// Hugging Face config.json. Non-uniform layers add `num_attention_heads_per_layer`,
-  /// `num_key_value_heads_per_layer` and `intermediate_size_per_layer` lists (scalars keep the max).
+  /// `num_key_value_heads_per_layer` and `intermediate_size_per_layer` lists (scalars keep the
+  /// max).
   nlohmann::json to_hf_json(const std::string& torch_dtype = "float32") const;
   /// Throws InputError naming `source` and the field on missing/invalid values.
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);

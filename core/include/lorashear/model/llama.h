@@ -1,8 +1,8 @@
 #pragma once
-// LLaMA-family decoder in LibTorch: token embedding, RMSNorm, rotary embeddings (rotate-half layout,
-// as in Hugging Face checkpoints), grouped-query attention, SwiGLU MLP, tied or untied head, optional
-// q/k/v biases. Parameter names follow Hugging Face (`model.layers.3.self_attn.q_proj.weight`), so the
-// state dict is the safetensors layout.
+// LLaMA-family decoder in LibTorch: token embedding, RMSNorm, rotary embeddings (rotate-half
+// layout, as in Hugging Face checkpoints), grouped-query attention, SwiGLU MLP, tied or untied
+// head, optional q/k/v biases. Parameter names follow Hugging Face
+// (`model.layers.3.self_attn.q_proj.weight`), so the state dict is the safetensors layout.
 
 #include <torch/torch.h>
 
@@ -85,6 +85,13 @@ class AttentionImpl : public torch::nn::Module {
                         int64_t start, torch::Tensor* cache_k, torch::Tensor* cache_v);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
+
+ private:
+  // q [B, T, H, D], k/v [B, S, KV, D] (any strides, unit stride on D) → [B, T, H, D].
+  torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                const torch::Tensor& v, int64_t start, double scale);
+  torch::Tensor blocked_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, int64_t start, double scale);
 };
 TORCH_MODULE(Attention);
 

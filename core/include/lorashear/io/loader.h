@@ -1,0 +1,52 @@
+#pragma once
+// Model loading with the format chosen from the path, and export to the Hugging Face layout.
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "lorashear/model/llama.h"
+#include "lorashear/task.h"
+#include "lorashear/tokenizer/tokenizer.h"
+
+namespace lorashear {
+
+enum class ModelFormat { HuggingFace, Llama2c, Gguf };
+std::string format_name(ModelFormat f);  ///< "huggingface", "llama2c", "gguf"
+
+/// Directory with config.json → HuggingFace; *.gguf or GGUF magic → Gguf; *.bin → Llama2c.
+/// Throws InputError when the path does not exist or matches no format.
+ModelFormat detect_format(const std::string& path);
+
+struct LoadOptions {
+  ModelOptions model;          ///< device and storage dtype of the loaded model
+  std::string tokenizer_path;  ///< explicit tokenizer file; empty = look beside the model / inside it
+  bool require_tokenizer = false;  ///< throw InputError when no tokenizer is found
+};
+
+struct LoadedModel {
+  LlamaModel model{nullptr};
+  std::shared_ptr<Tokenizer> tokenizer;  ///< may be null when none was found
+  ModelFormat format = ModelFormat::HuggingFace;
+  std::string path;
+  std::string source_dtype;  ///< dtype of the weights on disk, e.g. "F32"
+};
+
+/// Loads a model (memory-mapped; each tensor is copied into place chunk by chunk, so the checkpoint is
+/// never held twice). RoPE rows of llama2.c/GGUF (interleaved pairs) are permuted to rotate-half.
+/// Throws InputError naming the file and tensor/field on any inconsistency; CancelledError on cancel.
+LoadedModel load_model(const std::string& path, const LoadOptions& opts = {},
+                       const TaskContext* ctx = nullptr);
+
+struct SaveOptions {
+  torch::Dtype dtype = torch::kFloat32;  ///< dtype written to model.safetensors
+  int64_t max_shard_bytes = 0;           ///< >0: shard into model-0000i-of-0000n.safetensors + index
+};
+
+/// Writes config.json, model.safetensors (or shards + index), tokenizer.model (when given) and
+/// generation_config.json into `dir` (created). Each file is written to a temporary name and renamed.
+void save_hf(const LlamaModelImpl& model, const Tokenizer* tokenizer, const std::string& dir,
+             const SaveOptions& opts = {}, const TaskContext* ctx = nullptr);
+
+}  // namespace lorashear

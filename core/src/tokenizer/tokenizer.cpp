@@ -1,0 +1,374 @@
+#include "lorashear/tokenizer/tokenizer.h"
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <sstream>
+
+#include "lorashear/errors.h"
+#include "tokenizer/spm_backend.h"
+
+namespace lorashear {
+namespace {
+
+// SentencePiece's meta symbol for a space (U+2581, "▁").
+constexpr const char* kSpaceSymbol = "\xe2\x96\x81";
+
+// libsentencepiece-dev ships no generated protobuf headers, so vocabularies from other formats are
+// turned into a ModelProto by writing the wire format directly. Field numbers are those of
+// sentencepiece_model.proto; the values mirror what SentencePiece's own trainer writes for a BPE
+// model with byte fallback (checked against tok512.model).
+class ProtoWriter {
+ public:
+  void varint(int field, uint64_t v) {
+    key(field, 0);
+    raw_varint(v);
+  }
+  // int32 fields are sign-extended to 64 bits on the wire, so -1 takes ten bytes.
+  void int32(int field, int32_t v) {
+    varint(field, static_cast<uint64_t>(static_cast<int64_t>(v)));
+  }
+  void boolean(int field, bool v) { varint(field, v ? 1 : 0); }
+  void fixed32(int field, float v) {
+    key(field, 5);
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    for (int i = 0; i < 4; ++i)
+      out_.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+  }
+  void bytes(int field, const std::string& s) {
+    key(field, 2);
+    raw_varint(s.size());
+    out_ += s;
+  }
+  const std::string& str() const { return out_; }
+
+ private:
+  void key(int field, int wire) { raw_varint((static_cast<uint64_t>(field) << 3) | wire); }
+  void raw_varint(uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  std::string out_;
+};
+
+// Reads the fields of one message; enough to recover piece types, which the processor's API
+// does not fully expose (there is no IsUserDefined in SentencePiece 0.1.x).
+class ProtoReader {
+ public:
+  explicit ProtoReader(const std::string& s) : p_(s.data()), end_(s.data() + s.size()) {}
+  bool next(int* field, int* wire) {
+    if (p_ >= end_) return false;
+    uint64_t k = raw_varint();
+    *field = static_cast<int>(k >> 3);
+    *wire = static_cast<int>(k & 7);
+    return true;
+  }
+  uint64_t varint() { return raw_varint(); }
+  std::string bytes() {
+    uint64_t n = raw_varint();
+    if (n > static_cast<uint64_t>(end_ - p_)) throw Error("truncated protobuf message");
+    std::string s(p_, n);
+    p_ += n;
+    return s;
+  }
+  void skip(int wire) {
+    switch (wire) {
+      case 0:
+        raw_varint();
+        break;
+      case 1:
+        advance(8);
+        break;
+      case 2:
+        bytes();
+        break;
+      case 5:
+        advance(4);
+        break;
+      default:
+        throw Error("unsupported protobuf wire type");
+    }
+  }
+
+ private:
+  void advance(size_t n) {
+    if (n > static_cast<size_t>(end_ - p_)) throw Error("truncated protobuf message");
+    p_ += n;
+  }
+  uint64_t raw_varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p_ >= end_) throw Error("truncated protobuf varint");
+      auto c = static_cast<uint8_t>(*p_++);
+      v |= static_cast<uint64_t>(c & 0x7f) << shift;
+      if (!(c & 0x80)) return v;
+    }
+    throw Error("malformed protobuf varint");
+  }
+  const char* p_;
+  const char* end_;
+};
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  size_t pos = 0;
+  while ((pos = s.find(from, pos)) != std::string::npos) {
+    s.replace(pos, from.size(), to);
+    pos += to.size();
+  }
+  return s;
+}
+
+bool is_byte_piece(const std::string& s) {
+  if (s.size() != 6 || s.compare(0, 3, "<0x") != 0 || s[5] != '>') return false;
+  for (int i = 3; i < 5; ++i) {
+    char c = s[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) return false;
+  }
+  return true;
+}
+
+std::string trim_newlines(const std::string& s) {
+  size_t b = s.find_first_not_of("\n");
+  if (b == std::string::npos) return {};
+  size_t e = s.find_last_not_of("\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open tokenizer file");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  std::unique_ptr<detail::SpmProcessor> sp;
+  std::string proto;  // serialized ModelProto the processor was loaded from
+};
+
+Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) {}
+Tokenizer::~Tokenizer() = default;
+
+std::shared_ptr<Tokenizer> Tokenizer::from_sentencepiece_file(const std::string& path) {
+  return from_serialized_proto(read_file(path), path);
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_serialized_proto(const std::string& bytes,
+                                                            const std::string& source) {
+  if (bytes.empty()) throw InputError(source + ": empty SentencePiece model");
+  std::shared_ptr<Tokenizer> tok(new Tokenizer());
+  std::string error;
+  tok->impl_->sp = detail::SpmProcessor::load(bytes, &error);
+  if (!tok->impl_->sp)
+    throw InputError(source + ": not a valid SentencePiece model (" + error + ")");
+  if (tok->impl_->sp->piece_size() <= 0)
+    throw InputError(source + ": SentencePiece model has no pieces");
+  tok->impl_->proto = bytes;
+  return tok;
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_llama2c_file(const std::string& path, int64_t vocab_size,
+                                                        bool remove_extra_whitespaces) {
+  const std::string data = read_file(path);
+  if (vocab_size < 0) throw UsageError(path + ": negative vocab_size");
+  size_t pos = 0;
+  auto read_i32 = [&](const char* what, size_t index) {
+    if (data.size() - pos < 4)
+      throw InputError(path + ": truncated tokenizer.bin: " + what + " of token " +
+                       std::to_string(index) + " is missing (file has " +
+                       std::to_string(data.size()) + " bytes)");
+    int32_t v;
+    std::memcpy(&v, data.data() + pos, 4);
+    pos += 4;
+    return v;
+  };
+  if (data.size() < 4) throw InputError(path + ": not a llama2.c tokenizer.bin (too short)");
+  const int32_t max_token_length = read_i32("header", 0);
+  // Real files store the longest piece in bytes; anything else means this is not a tokenizer.bin.
+  if (max_token_length <= 0 || max_token_length > 4096)
+    throw InputError(path + ": not a llama2.c tokenizer.bin (max_token_length " +
+                     std::to_string(max_token_length) + ", expected 1..4096)");
+
+  std::vector<VocabEntry> vocab;
+  while (vocab_size > 0 ? static_cast<int64_t>(vocab.size()) < vocab_size : pos < data.size()) {
+    const size_t index = vocab.size();
+    float score;
+    int32_t bits = read_i32("score", index);
+    std::memcpy(&score, &bits, 4);
+    const int32_t len = read_i32("length", index);
+    if (len <= 0 || len > max_token_length)
+      throw InputError(path + ": token " + std::to_string(index) + " has length " +
+                       std::to_string(len) + ", expected 1.." + std::to_string(max_token_length));
+    if (data.size() - pos < static_cast<size_t>(len))
+      throw InputError(path + ": truncated tokenizer.bin: token " + std::to_string(index) +
+                       " needs " + std::to_string(len) + " bytes, " +
+                       std::to_string(data.size() - pos) + " left");
+    std::string text = data.substr(pos, len);
+    pos += len;
+
+    VocabEntry e;
+    e.score = score;
+    // llama2.c's exporter writes BOS/EOS as "\n<s>\n" / "\n</s>\n" and replaces U+2581 by spaces.
+    const std::string trimmed = trim_newlines(text);
+    if (index == 0 && text == "<unk>") {
+      e.type = VocabEntry::Type::Unknown;
+      e.piece = text;
+    } else if (trimmed == "<s>" || trimmed == "</s>") {
+      e.type = VocabEntry::Type::Control;
+      e.piece = trimmed;
+    } else if (is_byte_piece(text)) {
+      e.type = VocabEntry::Type::Byte;
+      e.piece = text;
+    } else {
+      e.piece = replace_all(text, " ", kSpaceSymbol);
+    }
+    vocab.push_back(std::move(e));
+  }
+  if (vocab.empty()) throw InputError(path + ": tokenizer.bin holds no tokens");
+  return from_vocab(vocab, /*add_dummy_prefix=*/true, path, remove_extra_whitespaces);
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_vocab(const std::vector<VocabEntry>& vocab,
+                                                 bool add_dummy_prefix, const std::string& source,
+                                                 bool remove_extra_whitespaces, int64_t bos_id,
+                                                 int64_t eos_id) {
+  const int64_t n = static_cast<int64_t>(vocab.size());
+  if (n == 0) throw InputError(source + ": empty vocabulary");
+  if (n > std::numeric_limits<int32_t>::max())
+    throw InputError(source + ": vocabulary too large (" + std::to_string(n) + " entries)");
+  for (int64_t id : {bos_id, eos_id})
+    if (id >= n)
+      throw InputError(source + ": special token id " + std::to_string(id) +
+                       " is outside the vocabulary of " + std::to_string(n));
+
+  int64_t unk_id = -1;
+  bool has_bytes = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& e = vocab[i];
+    if (e.piece.empty()) throw InputError(source + ": token " + std::to_string(i) + " is empty");
+    if (e.type == VocabEntry::Type::Unknown && unk_id < 0) unk_id = i;
+    if (e.type == VocabEntry::Type::Byte) has_bytes = true;
+    if (bos_id < 0 && e.piece == "<s>" && e.type == VocabEntry::Type::Control) bos_id = i;
+    if (eos_id < 0 && e.piece == "</s>" && e.type == VocabEntry::Type::Control) eos_id = i;
+  }
+  if (unk_id < 0)
+    throw InputError(source +
+                     ": vocabulary has no unknown token (type 2), SentencePiece needs one");
+
+  ProtoWriter model;
+  for (const auto& e : vocab) {
+    ProtoWriter p;
+    p.bytes(1, e.piece);
+    p.fixed32(2, e.score);
+    if (e.type != VocabEntry::Type::Normal) p.varint(3, static_cast<uint64_t>(e.type));
+    model.bytes(1, p.str());
+  }
+
+  ProtoWriter trainer;
+  trainer.varint(3, 2);  // model_type = BPE
+  trainer.int32(4, static_cast<int32_t>(n));
+  trainer.boolean(26, true);  // allow_whitespace_only_pieces, as llama2.c's vocabularies use
+  trainer.boolean(35, has_bytes);
+  trainer.int32(40, static_cast<int32_t>(unk_id));
+  trainer.int32(41, static_cast<int32_t>(bos_id));
+  trainer.int32(42, static_cast<int32_t>(eos_id));
+  trainer.int32(43, -1);
+  // The processor finds BOS/EOS/UNK by piece text, so name the actual pieces.
+  trainer.bytes(45, vocab[unk_id].piece);
+  if (bos_id >= 0) trainer.bytes(46, vocab[bos_id].piece);
+  if (eos_id >= 0) trainer.bytes(47, vocab[eos_id].piece);
+  model.bytes(2, trainer.str());
+
+  ProtoWriter normalizer;
+  normalizer.bytes(1, "identity");
+  normalizer.bytes(2, "");
+  normalizer.boolean(3, add_dummy_prefix);
+  normalizer.boolean(4, remove_extra_whitespaces);
+  normalizer.boolean(5, true);
+  model.bytes(3, normalizer.str());
+
+  return from_serialized_proto(model.str(), source);
+}
+
+std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bool add_eos) const {
+  const std::vector<int> ids = impl_->sp->encode(text);
+  std::vector<int64_t> out;
+  out.reserve(ids.size() + 2);
+  if (add_bos && bos_id() >= 0) out.push_back(bos_id());
+  out.insert(out.end(), ids.begin(), ids.end());
+  if (add_eos && eos_id() >= 0) out.push_back(eos_id());
+  return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
+  const int64_t n = vocab_size();
+  std::vector<int> narrow;
+  narrow.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (id < 0 || id >= n)
+      throw UsageError("tokenizer: id " + std::to_string(id) + " is outside the vocabulary of " +
+                       std::to_string(n));
+    narrow.push_back(static_cast<int>(id));
+  }
+  return impl_->sp->decode(narrow);
+}
+
+std::string Tokenizer::piece(int64_t id) const {
+  if (id < 0 || id >= vocab_size())
+    throw UsageError("tokenizer: id " + std::to_string(id) + " is outside the vocabulary of " +
+                     std::to_string(vocab_size()));
+  return impl_->sp->id_to_piece(static_cast<int>(id));
+}
+
+int64_t Tokenizer::vocab_size() const {
+  return impl_->sp->piece_size();
+}
+int64_t Tokenizer::bos_id() const {
+  return impl_->sp->bos_id();
+}
+int64_t Tokenizer::eos_id() const {
+  return impl_->sp->eos_id();
+}
+int64_t Tokenizer::unk_id() const {
+  return impl_->sp->unk_id();
+}
+
+std::string Tokenizer::serialized_model_proto() const {
+  return impl_->proto;
+}
+
+std::vector<VocabEntry> Tokenizer::vocab() const {
+  std::vector<VocabEntry> out;
+  out.reserve(static_cast<size_t>(vocab_size()));
+  ProtoReader model(impl_->proto);
+  int field, wire;
+  while (model.next(&field, &wire)) {
+    if (field != 1 || wire != 2) {
+      model.skip(wire);
+      continue;
+    }
+    const std::string body = model.bytes();
+    ProtoReader p(body);
+    VocabEntry e;
+    while (p.next(&field, &wire)) {
+      if (field == 1 && wire == 2) {
+        e.piece = p.bytes();
+      } else if (field == 3 && wire == 0) {
+        e.type = static_cast<VocabEntry::Type>(p.varint());
+      } else {
+        p.skip(wire);
+      }
+    }
+    e.score = impl_->sp->score(static_cast<int>(out.size()));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace lorashear
