@@ -32,6 +32,11 @@ else
   say "Debian packages already installed"
 fi
 
+# ccache: paths relative to the checkout (so another clone reuses the cache) and the sloppiness
+# that lets it cache sources compiled with precompiled headers.
+export CCACHE_BASEDIR="$root"
+export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
+
 say "Configuring ($build)"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLORASHEAR_BUILD_TESTS=ON
 say "Building with $jobs jobs"

@@ -46,7 +46,7 @@ int run_generate(const GenArgs& a, const GlobalOptions& global) {
                 {"prefill_seconds", r.prefill_seconds},
                 {"decode_tokens_per_second", r.decode_tokens_per_second()}});
   } else {
-    std::cout << "\n";
+    std::cout << std::endl;
     std::fprintf(stderr, "[%zu tokens, %.1f tokens/s]\n", r.tokens.size(),
                  r.decode_tokens_per_second());
   }

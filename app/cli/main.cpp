@@ -25,14 +25,17 @@ int main(int argc, char** argv) {
       "lorashear " + version() +
       " — structured pruning with knowledge recovery for LLaMA-family models (LoRAShear).\n"
       "Models: a Hugging Face directory (config.json + *.safetensors), a llama2.c .bin or a GGUF "
-      "file.\nExample: lorashear eval ppl MODEL --text FILE --seq-len 128"};
+      "file.\nExamples:\n  lorashear info MODEL\n  lorashear generate MODEL -p \"Once upon a "
+      "time\"\n"
+      "  lorashear eval ppl MODEL --text FILE --seq-len 128\n"
+      "  lorashear convert MODEL --to hf OUTDIR\nDetails: lorashear SUBCOMMAND --help"};
   app.set_version_flag("--version", "lorashear " + version());
   app.fallthrough();  // global flags may follow the subcommand
   app.require_subcommand(1);
   cli::GlobalOptions global;
   app.add_flag("--json", global.json, "Machine-readable JSON on stdout");
   app.add_flag("-q,--quiet", global.quiet, "No progress bar");
-  app.add_option("--threads", global.threads, "CPU threads for LibTorch (0 = all cores)")
+  app.add_option("--threads", global.threads, "CPU cores for the engine (0 = all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--device", global.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--dtype", global.dtype, "Weight storage dtype: fp32, fp16, bf16")
