@@ -362,7 +362,8 @@ std::map<std::string, torch::Tensor> LlamaModelImpl::state_dict() const {
 }
 
 torch::Tensor LlamaModelImpl::parameter(const std::string& name) const {
-  const auto* t = named_parameters(true).find(name);
+  const auto params = named_parameters(true);  // the dict owns the entries `find` points into
+  const auto* t = params.find(name);
   if (t == nullptr) throw InputError("model has no parameter named '" + name + "'");
   return *t;
 }
