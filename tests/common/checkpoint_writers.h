@@ -15,6 +15,17 @@
 
 namespace lorashear::test {
 
+/// A random model whose norm gains are perturbed too (init_random sets them to one), so a mix-up
+/// between norms would change the logits.
+inline LlamaModel random_model(const ModelConfig& cfg, uint64_t seed) {
+  LlamaModel m(cfg);
+  m->init_random(seed);
+  torch::NoGradGuard ng;
+  for (auto& [name, t] : m->state_dict())
+    if (name.find("norm") != std::string::npos) t.add_(torch::randn_like(t) * 0.1);
+  return m;
+}
+
 /// Hugging Face rotate-half rows → the interleaved-pair layout llama2.c and GGUF store
 /// (interleaved row 2i = HF row i, row 2i+1 = HF row hd/2 + i, per head).
 inline torch::Tensor to_interleaved(const torch::Tensor& w, int64_t head_dim) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint_writers.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/io/safetensors.h"
 #include "lorashear/model/llama.h"
@@ -20,15 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-LlamaModel random_model(const ModelConfig& cfg, uint64_t seed) {
-  LlamaModel m(cfg);
-  m->init_random(seed);
-  // Norm weights start at one; perturb them so a mix-up between norms would change the logits.
-  torch::NoGradGuard ng;
-  for (auto& [name, t] : m->state_dict())
-    if (name.find("norm") != std::string::npos) t.add_(torch::randn_like(t) * 0.1);
-  return m;
-}
+using lorashear::test::random_model;
 
 torch::Tensor fixed_tokens(int64_t vocab) {
   torch::manual_seed(7);

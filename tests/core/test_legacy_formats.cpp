@@ -17,14 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-LlamaModel random_model(ModelConfig cfg, uint64_t seed) {
-  LlamaModel m(cfg);
-  m->init_random(seed);
-  torch::NoGradGuard ng;
-  for (auto& [name, t] : m->state_dict())
-    if (name.find("norm") != std::string::npos) t.add_(torch::randn_like(t) * 0.1);
-  return m;
-}
+using lorashear::test::random_model;
 
 ModelConfig small_config(bool tied) {
   auto cfg = ModelConfig::uniform(67, 64, 2, 8, 2, 96, 8);  // rows in whole Q8_0 blocks

@@ -20,8 +20,9 @@ std::string format_name(ModelFormat f);  ///< "huggingface", "llama2c", "gguf"
 ModelFormat detect_format(const std::string& path);
 
 struct LoadOptions {
-  ModelOptions model;          ///< device and storage dtype of the loaded model
-  std::string tokenizer_path;  ///< explicit tokenizer file; empty = look beside the model / inside it
+  ModelOptions model;  ///< device and storage dtype of the loaded model
+  std::string
+      tokenizer_path;  ///< explicit tokenizer file; empty = look beside the model / inside it
   bool require_tokenizer = false;  ///< throw InputError when no tokenizer is found
 };
 
@@ -33,19 +34,21 @@ struct LoadedModel {
   std::string source_dtype;  ///< dtype of the weights on disk, e.g. "F32"
 };
 
-/// Loads a model (memory-mapped; each tensor is copied into place chunk by chunk, so the checkpoint is
-/// never held twice). RoPE rows of llama2.c/GGUF (interleaved pairs) are permuted to rotate-half.
-/// Throws InputError naming the file and tensor/field on any inconsistency; CancelledError on cancel.
+/// Loads a model (memory-mapped; each tensor is copied into place chunk by chunk, so the checkpoint
+/// is never held twice). RoPE rows of llama2.c/GGUF (interleaved pairs) are permuted to
+/// rotate-half. Throws InputError naming the file and tensor/field on any inconsistency;
+/// CancelledError on cancel.
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {},
                        const TaskContext* ctx = nullptr);
 
 struct SaveOptions {
   torch::Dtype dtype = torch::kFloat32;  ///< dtype written to model.safetensors
-  int64_t max_shard_bytes = 0;           ///< >0: shard into model-0000i-of-0000n.safetensors + index
+  int64_t max_shard_bytes = 0;  ///< >0: shard into model-0000i-of-0000n.safetensors + index
 };
 
 /// Writes config.json, model.safetensors (or shards + index), tokenizer.model (when given) and
-/// generation_config.json into `dir` (created). Each file is written to a temporary name and renamed.
+/// generation_config.json into `dir` (created). Each file is written to a temporary name and
+/// renamed.
 void save_hf(const LlamaModelImpl& model, const Tokenizer* tokenizer, const std::string& dir,
              const SaveOptions& opts = {}, const TaskContext* ctx = nullptr);
 
