@@ -33,9 +33,9 @@ int run_generate(const GenArgs& a, const GlobalOptions& global) {
       shown = std::move(text);
     }
   };
-  TaskContext ctx;
-  ProgressBar bar(GlobalOptions{global.json, true});  // no bar: the text itself is the progress
-  ctx = bar.context();
+  // Ctrl-C cancels; no bar: the streamed text itself shows the progress.
+  ProgressBar bar(global);
+  auto ctx = bar.context();
   ctx.on_progress = nullptr;
   auto r = generate(*loaded.model, prompt, a.opts, on_token, &ctx);
   const std::string text = tok.decode(all);
