@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <stdexcept>
+#include <tuple>
 
 #include "lorashear/errors.h"
 
@@ -53,6 +55,51 @@ std::vector<int64_t> optional_list(const nlohmann::json& j, const std::string& k
   return out;
 }
 
+// "0-3,7,9-10" ↔ {0,1,2,3,7,9,10}.
+std::string format_ranges(const std::vector<int64_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1)
+      ++j;
+    out += (out.empty() ? "" : ",") + std::to_string(v[i]) +
+           (j > i ? "-" + std::to_string(v[j]) : "");
+    i = j + 1;
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_ranges(const std::string& text, const std::string& source,
+                                  const std::string& field) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    const auto item = text.substr(pos, comma - pos);
+    const auto dash = item.find('-');
+    try {
+      size_t used = 0;
+      const int64_t a = std::stoll(item.substr(0, dash), &used);
+      if (used != (dash == std::string::npos ? item.size() : dash)) throw std::invalid_argument("");
+      int64_t b = a;
+      if (dash != std::string::npos) {
+        b = std::stoll(item.substr(dash + 1), &used);
+        if (used != item.size() - dash - 1) throw std::invalid_argument("");
+      }
+      if (a < 0 || b < a) throw std::invalid_argument("");
+      for (int64_t x = a; x <= b; ++x)
+        out.push_back(x);
+    } catch (const std::exception&) {
+      fail(source, field, "expected ranges like \"0-3,7\", found \"" + item + "\"");
+    }
+    pos = comma + 1;
+  }
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i] <= out[i - 1]) fail(source, field, "indices must be ascending: \"" + text + "\"");
+  return out;
+}
+
 }  // namespace
 
 bool ModelConfig::uniform_layers() const {
@@ -85,6 +132,11 @@ void ModelConfig::validate(const std::string& source) const {
     if ((d.n_heads == 0) != (d.n_kv_heads == 0))
       fail(source, "num_key_value_heads",
            "heads and kv heads must both be zero or positive" + where);
+    if (!d.kv_origin.empty() && static_cast<int64_t>(d.kv_origin.size()) != d.n_kv_heads)
+      fail(source, "lorashear_original_indices", "kv head indices do not match" + where);
+    if (!d.channel_origin.empty() &&
+        static_cast<int64_t>(d.channel_origin.size()) != d.intermediate_size)
+      fail(source, "lorashear_original_indices", "MLP channel indices do not match" + where);
     if (d.n_kv_heads > 0 && d.n_heads % d.n_kv_heads != 0)
       fail(source, "num_key_value_heads",
            std::to_string(d.n_heads) + " query heads are not a multiple of " +
@@ -143,6 +195,19 @@ nlohmann::json ModelConfig::to_hf_json(const std::string& torch_dtype) const {
     j["num_key_value_heads_per_layer"] = kv;
     j["intermediate_size_per_layer"] = inter;
   }
+  bool pruned = false;
+  for (const auto& d : layers)
+    pruned = pruned || !d.kv_origin.empty() || !d.channel_origin.empty();
+  if (pruned) {
+    auto list = nlohmann::json::array();
+    for (const auto& d : layers) {
+      nlohmann::json e = nlohmann::json::object();
+      if (!d.kv_origin.empty()) e["kv_heads"] = format_ranges(d.kv_origin);
+      if (!d.channel_origin.empty()) e["mlp_channels"] = format_ranges(d.channel_origin);
+      list.push_back(e);
+    }
+    j["lorashear_original_indices"] = list;
+  }
   j["hidden_act"] = "silu";
   j["rms_norm_eps"] = rms_norm_eps;
   j["rope_theta"] = rope_theta;
@@ -181,6 +246,28 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
     c.layers[i].n_heads = heads.empty() ? n_heads : heads[i];
     c.layers[i].n_kv_heads = kvs.empty() ? n_kv : kvs[i];
     c.layers[i].intermediate_size = inters.empty() ? inter : inters[i];
+  }
+  if (j.contains("lorashear_original_indices")) {
+    const std::string key = "lorashear_original_indices";
+    const auto& list = j.at(key);
+    if (!list.is_array() || list.size() != n)
+      fail(source, key, "expected a list of " + std::to_string(n) + " objects");
+    for (size_t i = 0; i < n; ++i) {
+      const auto& e = list[i];
+      auto& d = c.layers[i];
+      const std::string where = key + "[" + std::to_string(i) + "]";
+      for (const auto& [name, dst, size] :
+           {std::tuple{"kv_heads", &d.kv_origin, d.n_kv_heads},
+            std::tuple{"mlp_channels", &d.channel_origin, d.intermediate_size}}) {
+        if (!e.is_object() || !e.contains(name)) continue;
+        if (!e[name].is_string()) fail(source, where + "." + name, "expected a string of ranges");
+        *dst = parse_ranges(e[name].get<std::string>(), source, where + "." + name);
+        if (static_cast<int64_t>(dst->size()) != size)
+          fail(source, where + "." + name,
+               "lists " + std::to_string(dst->size()) + " indices for " + std::to_string(size) +
+                   (std::string(name) == "kv_heads" ? " kv heads" : " channels"));
+      }
+    }
   }
   c.rms_norm_eps = optional_double(j, "rms_norm_eps", 1e-6, source);
   c.rope_theta = optional_double(j, "rope_theta", 10000.0, source);

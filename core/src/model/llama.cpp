@@ -2,12 +2,15 @@
 
 #include <cmath>
 
+#include "graph/recorder.h"
 #include "lorashear/errors.h"
 #include "model/attention_kernel.h"
 
 namespace lorashear {
 
 namespace {
+
+using detail::TraceRecorder;
 
 torch::TensorOptions tensor_options(const ModelOptions& o) {
   return torch::TensorOptions().dtype(o.dtype).device(o.device);
@@ -71,7 +74,17 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const ModelOptio
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  return torch::linear(x, weight, bias);
+  auto* rec = TraceRecorder::active();
+  auto y = torch::linear(x, weight, bias);
+  if (rec) rec->op(kind, path, {x}, {y}, {{path + ".weight", weight}, {path + ".bias", bias}});
+  if (!lora_A) return y;
+  auto update = lora_B->forward(lora_A->forward(x));
+  if (!rec) return y.add_(update, lora_scaling);
+  auto scaled = update * lora_scaling;
+  rec->op("scale", path, {update}, {scaled}, {}, "lora");
+  auto out = y + scaled;
+  rec->op("add", path, {y, scaled}, {out}, {}, "lora");
+  return out;
 }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const ModelOptions& opts) : eps(eps_) {
@@ -81,7 +94,9 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const ModelOptions& opts) : e
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   auto xf = x.to(torch::kFloat32);
   auto inv = torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true).add_(eps));
-  return (xf * inv).to(x.scalar_type()) * weight;
+  auto y = (xf * inv).to(x.scalar_type()) * weight;
+  if (auto* rec = TraceRecorder::active()) rec->op("rms_norm", path, {x}, {y}, {{path + ".weight", weight}});
+  return y;
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const ModelOptions& opts) {
@@ -89,7 +104,17 @@ EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const ModelOptions& opt
 }
 
 torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
-  return torch::embedding(weight, ids);
+  torch::Tensor y;
+  if (weight.is_meta()) {
+    // The meta device has no embedding kernel; the shape rule is ids.shape + [dim].
+    auto shape = ids.sizes().vec();
+    shape.push_back(weight.size(1));
+    y = torch::empty(shape, weight.options());
+  } else {
+    y = torch::embedding(weight, ids);
+  }
+  if (auto* rec = TraceRecorder::active()) rec->op("embedding", path, {ids}, {y}, {{path + ".weight", weight}});
+  return y;
 }
 
 std::pair<torch::Tensor, torch::Tensor> Rotary::get(int64_t start, int64_t len,
@@ -131,16 +156,30 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                                      const torch::Tensor& sin, int64_t start,
                                      torch::Tensor* cache_k, torch::Tensor* cache_v) {
   const int64_t B = x.size(0), T = x.size(1);
+  auto* rec = TraceRecorder::active();
   if (n_heads == 0) {
     // A fully pruned attention block contributes nothing to the residual stream.
-    return torch::zeros_like(x);
+    auto zeros = torch::zeros_like(x);
+    if (rec) rec->op("zeros", path, {x}, {zeros});
+    return zeros;
   }
   // Token-major layout [B, T, heads, D] throughout: the projections produce it, RoPE keeps it
   // (tables broadcast as [T, 1, D]) and o_proj consumes it, so no transposes are materialised.
   auto cos_t = cos.unsqueeze(1), sin_t = sin.unsqueeze(1);
-  auto q = apply_rope(q_proj(x).view({B, T, n_heads, head_dim}), cos_t, sin_t);
-  auto k = apply_rope(k_proj(x).view({B, T, n_kv_heads, head_dim}), cos_t, sin_t);
-  auto v = v_proj(x).view({B, T, n_kv_heads, head_dim});
+  auto heads = [&](Linear& proj, int64_t n, const char* tag) {
+    auto flat = proj(x);
+    auto out = flat.view({B, T, n, head_dim});
+    if (rec) rec->op("reshape_heads", path, {flat}, {out}, {}, tag);
+    return out;
+  };
+  auto rope = [&](const torch::Tensor& h, const char* tag) {
+    auto out = apply_rope(h, cos_t, sin_t);
+    if (rec) rec->op("rope", path, {h, cos, sin}, {out}, {}, tag);
+    return out;
+  };
+  auto q = rope(heads(q_proj, n_heads, "q"), "q");
+  auto k = rope(heads(k_proj, n_kv_heads, "k"), "k");
+  auto v = heads(v_proj, n_kv_heads, "v");
   if (cache_k != nullptr) {
     // Cache layout [B, kv, capacity, D]; viewed back as [B, S, kv, D].
     cache_k->narrow(2, start, T).copy_(k.transpose(1, 2));
@@ -157,7 +196,23 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   } else {
     out = blocked_attention(q, k, v, start, scale);
   }
-  return o_proj(out.reshape({B, T, n_heads * head_dim}));
+  if (rec) {
+    // The kernels share each kv head among its query heads without copying; the trace shows the
+    // equivalent repeat so the coupling of a kv head with its query heads is explicit.
+    const int64_t S = k.size(1), g = n_heads / n_kv_heads;
+    auto repeat = [&](const torch::Tensor& t, const char* tag) {
+      if (g == 1) return t;
+      auto r = t.unsqueeze(3).expand({B, S, n_kv_heads, g, head_dim}).reshape({B, S, n_heads, head_dim});
+      rec->op("repeat_kv", path, {t}, {r}, {}, tag);
+      return r;
+    };
+    auto k_rep = repeat(k, "k");
+    auto v_rep = repeat(v, "v");
+    rec->op("attention", path, {q, k_rep, v_rep}, {out});
+  }
+  auto merged = out.reshape({B, T, n_heads * head_dim});
+  if (rec) rec->op("merge_heads", path, {out}, {merged});
+  return o_proj(merged);
 }
 
 torch::Tensor AttentionImpl::fused_attention(const torch::Tensor& q, const torch::Tensor& k,
@@ -255,8 +310,20 @@ MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, const ModelOptions& opts)
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  if (gate_proj->weight.size(0) == 0) return torch::zeros_like(x);
-  return down_proj(torch::silu(gate_proj(x)).mul_(up_proj(x)));
+  auto* rec = TraceRecorder::active();
+  if (gate_proj->weight.size(0) == 0) {
+    auto zeros = torch::zeros_like(x);
+    if (rec) rec->op("zeros", path, {x}, {zeros});
+    return zeros;
+  }
+  if (!rec) return down_proj(torch::silu(gate_proj(x)).mul_(up_proj(x)));
+  auto gate = gate_proj(x);
+  auto act = torch::silu(gate);
+  rec->op("silu", path, {gate}, {act});
+  auto up = up_proj(x);
+  auto prod = act * up;
+  rec->op("mul", path, {act, up}, {prod});
+  return down_proj(prod);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& cfg, int64_t layer,
@@ -274,8 +341,14 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& cfg, int64_t layer,
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                         const torch::Tensor& sin, int64_t start,
                                         torch::Tensor* cache_k, torch::Tensor* cache_v) {
-  auto h = x + self_attn(input_layernorm(x), cos, sin, start, cache_k, cache_v);
-  return h + mlp(post_attention_layernorm(h));
+  auto* rec = TraceRecorder::active();
+  auto attn = self_attn(input_layernorm(x), cos, sin, start, cache_k, cache_v);
+  auto h = x + attn;
+  if (rec) rec->op("add", path, {x, attn}, {h}, {}, "attn");
+  auto mlp_out = mlp(post_attention_layernorm(h));
+  auto out = h + mlp_out;
+  if (rec) rec->op("add", path, {h, mlp_out}, {out}, {}, "mlp");
+  return out;
 }
 
 // ---- The model
@@ -297,6 +370,12 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& cfg, const ModelOptions& opts)
   model = register_module("model", LlamaBody(cfg_, opts_));
   if (!cfg_.tie_word_embeddings)
     lm_head = register_module("lm_head", Linear(cfg_.hidden_size, cfg_.vocab_size, false, opts_));
+  assign_paths();
+}
+
+void LlamaModelImpl::assign_paths() {
+  for (const auto& item : named_modules("", /*include_self=*/false))
+    if (auto* m = dynamic_cast<TracedModule*>(item.value().get())) m->path = item.key();
 }
 
 torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache* cache) {
@@ -307,6 +386,7 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
     throw UsageError("KV cache full: " + std::to_string(start + T) +
                      " positions needed, capacity " + std::to_string(cache->capacity));
   auto [cos, sin] = rotary_.get(start, T, opts_.device, opts_.dtype);
+  if (auto* rec = TraceRecorder::active()) rec->op("rotary", "model.rotary_emb", {}, {cos, sin});
   auto h = model->embed_tokens(tokens.to(opts_.device).contiguous());
   for (size_t i = 0; i < model->layers.size(); ++i) {
     h = model->layers[i](h, cos, sin, start, cache ? &cache->k[i] : nullptr,
@@ -318,7 +398,11 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
 
 torch::Tensor LlamaModelImpl::logits(const torch::Tensor& hidden) {
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;
-  return torch::linear(hidden, w).to(torch::kFloat32);
+  auto out = torch::linear(hidden, w).to(torch::kFloat32);
+  if (auto* rec = TraceRecorder::active())
+    rec->op("linear", "lm_head", {hidden}, {out},
+            {{lm_head ? "lm_head.weight" : "model.embed_tokens.weight", w}});
+  return out;
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, KVCache* cache) {
@@ -354,7 +438,20 @@ void LlamaModelImpl::init_random(uint64_t seed, double std) {
   }
 }
 
+namespace {
+bool is_lora_name(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+}  // namespace
+
 std::map<std::string, torch::Tensor> LlamaModelImpl::state_dict() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : named_parameters(true))
+    if (!is_lora_name(p.key())) out.emplace(p.key(), p.value());
+  return out;
+}
+
+std::map<std::string, torch::Tensor> LlamaModelImpl::all_parameters() const {
   std::map<std::string, torch::Tensor> out;
   for (const auto& p : named_parameters(true))
     out.emplace(p.key(), p.value());

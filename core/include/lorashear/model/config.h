@@ -16,6 +16,9 @@ struct LayerDims {
   int64_t n_heads = 0;            ///< query heads
   int64_t n_kv_heads = 0;         ///< key/value heads; n_heads % n_kv_heads == 0
   int64_t intermediate_size = 0;  ///< SwiGLU hidden width
+  /// After pruning: the original index of each remaining kv head and MLP channel, so variable
+  /// group ids (`L3.mlp.c117`) survive pruning. Empty means 0, 1, 2, … (never pruned).
+  std::vector<int64_t> kv_origin, channel_origin;
 
   bool operator==(const LayerDims& o) const {
     return n_heads == o.n_heads && n_kv_heads == o.n_kv_heads &&
@@ -55,7 +58,8 @@ struct ModelConfig {
 
   /// Hugging Face config.json. Non-uniform layers add `num_attention_heads_per_layer`,
   /// `num_key_value_heads_per_layer` and `intermediate_size_per_layer` lists (scalars keep the
-  /// max).
+  /// max). Pruned layers add `lorashear_original_indices`: per layer {"kv_heads": "0,2-3",
+  /// "mlp_channels": "0-116,118-171"} (ranges of original indices kept).
   nlohmann::json to_hf_json(const std::string& torch_dtype = "float32") const;
   /// Throws InputError naming `source` and the field on missing/invalid values.
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);

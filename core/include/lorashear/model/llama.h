@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lorashear/model/config.h"
+#include "lorashear/model/lora.h"
 
 namespace lorashear {
 
@@ -35,17 +36,31 @@ struct KVCache {
   int64_t capacity = 0;  ///< maximum positions
 };
 
-/// y = x W^T + b. Weight [out, in], optional bias [out].
-class LinearImpl : public torch::nn::Module {
+/// A module that knows its path in the model (`model.layers.3.self_attn.q_proj`), which the
+/// tracer records. The model sets it after construction.
+class TracedModule : public torch::nn::Module {
+ public:
+  std::string path;
+};
+
+/// y = x W^T + b. Weight [out, in], optional bias [out]. With a LoRA adapter attached:
+/// y = x W^T + b + lora_scaling · (x A^T) B^T, A = lora_A->weight [r, in], B = lora_B->weight
+/// [out, r].
+class LinearImpl : public TracedModule {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const ModelOptions& opts);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
   torch::Tensor bias;  ///< undefined when the layer has none
+
+  /// Operator kind in a trace: "linear", or "lora_A" / "lora_B" for adapter factors.
+  std::string kind = "linear";
+  std::shared_ptr<LinearImpl> lora_A, lora_B;  ///< null without an adapter
+  double lora_scaling = 0.0;
 };
 TORCH_MODULE(Linear);
 
-class RMSNormImpl : public torch::nn::Module {
+class RMSNormImpl : public TracedModule {
  public:
   RMSNormImpl(int64_t dim, double eps, const ModelOptions& opts);
   torch::Tensor forward(const torch::Tensor& x);
@@ -54,7 +69,7 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-class EmbeddingImpl : public torch::nn::Module {
+class EmbeddingImpl : public TracedModule {
  public:
   EmbeddingImpl(int64_t vocab, int64_t dim, const ModelOptions& opts);
   torch::Tensor forward(const torch::Tensor& ids);
@@ -77,7 +92,7 @@ class Rotary {
   torch::Tensor cos_, sin_;  // [capacity, head_dim], float32 on the last device used
 };
 
-class AttentionImpl : public torch::nn::Module {
+class AttentionImpl : public TracedModule {
  public:
   AttentionImpl(const ModelConfig& cfg, int64_t layer, const ModelOptions& opts);
   /// x [B, T, hidden]; positions start at `start`. With a cache, keys/values are appended to it.
@@ -95,7 +110,7 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-class MlpImpl : public torch::nn::Module {
+class MlpImpl : public TracedModule {
  public:
   MlpImpl(int64_t hidden, int64_t intermediate, const ModelOptions& opts);
   torch::Tensor forward(const torch::Tensor& x);
@@ -103,7 +118,7 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-class DecoderLayerImpl : public torch::nn::Module {
+class DecoderLayerImpl : public TracedModule {
  public:
   DecoderLayerImpl(const ModelConfig& cfg, int64_t layer, const ModelOptions& opts);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -144,13 +159,19 @@ class LlamaModelImpl : public torch::nn::Module {
   /// Deterministic random initialisation (normal(0, std) for matrices, ones for norms).
   void init_random(uint64_t seed, double std = 0.02);
 
-  /// Hugging Face named tensors (tied head omitted). Tensors share storage with the model.
+  /// Hugging Face named base tensors (tied head and LoRA adapters omitted). Tensors share storage
+  /// with the model.
   std::map<std::string, torch::Tensor> state_dict() const;
+  /// Every parameter, LoRA factors included (`…q_proj.lora_A.weight`).
+  std::map<std::string, torch::Tensor> all_parameters() const;
+  /// The attached adapters' configuration, or null.
+  const LoraConfig* lora() const { return lora_.empty() ? nullptr : &lora_.front(); }
   /// The parameter called `name` (Hugging Face naming); throws InputError when unknown.
   torch::Tensor parameter(const std::string& name) const;
 
   const ModelConfig& config() const { return cfg_; }
   const ModelOptions& options() const { return opts_; }
+  /// Parameter count including LoRA factors (tied embeddings counted once).
   int64_t num_parameters() const;
   int64_t weight_bytes() const;
 
@@ -158,9 +179,15 @@ class LlamaModelImpl : public torch::nn::Module {
   Linear lm_head{nullptr};  ///< null when tied to model->embed_tokens
 
  private:
+  friend void attach_lora(LlamaModelImpl&, const LoraConfig&);
+  friend void detach_lora(LlamaModelImpl&);
+  /// Sets every TracedModule's `path` from the module tree.
+  void assign_paths();
+
   ModelConfig cfg_;
   ModelOptions opts_;
   Rotary rotary_;
+  std::vector<LoraConfig> lora_;  ///< zero or one entry
 };
 TORCH_MODULE(LlamaModel);
 
