@@ -71,4 +71,9 @@ void add_model_arguments(CLI::App* app, std::string& model_path, std::string& to
 LoadedModel load_model_for_cli(const std::string& path, const std::string& tokenizer_path,
                                const GlobalOptions& global, bool need_tokenizer);
 
+/// 1.50 GiB, 12 KiB …
+std::string human_bytes(double bytes);
+/// 6.74B, 56.2M, 1.2K, 17.
+std::string human_count(int64_t n);
+
 }  // namespace lorashear::cli

@@ -58,13 +58,13 @@ namespace {
 // index of an atom is one variable group.
 
 enum AxisFlag : uint32_t {
-  kToken = 1,        // batch or sequence position, not a channel
-  kNormalised = 2,   // an RMSNorm normalises over it
-  kVocabulary = 4,   // token ids or output logits
-  kRope = 8,         // RoPE pairs channels inside a head
-  kBroadcast = 16,   // created by repeating (GQA): not produced by any weight
-  kLoraRank = 32,    // the inner width of a LoRA adapter
-  kConflict = 64,    // reshaped or concatenated in a way the analysis cannot slice
+  kToken = 1,       // batch or sequence position, not a channel
+  kNormalised = 2,  // an RMSNorm normalises over it
+  kVocabulary = 4,  // token ids or output logits
+  kRope = 8,        // RoPE pairs channels inside a head
+  kBroadcast = 16,  // created by repeating (GQA): not produced by any weight
+  kLoraRank = 32,   // the inner width of a LoRA adapter
+  kConflict = 64,   // reshaped or concatenated in a way the analysis cannot slice
 };
 
 class Axes {
@@ -331,7 +331,8 @@ void Analyzer::apply_concat(const TraceNode& n, bool split) {
   const int64_t r = rank(whole);
   int64_t joined = -1;
   for (auto p : parts) {
-    if (rank(p) != r) throw Error("dependency analysis: " + n.name + " joins tensors of different rank");
+    if (rank(p) != r)
+      throw Error("dependency analysis: " + n.name + " joins tensors of different rank");
     for (int64_t d = 0; d < r; ++d)
       if (axes_.size(tdim(p, d)) != axes_.size(tdim(whole, d))) joined = d;
   }
@@ -450,16 +451,22 @@ void Analyzer::apply(size_t index) {
     for (auto t : n.inputs)
       for (int64_t d = 0; d < rank(t); ++d) {
         axes_.flag(tdim(t, d), kConflict);
-        conflict_reason_[tdim(t, d)] = "passes through operator '" + k + "' (" + n.name +
-                                       "), which has no coupling rule";
+        conflict_reason_[tdim(t, d)] =
+            "passes through operator '" + k + "' (" + n.name + "), which has no coupling rule";
       }
+    const std::string why =
+        "passes through operator '" + k + "' (" + n.name + "), which has no coupling rule";
     for (auto t : n.outputs)
-      for (int64_t d = 0; d < rank(t); ++d)
+      for (int64_t d = 0; d < rank(t); ++d) {
         axes_.flag(tdim(t, d), kConflict);
+        conflict_reason_[tdim(t, d)] = why;
+      }
     for (const auto& p : n.params) {
       auto& info = param(p, node);
-      for (auto a : info.axes)
+      for (auto a : info.axes) {
         axes_.flag(a, kConflict);
+        conflict_reason_[a] = why;
+      }
     }
   }
 }
@@ -528,8 +535,7 @@ DependencyGraph Analyzer::run() {
     const auto module = adapted_module(param);
     if (has_adapters) return adapted.count(module) > 0;
     const auto leaf = module.substr(module.rfind('.') + 1);
-    return std::find(o_.lora_targets.begin(), o_.lora_targets.end(), leaf) !=
-           o_.lora_targets.end();
+    return std::find(o_.lora_targets.begin(), o_.lora_targets.end(), leaf) != o_.lora_targets.end();
   };
 
   // ---- Node groups
@@ -549,13 +555,13 @@ DependencyGraph Analyzer::run() {
     std::map<std::pair<std::string, int>, AtomSlice> merged;
     for (const auto& s : info.slices)
       merged.emplace(std::make_pair(s.param, s.dim), s);
-    std::vector<std::string> producers, touching;
+    std::vector<std::string> touching;
     bool has_trainable_producer = false, has_producer = false;
     for (const auto& [key, s] : merged) {
       const auto& p = params_.at(s.param);
       const uint8_t roles = p.roles[static_cast<size_t>(s.dim)];
-      for (auto r : {GroupSlice::Role::Producing, GroupSlice::Role::Consuming,
-                     GroupSlice::Role::Scaling}) {
+      for (auto r :
+           {GroupSlice::Role::Producing, GroupSlice::Role::Consuming, GroupSlice::Role::Scaling}) {
         if (!(roles & (1u << static_cast<int>(r)))) continue;
         GroupSlice gs;
         gs.param = s.param;
@@ -568,7 +574,6 @@ DependencyGraph Analyzer::run() {
         gs.flops_per_element = p.flops_per_element;
         if (r == GroupSlice::Role::Producing) {
           has_producer = true;
-          producers.push_back(short_module(adapted_module(s.param)));
           if (trainable(s.param)) has_trainable_producer = true;
         }
         touching.push_back(short_module(adapted_module(s.param)));
@@ -595,17 +600,20 @@ DependencyGraph Analyzer::run() {
     ng.nodes.assign(info.nodes.begin(), info.nodes.end());
 
     Pending pd{a, std::move(ng), {}, {}};
-    std::sort(producers.begin(), producers.end());
     std::sort(touching.begin(), touching.end());
-    pd.structure = common_prefix(producers.empty() ? touching : producers);
+    // Named by the block of every layer that touches the channels: q, k, v and o make `L3.attn`,
+    // gate, up and down `L3.mlp`; a GQA repeat (produced by q_proj alone) also lands in the
+    // attention.
+    pd.structure = common_prefix(touching);
     auto& grp = pd.group;
     if (flags & kVocabulary) {
       pd.label = "vocab";
       grp.reason = "vocabulary: token ids in, logits out";
     } else if (flags & kNormalised) {
       pd.label = "hidden";
-      grp.reason = "hidden (residual) dimension: RMSNorm normalises over it, so removing a channel "
-                   "changes every norm";
+      grp.reason =
+          "hidden (residual) dimension: RMSNorm normalises over it, so removing a channel "
+          "changes every norm";
     } else if (flags & kRope) {
       pd.label = "head_dim";
       grp.reason = "head_dim: RoPE rotates channel pairs inside each head, and q, k and v share it";
@@ -614,8 +622,9 @@ DependencyGraph Analyzer::run() {
       grp.reason = "LoRA rank: the adapter's inner width";
     } else if (flags & kBroadcast) {
       pd.label = "kv_repeat";
-      grp.reason = "query heads that share a kv head: a repeated kv head is not zeroed by query "
-                   "weights, so they are removed only with their kv head";
+      grp.reason =
+          "query heads sharing a kv head: removed only with their kv head (zeroing query weights "
+          "cannot zero a repeated kv head)";
     } else if (flags & kConflict) {
       pd.label = "other";
       auto it = conflict_reason.find(a);
@@ -649,8 +658,7 @@ DependencyGraph Analyzer::run() {
       grp.kind = last == "attn" ? "attention" : last == "mlp" ? "mlp" : "channels";
     } else {
       grp.kind = p.label;
-      id = label_count[p.label] == 1 || p.structure.empty() ? p.label
-                                                            : p.structure + "." + p.label;
+      id = label_count[p.label] == 1 || p.structure.empty() ? p.label : p.structure + "." + p.label;
     }
     if (used.count(id)) {
       int k = 2;
@@ -679,8 +687,10 @@ DependencyGraph Analyzer::run() {
   std::stable_sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
     // Layers in order, attention before MLP, unprunable model-wide groups last.
     auto key = [](const NodeGroup& g) {
-      return std::make_tuple(g.layer < 0 ? INT64_MAX : g.layer, !g.prunable,
-                             g.kind == "attention" ? 0 : g.kind == "mlp" ? 1 : 2);
+      static const std::vector<std::string> order = {"attention", "mlp", "channels", "kv_repeat",
+                                                     "lora_rank"};
+      const auto kind = std::find(order.begin(), order.end(), g.kind) - order.begin();
+      return std::make_tuple(g.layer < 0 ? INT64_MAX : g.layer, !g.prunable, kind);
     };
     return key(a.group) < key(b.group);
   });
@@ -710,7 +720,7 @@ DependencyGraph Analyzer::run() {
   // prunable group, then the unprunable kinds in a fixed order.
   out.home_group.assign(g_.nodes.size(), -1);
   auto rank_kind = [](const NodeGroup& g) {
-    static const std::vector<std::string> order = {"attention", "mlp",      "channels",
+    static const std::vector<std::string> order = {"attention", "mlp",       "channels",
                                                    "lora_rank", "kv_repeat", "head_dim",
                                                    "vocab",     "hidden",    "other"};
     const auto it = std::find(order.begin(), order.end(), g.kind);

@@ -25,10 +25,16 @@ bool named_by_module(const std::string& kind) {
 }
 }  // namespace
 
-TraceRecorder* TraceRecorder::active() { return g_active; }
+TraceRecorder* TraceRecorder::active() {
+  return g_active;
+}
 
-TraceScope::TraceScope(TraceRecorder& recorder) : previous_(g_active) { g_active = &recorder; }
-TraceScope::~TraceScope() { g_active = previous_; }
+TraceScope::TraceScope(TraceRecorder& recorder) : previous_(g_active) {
+  g_active = &recorder;
+}
+TraceScope::~TraceScope() {
+  g_active = previous_;
+}
 
 int64_t TraceRecorder::tensor(const torch::Tensor& t) {
   const void* key = t.unsafeGetTensorImpl();
@@ -91,8 +97,9 @@ TraceGraph trace_model(LlamaModelImpl& model, const TraceOptions& options) {
   {
     detail::TraceScope scope(recorder);
     torch::NoGradGuard no_grad;
-    auto ids = torch::zeros({options.batch, options.seq_len},
-                            torch::TensorOptions().dtype(torch::kLong).device(model.options().device));
+    auto ids =
+        torch::zeros({options.batch, options.seq_len},
+                     torch::TensorOptions().dtype(torch::kLong).device(model.options().device));
     g.input = recorder.tensor(ids);
     auto logits = model.forward(ids);
     g.output = recorder.tensor(logits);

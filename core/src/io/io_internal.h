@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "lorashear/io/files.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/io/safetensors.h"
 #include "lorashear/model/llama.h"
@@ -88,9 +89,6 @@ class AtomicFile {
   uint64_t written_ = 0;
   bool committed_ = false;
 };
-
-/// Writes a whole small file atomically.
-void write_file_atomic(const std::string& path, const std::string& bytes);
 
 /// write_safetensors with an optional dtype conversion done row-chunk by row-chunk, so a converted
 /// copy of a whole large tensor never exists in memory.

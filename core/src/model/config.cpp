@@ -55,20 +55,6 @@ std::vector<int64_t> optional_list(const nlohmann::json& j, const std::string& k
   return out;
 }
 
-// "0-3,7,9-10" ↔ {0,1,2,3,7,9,10}.
-std::string format_ranges(const std::vector<int64_t>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size();) {
-    size_t j = i;
-    while (j + 1 < v.size() && v[j + 1] == v[j] + 1)
-      ++j;
-    out += (out.empty() ? "" : ",") + std::to_string(v[i]) +
-           (j > i ? "-" + std::to_string(v[j]) : "");
-    i = j + 1;
-  }
-  return out;
-}
-
 std::vector<int64_t> parse_ranges(const std::string& text, const std::string& source,
                                   const std::string& field) {
   std::vector<int64_t> out;
@@ -101,6 +87,19 @@ std::vector<int64_t> parse_ranges(const std::string& text, const std::string& so
 }
 
 }  // namespace
+
+std::string format_index_ranges(const std::vector<int64_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1)
+      ++j;
+    out +=
+        (out.empty() ? "" : ",") + std::to_string(v[i]) + (j > i ? "-" + std::to_string(v[j]) : "");
+    i = j + 1;
+  }
+  return out;
+}
 
 bool ModelConfig::uniform_layers() const {
   return std::all_of(layers.begin(), layers.end(),
@@ -202,8 +201,8 @@ nlohmann::json ModelConfig::to_hf_json(const std::string& torch_dtype) const {
     auto list = nlohmann::json::array();
     for (const auto& d : layers) {
       nlohmann::json e = nlohmann::json::object();
-      if (!d.kv_origin.empty()) e["kv_heads"] = format_ranges(d.kv_origin);
-      if (!d.channel_origin.empty()) e["mlp_channels"] = format_ranges(d.channel_origin);
+      if (!d.kv_origin.empty()) e["kv_heads"] = format_index_ranges(d.kv_origin);
+      if (!d.channel_origin.empty()) e["mlp_channels"] = format_index_ranges(d.channel_origin);
       list.push_back(e);
     }
     j["lorashear_original_indices"] = list;

@@ -95,7 +95,8 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   auto xf = x.to(torch::kFloat32);
   auto inv = torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true).add_(eps));
   auto y = (xf * inv).to(x.scalar_type()) * weight;
-  if (auto* rec = TraceRecorder::active()) rec->op("rms_norm", path, {x}, {y}, {{path + ".weight", weight}});
+  if (auto* rec = TraceRecorder::active())
+    rec->op("rms_norm", path, {x}, {y}, {{path + ".weight", weight}});
   return y;
 }
 
@@ -113,7 +114,8 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
   } else {
     y = torch::embedding(weight, ids);
   }
-  if (auto* rec = TraceRecorder::active()) rec->op("embedding", path, {ids}, {y}, {{path + ".weight", weight}});
+  if (auto* rec = TraceRecorder::active())
+    rec->op("embedding", path, {ids}, {y}, {{path + ".weight", weight}});
   return y;
 }
 
@@ -202,7 +204,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     const int64_t S = k.size(1), g = n_heads / n_kv_heads;
     auto repeat = [&](const torch::Tensor& t, const char* tag) {
       if (g == 1) return t;
-      auto r = t.unsqueeze(3).expand({B, S, n_kv_heads, g, head_dim}).reshape({B, S, n_heads, head_dim});
+      auto r =
+          t.unsqueeze(3).expand({B, S, n_kv_heads, g, head_dim}).reshape({B, S, n_heads, head_dim});
       rec->op("repeat_kv", path, {t}, {r}, {}, tag);
       return r;
     };

@@ -76,7 +76,8 @@ LlamaModel construct_subnet(const LlamaModelImpl& model, const DependencyGraph& 
       removed[static_cast<size_t>(k)] = 1;
     std::vector<int64_t> kept;
     for (int64_t k = 0; k < grp.size; ++k)
-      if (!removed[static_cast<size_t>(k)]) kept.push_back(grp.original_index[static_cast<size_t>(k)]);
+      if (!removed[static_cast<size_t>(k)])
+        kept.push_back(grp.original_index[static_cast<size_t>(k)]);
     bool identity = true;
     for (size_t i = 0; i < kept.size(); ++i)
       identity = identity && kept[i] == static_cast<int64_t>(i);

@@ -123,6 +123,7 @@ struct DependencyGraph {
   std::vector<AttentionCost> attention_costs;
 };
 
-DependencyGraph analyze_dependencies(const TraceGraph& graph, const DependencyOptions& options = {});
+DependencyGraph analyze_dependencies(const TraceGraph& graph,
+                                     const DependencyOptions& options = {});
 
 }  // namespace lorashear

@@ -65,4 +65,7 @@ struct ModelConfig {
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);
 };
 
+/// Ascending indices as ranges: {0,1,2,3,7} → "0-3,7".
+std::string format_index_ranges(const std::vector<int64_t>& indices);
+
 }  // namespace lorashear
