@@ -38,6 +38,15 @@ QString shared(const char* rel) {
   return QString::fromStdString(test::shared_path(rel).string());
 }
 
+QString demo_model() {
+  return QString::fromStdString(test::source_path("resources/demo-model").string());
+}
+
+QByteArray read_all(const QString& path) {
+  QFile f(path);
+  return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
+}
+
 }  // namespace
 
 class TestCli : public QObject {
@@ -139,6 +148,77 @@ class TestCli : public QObject {
     auto r = run_cli({"eval", "ppl", shared("models/stories260K/stories260K.bin"), "--text", bad});
     QCOMPARE(r.code, 3);
     QVERIFY2(r.err.contains("bad.jsonl") && r.err.contains("line 2"), qPrintable(r.err));
+  }
+
+  void graphExportsDotAndJson() {
+    QTemporaryDir dir;
+    const QString dot = dir.filePath("g.dot"), json = dir.filePath("g.json");
+    auto r = run_cli({"graph", demo_model(), "--dot", dot, "--json", json});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY2(r.out.contains("with weights"), qPrintable(r.out));
+    const auto text = QString::fromUtf8(read_all(dot));
+    for (int l = 0; l < 4; ++l)
+      QVERIFY(text.contains(QString("subgraph cluster_L%1 {").arg(l)));
+    const auto j = QJsonDocument::fromJson(read_all(json)).object();
+    QCOMPARE(j["format"].toString(), QString("lorashear-graph"));
+    QCOMPARE(j["counts"].toObject()["prunable_node_groups"].toInt(), 8);
+    QVERIFY(j["nodes"].toArray().size() > 50);
+    QVERIFY(!QFile::exists(json + ".tmp"));
+
+    // A config.json alone is traced without weights; --layers keeps a range.
+    auto c = run_cli({"graph", demo_model() + "/config.json", "--json", json, "--layers", "1-2",
+                      "--lora-rank", "4"});
+    QVERIFY2(c.code == 0, qPrintable(c.err));
+    QVERIFY2(c.out.contains("without weights"), qPrintable(c.out));
+    const auto part = QJsonDocument::fromJson(read_all(json)).object();
+    QCOMPARE(part["has_weights"].toBool(), false);
+    QCOMPARE(part["lora"].toObject()["rank"].toInt(), 4);
+    for (const auto n : part["nodes"].toArray()) {
+      const int layer = n.toObject()["layer"].toInt();
+      QVERIFY(layer == -1 || layer == 1 || layer == 2);
+    }
+  }
+
+  void groupsTableAndRemovalPrediction() {
+    auto r = run_cli({"groups", demo_model(), "--remove", "L0.attn.kv1,L3.mlp.c7"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(r.out.contains("L3.mlp") && r.out.contains("hidden") && r.out.contains("no: "));
+    QVERIFY2(r.out.contains("removing 2 variable groups"), qPrintable(r.out));
+    auto j = run_cli({"groups", demo_model(), "--json", "--remove", "L0.attn.kv1"});
+    QCOMPARE(j.code, 0);
+    const auto o = QJsonDocument::fromJson(j.out.toUtf8()).object();
+    const auto removal = o["removal"].toObject();
+    QCOMPARE(removal["params_after"].toDouble(),
+             o["params"].toDouble() - removal["params_removed"].toDouble());
+    QVERIFY(removal["params_removed"].toDouble() > 0);
+  }
+
+  void groupsRefusesBadInput() {
+    // Unknown group, unprunable group, removing every head: usage errors naming the id.
+    auto r = run_cli({"groups", demo_model(), "--remove", "L0.attn.kv9"});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("L0.attn.kv9"), qPrintable(r.err));
+    r = run_cli({"groups", demo_model(), "--remove", "hidden.c1"});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("not prunable"), qPrintable(r.err));
+    r = run_cli({"groups", demo_model(), "--remove", "L1.attn.kv0,L1.attn.kv1"});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("L1.attn"), qPrintable(r.err));
+    r = run_cli({"groups", demo_model(), "--lora-targets", "q_proj,wq"});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("wq"), qPrintable(r.err));
+    // An inconsistent config.json: bad input, naming the file and the field.
+    QTemporaryDir dir;
+    const QString cfg = dir.filePath("config.json");
+    std::ofstream(cfg.toStdString()) << R"({"vocab_size": 32, "hidden_size": 16})";
+    r = run_cli({"graph", cfg});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("config.json") && r.err.contains("num_hidden_layers"),
+             qPrintable(r.err));
+    std::ofstream(cfg.toStdString()) << "{ not json";
+    r = run_cli({"groups", cfg});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("not valid JSON"), qPrintable(r.err));
   }
 };
 

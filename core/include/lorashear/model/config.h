@@ -13,6 +13,10 @@ namespace lorashear {
 
 /// Dimensions of one decoder layer.
 struct LayerDims {
+  LayerDims() = default;
+  LayerDims(int64_t heads, int64_t kv_heads, int64_t intermediate)
+      : n_heads(heads), n_kv_heads(kv_heads), intermediate_size(intermediate) {}
+
   int64_t n_heads = 0;            ///< query heads
   int64_t n_kv_heads = 0;         ///< key/value heads; n_heads % n_kv_heads == 0
   int64_t intermediate_size = 0;  ///< SwiGLU hidden width
