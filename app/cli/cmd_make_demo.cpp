@@ -84,7 +84,8 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--log-every", a->log_every,
                   "Print a loss line every N steps when stderr is not a terminal (0 = never)")
       ->capture_default_str();
-  app->add_flag("--force", o.overwrite, "Replace OUTDIR if it exists (once training succeeded)");
+  app->add_flag("--force,--overwrite", o.overwrite,
+                "Replace OUTDIR if it exists (once training succeeded)");
   return Command{app, [a, &global] { return run_make_demo(*a, global); }};
 });
 

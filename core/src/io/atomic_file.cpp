@@ -64,4 +64,50 @@ std::string read_small_file(const std::string& path) {
   return ss.str();
 }
 
+StagedDirectory::StagedDirectory(const std::string& dir, bool overwrite) {
+  namespace fs = std::filesystem;
+  const fs::path out = fs::absolute(fs::path(dir)).lexically_normal();
+  if (out.filename().empty()) throw UsageError("bad output directory '" + dir + "'");
+  if (fs::exists(out) && !overwrite)
+    throw UsageError(dir + " already exists (pass --overwrite to replace it)");
+  std::error_code ec;
+  fs::create_directories(out.parent_path(), ec);
+  const fs::path tmp =
+      out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) throw Error(dir + ": cannot create " + tmp.string() + ": " + ec.message());
+  target_ = out.string();
+  tmp_ = tmp.string();
+}
+
+StagedDirectory::~StagedDirectory() {
+  if (committed_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_, ec);
+}
+
+void StagedDirectory::commit() {
+  namespace fs = std::filesystem;
+  const fs::path out(target_);
+  std::error_code ec;
+  if (fs::exists(out)) {
+    const fs::path old =
+        out.parent_path() / ("." + out.filename().string() + ".old-" + std::to_string(::getpid()));
+    fs::remove_all(old, ec);
+    fs::rename(out, old, ec);
+    if (ec) throw Error(target_ + ": cannot move the old directory aside: " + ec.message());
+    fs::rename(tmp_, out, ec);
+    if (ec) {
+      fs::rename(old, out);
+      throw Error(target_ + ": cannot put the new directory in place: " + ec.message());
+    }
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(tmp_, out, ec);
+    if (ec) throw Error(target_ + ": cannot put the new directory in place: " + ec.message());
+  }
+  committed_ = true;
+}
+
 }  // namespace lorashear::io

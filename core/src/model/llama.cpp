@@ -77,8 +77,11 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   auto* rec = TraceRecorder::active();
   auto y = torch::linear(x, weight, bias);
   if (rec) rec->op(kind, path, {x}, {y}, {{path + ".weight", weight}, {path + ".bias", bias}});
-  if (!lora_A) return y;
-  auto update = lora_B->forward(lora_A->forward(x));
+  if (!lora_A || lora_merged) return y;
+  // No dropout while tracing: the recorded graph is the inference graph.
+  const auto xin =
+      lora_dropout > 0 && is_training() && !rec ? torch::dropout(x, lora_dropout, true) : x;
+  auto update = lora_B->forward(lora_A->forward(xin));
   if (!rec) return y.add_(update, lora_scaling);
   auto scaled = update * lora_scaling;
   rec->op("scale", path, {update}, {scaled}, {}, "lora");
@@ -123,7 +126,10 @@ std::pair<torch::Tensor, torch::Tensor> Rotary::get(int64_t start, int64_t len,
                                                     torch::Device device, torch::Dtype dtype) {
   const int64_t need = start + len;
   if (!cos_.defined() || cos_.size(0) < need || cos_.device() != device ||
-      cos_.scalar_type() != dtype) {
+      cos_.scalar_type() != dtype || (cos_.is_inference() && !c10::InferenceMode::is_enabled())) {
+    // Tables built under InferenceMode (an evaluation) would be inference tensors, which a later
+    // training forward cannot save for backward; build them as normal tensors.
+    c10::InferenceMode normal_tensors(false);
     int64_t cap = 256;
     while (cap < need)
       cap *= 2;

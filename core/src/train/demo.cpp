@@ -12,6 +12,7 @@
 #include <random>
 
 #include "lorashear/errors.h"
+#include "lorashear/io/files.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/tokenizer/tokenizer.h"
@@ -103,15 +104,6 @@ double lr_at(const DemoOptions& o, int64_t step) {
   return min_lr + 0.5 * (o.lr - min_lr) * (1.0 + std::cos(M_PI * t));
 }
 
-// Removes the temporary directory unless released (on success it has been renamed away).
-struct TempDirGuard {
-  fs::path path;
-  ~TempDirGuard() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
-
 }  // namespace
 
 DemoResult make_demo_model(const std::string& text_file, const std::string& out_dir,
@@ -119,19 +111,8 @@ DemoResult make_demo_model(const std::string& text_file, const std::string& out_
                            const std::function<void(const DemoStep&)>& on_step) {
   check_options(o);
   task_check(ctx);
-  const fs::path out = fs::absolute(fs::path(out_dir)).lexically_normal();
-  if (out.filename().empty()) throw UsageError("make-demo: bad output directory " + out_dir);
-  if (fs::exists(out) && !o.overwrite)
-    throw UsageError(out_dir + " already exists (use overwrite / --force to replace it)");
   if (!fs::is_regular_file(text_file)) throw InputError(text_file + ": no such text file");
-
-  std::error_code ec;
-  fs::create_directories(out.parent_path(), ec);
-  TempDirGuard tmp{out.parent_path() /
-                   ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))};
-  fs::remove_all(tmp.path, ec);
-  fs::create_directories(tmp.path, ec);
-  if (ec) throw Error(tmp.path.string() + ": cannot create directory: " + ec.message());
+  io::StagedDirectory staged(out_dir, o.overwrite);
 
   DemoResult result;
 
@@ -263,19 +244,9 @@ DemoResult make_demo_model(const std::string& text_file, const std::string& out_
   // (d) Save into the temporary directory, then swap it into place.
   task_check(ctx);
   task_report(ctx, "save", 0, 1);
-  save_hf(*model, tok.get(), tmp.path.string(), {}, ctx);
+  save_hf(*model, tok.get(), staged.path(), {}, ctx);
   task_check(ctx);
-  if (fs::exists(out)) {
-    // Keep the old directory until the new one is in place.
-    const fs::path old =
-        out.parent_path() / ("." + out.filename().string() + ".old-" + std::to_string(::getpid()));
-    fs::rename(out, old);
-    fs::rename(tmp.path, out);
-    fs::remove_all(old, ec);
-  } else {
-    fs::rename(tmp.path, out);
-  }
-  tmp.path.clear();
+  staged.commit();
   task_report(ctx, "save", 1, 1);
   return result;
 }

@@ -10,4 +10,27 @@ namespace lorashear::io {
 /// reason) when it cannot.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+/// An output directory built under a temporary sibling name (`.NAME.tmp-PID`) and swapped into
+/// place by commit(); if never committed (error, cancel) the temporary directory is removed and an
+/// existing directory at the target is untouched.
+class StagedDirectory {
+ public:
+  /// Throws UsageError when `dir` exists and `overwrite` is false, Error naming the directory when
+  /// the temporary one cannot be created (parent not writable, disk full).
+  StagedDirectory(const std::string& dir, bool overwrite);
+  ~StagedDirectory();
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+
+  /// Where to write.
+  const std::string& path() const { return tmp_; }
+  /// Renames the temporary directory to the target (an old one is kept until the new one is in
+  /// place, then removed).
+  void commit();
+
+ private:
+  std::string target_, tmp_;
+  bool committed_ = false;
+};
+
 }  // namespace lorashear::io

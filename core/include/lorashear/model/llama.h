@@ -57,6 +57,8 @@ class LinearImpl : public TracedModule {
   std::string kind = "linear";
   std::shared_ptr<LinearImpl> lora_A, lora_B;  ///< null without an adapter
   double lora_scaling = 0.0;
+  double lora_dropout = 0.0;  ///< on the adapter's input, in training mode only
+  bool lora_merged = false;   ///< s·B·A is folded into `weight`: the adapter path is skipped
 };
 TORCH_MODULE(Linear);
 

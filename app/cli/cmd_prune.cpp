@@ -1,0 +1,107 @@
+// `lorashear prune MODEL --ratio R --text FILE --out DIR`: the LoRAShear pruning pipeline (LHSPG
+// so far) writing the pruned model and pruning_report.json.
+#include <cstdio>
+
+#include "cli_common.h"
+#include "lorashear/errors.h"
+#include "lorashear/prune/pipeline.h"
+
+namespace lorashear::cli {
+namespace {
+
+struct PruneArgs {
+  std::string model, tokenizer, text, plan;
+  double ratio = 0;
+  int64_t steps = 0;
+  PruneOptions o;
+};
+
+int run_prune(PruneArgs a, const GlobalOptions& global) {
+  if (!a.plan.empty()) {
+    a.o.plan = PruningPlan::load(a.plan);
+    if (a.ratio > 0) a.o.plan.target_ratio = a.ratio;
+  } else if (a.ratio != 0) {
+    a.o.plan.target_ratio = a.ratio;
+  } else {
+    throw UsageError("give --ratio (fraction of parameters to remove) or --plan FILE");
+  }
+  if (a.steps > 0) {
+    auto& l = a.o.lhspg;
+    l.warmup_steps = std::max<int64_t>(1, a.steps / 10);
+    l.period_steps = (a.steps - l.warmup_steps) / l.periods;
+    if (l.period_steps < 1)
+      throw UsageError("--steps " + std::to_string(a.steps) + " is too few for " +
+                       std::to_string(l.periods) + " periods");
+  }
+  a.o.validate();
+  auto loaded = load_model_for_cli(a.model, a.tokenizer, global, /*need_tokenizer=*/true);
+  ProgressBar bar(global);
+  auto ctx = bar.context();
+  const auto report = prune_model(loaded, a.text, a.o, &ctx);
+  bar.finish();
+  if (global.json) {
+    print_json(report);
+    return 0;
+  }
+  const auto& p = report["parameters"];
+  std::printf("pruned %.1f%% of the parameters (%s -> %s), %zu variable groups removed\n",
+              100.0 * p["removed_ratio"].get<double>(),
+              human_count(p["before"].get<int64_t>()).c_str(),
+              human_count(p["after"].get<int64_t>()).c_str(), report["lhspg"]["removed"].size());
+  std::printf("held-out ppl %.4f -> %.4f  (%s)\n", report["ppl"]["before"].get<double>(),
+              report["ppl"]["after"].get<double>(),
+              report["ppl"]["protocol"].get<std::string>().c_str());
+  std::printf(
+      "LHSPG: %lld steps in %.1f s, %lld groups zeroed by the half-space projection, %lld "
+      "by the period-end projection\n",
+      report["lhspg"]["steps"].get<long long>(), report["seconds"]["lhspg"].get<double>(),
+      report["lhspg"]["zeroed_by_projection"].get<long long>(),
+      report["lhspg"]["zeroed_by_hard_projection"].get<long long>());
+  std::printf("wrote %s (Hugging Face layout, pruning_report.json)\n", a.o.out_dir.c_str());
+  return 0;
+}
+
+const Register reg([](CLI::App& parent, GlobalOptions& global) {
+  auto* app = parent.add_subcommand(
+      "prune", "Prune with LHSPG (LoRAShear) and write the smaller model and a JSON report");
+  auto a = std::make_shared<PruneArgs>();
+  add_model_arguments(app, a->model, a->tokenizer);
+  auto& o = a->o;
+  app->add_option("--text", a->text, "training text (.txt or .jsonl); its end is held out")
+      ->required();
+  app->add_option("--out", o.out_dir, "output directory (Hugging Face layout)")->required();
+  app->add_option("--ratio", a->ratio, "fraction of all parameters to remove, in (0, 1)");
+  app->add_option("--plan", a->plan, "plan JSON (per-layer / per-node-group ratios, protections)");
+  app->add_option("--method", o.method, "lhspg")->capture_default_str();
+  app->add_option("--steps", a->steps,
+                  "total step budget: 10% warm-up, the rest split over the periods");
+  app->add_option("--warmup-steps", o.lhspg.warmup_steps)->capture_default_str();
+  app->add_option("--periods", o.lhspg.periods)->capture_default_str();
+  app->add_option("--period-steps", o.lhspg.period_steps)->capture_default_str();
+  app->add_option("--batch", o.lhspg.batch_size)->capture_default_str();
+  app->add_option("--lr", o.lhspg.lr, "AdamW learning rate of the LoRA factors")
+      ->capture_default_str();
+  app->add_option("--epsilon", o.lhspg.epsilon, "half-space threshold in [0, 1)")
+      ->capture_default_str();
+  app->add_option("--lambda", o.lhspg.lambda, "base shrink strength")->capture_default_str();
+  app->add_option("--lora-rank", o.lora.rank)->capture_default_str();
+  app->add_option("--lora-alpha", o.lora.alpha)->capture_default_str();
+  app->add_option("--lora-targets", o.lora.targets, "layers that get adapters")->delimiter(',');
+  app->add_option("--seq-len", o.seq_len, "training windows and perplexity protocol")
+      ->capture_default_str();
+  app->add_option("--holdout", o.holdout, "fraction of the text held out for perplexity")
+      ->capture_default_str();
+  app->add_option("--eval-windows", o.eval_windows, "held-out windows scored (0 = all)")
+      ->capture_default_str();
+  app->add_option("--seed", o.seed)->capture_default_str();
+  app->add_flag("--overwrite", o.overwrite, "replace DIR if it exists (once pruning succeeded)");
+  app->footer(
+      "Examples:\n"
+      "  lorashear prune ../shared/models/stories260K/stories260K.bin --ratio 0.2 \\\n"
+      "      --text ../shared/data/text/tinystories_val_subset.txt --out pruned-20\n"
+      "  lorashear eval ppl pruned-20 --text FILE      # the result loads like any model");
+  return Command{app, [a, &global] { return run_prune(*a, global); }};
+});
+
+}  // namespace
+}  // namespace lorashear::cli

@@ -1,0 +1,88 @@
+#pragma once
+// LHSPG — LoRA Half-Space Projected Gradient (LORASHEAR.md §3): warm-up LoRA training, then P
+// periods of T steps; at each period start the lowest-saliency variable groups (per node group, as
+// the plan says) join the redundant set; every step, after AdamW on the LoRA factors, each
+// redundant group's merged weight takes a trial step towards zero and is projected onto zero when
+// it leaves the half-space <x_tilde, x> >= epsilon·||x||²; at each period end the groups still
+// nonzero are set to zero (hard projection), so exactly the scheduled number is zero on time.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lorashear/graph/dependency.h"
+#include "lorashear/model/llama.h"
+#include "lorashear/prune/plan.h"
+#include "lorashear/task.h"
+#include "lorashear/train/windows.h"
+
+namespace lorashear {
+
+/// Steps 2–3 of §3.3 for one group: x_tilde = x − eta·lambda·x / max(||x||, tau), set to zero when
+/// <x_tilde, x> < epsilon·||x||². `projected` tells which happened.
+torch::Tensor half_space_step(const torch::Tensor& x, double eta, double lambda, double epsilon,
+                              double tau, bool* projected = nullptr);
+
+struct LhspgOptions {
+  int64_t warmup_steps = 20;  ///< T_w: plain LoRA training before the first period
+  int64_t periods = 4;        ///< P
+  int64_t period_steps = 20;  ///< T
+  int64_t batch_size = 8;
+  double lr = 1e-3;  ///< AdamW on the LoRA factors (constant)
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;  ///< max global L2 norm of the LoRA gradient; 0 = off
+  double epsilon = 0.9;    ///< half-space threshold, in [0, 1)
+  double lambda = 1e-2;    ///< base shrink strength
+  double lambda_amp = 20;  ///< amp in the adaptive lambda_g
+  double lambda_cmax = 1e3;
+  double tau = 1e-8;
+  /// Saliency = magnitude_weight · ||W_eff[g]|| / norm + taylor_weight · |<W[g], s·(B·A)[g]>| /
+  /// norm, each normalised by its L2 norm over the candidates.
+  double magnitude_weight = 1.0;
+  double taylor_weight = 1.0;
+
+  int64_t total_steps() const { return warmup_steps + periods * period_steps; }
+  /// Throws UsageError naming the option.
+  void validate() const;
+};
+
+/// What the optimiser reports after every step (called on the training thread).
+struct LhspgMetrics {
+  int64_t step = 0;  ///< 1-based
+  int64_t total_steps = 0;
+  int64_t period = 0;  ///< 0 during warm-up, then 1..P
+  double loss = 0;
+  double lr = 0;
+  int64_t redundant = 0;                   ///< groups selected so far
+  int64_t zeroed = 0;                      ///< of those, exactly zero now
+  int64_t scheduled = 0;                   ///< groups that must be zero at the end of this period
+  int64_t target = 0;                      ///< K
+  double lambda_mean = 0, lambda_max = 0;  ///< over redundant groups still shrinking
+  double tokens_per_second = 0;
+  std::map<std::string, double> sparsity;  ///< node group id → fraction of its groups zero
+};
+
+struct LhspgResult {
+  std::vector<std::string> removed;       ///< variable group ids, in selection order
+  int64_t zeroed_by_projection = 0;       ///< reached zero through the half-space step
+  int64_t zeroed_by_hard_projection = 0;  ///< set to zero at a period end
+  std::vector<int64_t> hard_per_period;
+  double final_loss = 0;  ///< mean of the last min(10, steps) losses
+  double seconds = 0;
+  int64_t steps = 0;
+};
+
+/// Runs LHSPG on `model`, which must carry LoRA adapters (base weights are frozen here). `deps`
+/// is the model's analysis; `plan` says how many groups leave each node group. On return the
+/// removed groups are exactly zero (producing slices and their B rows) and `construct_subnet`
+/// with `result.removed` gives the smaller model. Cancel via `ctx` (CancelledError).
+LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const ResolvedPlan& plan,
+                      const WindowSampler& data, const LhspgOptions& options,
+                      const TaskContext* ctx = nullptr,
+                      const std::function<void(const LhspgMetrics&)>& on_step = {});
+
+}  // namespace lorashear

@@ -1,0 +1,43 @@
+#pragma once
+// The pruning pipeline behind `lorashear prune` and the GUI's run: text → train / held-out split →
+// dense perplexity → LoRA adapters → dependency analysis → plan → LHSPG → subnet construction →
+// LoRA folded in → pruned perplexity → Hugging Face export and a JSON report, written atomically.
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string>
+
+#include "lorashear/io/loader.h"
+#include "lorashear/model/lora.h"
+#include "lorashear/prune/lhspg.h"
+#include "lorashear/prune/plan.h"
+#include "lorashear/task.h"
+
+namespace lorashear {
+
+struct PruneOptions {
+  PruningPlan plan;
+  std::string method = "lhspg";  ///< only LHSPG so far
+  LoraConfig lora;               ///< adapters trained by LHSPG (rank 8, alpha 16 by default)
+  LhspgOptions lhspg;
+  int64_t seq_len = 128;     ///< training windows and the perplexity protocol (windows-L)
+  double holdout = 0.1;      ///< fraction of the text's tokens, at its end, kept for perplexity
+  int64_t eval_windows = 0;  ///< 0 = every held-out window
+  uint64_t seed = 0;
+  std::string out_dir;
+  bool overwrite = false;
+  /// Throws UsageError naming the option.
+  void validate() const;
+};
+
+/// Prunes `loaded` (its model is modified: adapters attached, groups zeroed) and writes the pruned
+/// model with its tokenizer to `options.out_dir`, plus `pruning_report.json` (also returned):
+/// settings, data split, parameters and dims before/after per layer, perplexity before/after with
+/// its protocol, the removed group ids, LHSPG's counts, times. Nothing appears at `out_dir` unless
+/// everything succeeded.
+nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path,
+                           const PruneOptions& options, const TaskContext* ctx = nullptr,
+                           const std::function<void(const LhspgMetrics&)>& on_step = {});
+
+}  // namespace lorashear

@@ -1,0 +1,395 @@
+#include "lorashear/prune/lhspg.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "lorashear/errors.h"
+
+namespace lorashear {
+
+torch::Tensor half_space_step(const torch::Tensor& x, double eta, double lambda, double epsilon,
+                              double tau, bool* projected) {
+  const double norm = x.norm().item<double>();
+  auto trial = x - x * (eta * lambda / std::max(norm, tau));
+  const double inner = (trial * x).sum().item<double>();
+  const bool zero = inner < epsilon * norm * norm;
+  if (projected != nullptr) *projected = zero;
+  return zero ? torch::zeros_like(x) : trial;
+}
+
+void LhspgOptions::validate() const {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw UsageError(what);
+  };
+  need(warmup_steps >= 0, "warm-up steps must be >= 0");
+  need(periods >= 1, "there must be at least one pruning period");
+  need(period_steps >= 1, "a period needs at least one step");
+  need(batch_size >= 1, "batch size must be >= 1");
+  need(lr > 0, "learning rate must be positive");
+  need(epsilon >= 0 && epsilon < 1, "epsilon must be in [0, 1)");
+  need(lambda > 0, "lambda must be positive");
+  need(tau > 0, "tau must be positive");
+  need(magnitude_weight >= 0 && taylor_weight >= 0 && magnitude_weight + taylor_weight > 0,
+       "saliency weights must be >= 0 and not both zero");
+}
+
+namespace {
+
+// One parameter slice of a node group, bound to the live tensors.
+struct BoundSlice {
+  torch::Tensor param;  // base weight or bias
+  int dim = 0;
+  bool producing = true;
+  LinearImpl* linear = nullptr;   // for weights with an adapter: A, B and the scaling
+  std::vector<int64_t> group_of;  // per index along dim: variable group, or -1
+};
+
+struct Tracked {
+  size_t node_group = 0;
+  const NodeGroup* group = nullptr;
+  std::vector<BoundSlice> slices;
+  std::vector<int64_t> per_period;  // selections per period
+  std::vector<char> selected, zero;
+  int64_t remove = 0;
+};
+
+// W + s·B·A for a weight slice (all of it), or the tensor itself.
+torch::Tensor effective(const BoundSlice& s) {
+  if (s.linear != nullptr && s.linear->lora_A && s.dim >= 0 && s.param.dim() == 2)
+    return s.param + s.linear->lora_scaling *
+                         torch::matmul(s.linear->lora_B->weight, s.linear->lora_A->weight);
+  return s.param;
+}
+
+}  // namespace
+
+LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const ResolvedPlan& plan,
+                      const WindowSampler& data, const LhspgOptions& o, const TaskContext* ctx,
+                      const std::function<void(const LhspgMetrics&)>& on_step) {
+  o.validate();
+  if (model.lora() == nullptr)
+    throw UsageError("LHSPG trains LoRA adapters: attach them to the model first");
+  freeze_base_weights(model);
+  model.train();
+
+  // Bind every node group the plan prunes to the model's tensors.
+  std::map<std::string, LinearImpl*> linear_of;  // "…q_proj.weight" / ".bias" → layer
+  for (const auto& item : model.named_modules("", /*include_self=*/false))
+    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->kind == "linear") {
+      linear_of[item.key() + ".weight"] = lin;
+      linear_of[item.key() + ".bias"] = lin;
+    }
+  const auto params = model.all_parameters();
+  std::vector<Tracked> tracked;
+  for (const auto& e : plan.entries) {
+    if (e.remove == 0) continue;
+    Tracked t;
+    t.node_group = e.node_group;
+    t.group = &deps.node_groups[e.node_group];
+    t.remove = e.remove;
+    for (const auto& s : t.group->slices) {
+      if (s.param.find(".lora_") != std::string::npos) continue;  // factors: handled with W
+      if (s.role == GroupSlice::Role::Scaling) continue;
+      auto it = params.find(s.param);
+      if (it == params.end()) throw Error("LHSPG: the model has no parameter " + s.param);
+      BoundSlice b;
+      b.param = it->second;
+      b.dim = s.dim;
+      b.producing = s.role == GroupSlice::Role::Producing;
+      auto lin = linear_of.find(s.param);
+      b.linear = lin == linear_of.end() ? nullptr : lin->second;
+      if (b.producing && b.dim != 0)
+        throw Error("LHSPG: producing slice of " + s.param + " is not along rows");
+      b.group_of.assign(static_cast<size_t>(s.shape[static_cast<size_t>(s.dim)]), -1);
+      for (int64_t k = 0; k < t.group->size; ++k)
+        for (auto i : s.indices(k))
+          b.group_of[static_cast<size_t>(i)] = k;
+      t.slices.push_back(std::move(b));
+    }
+    t.selected.assign(static_cast<size_t>(t.group->size), 0);
+    t.zero.assign(static_cast<size_t>(t.group->size), 0);
+    t.per_period.assign(static_cast<size_t>(o.periods), e.remove / o.periods);
+    t.per_period.back() += e.remove % o.periods;
+    tracked.push_back(std::move(t));
+  }
+
+  auto factors = lora_parameters(model);
+  torch::optim::AdamW opt(factors, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  LhspgResult result;
+  result.hard_per_period.assign(static_cast<size_t>(o.periods), 0);
+  std::vector<double> losses;
+  const auto start = std::chrono::steady_clock::now();
+  int64_t scheduled = 0, redundant = 0;
+  const int64_t total = o.total_steps();
+
+  // Saliency of every unselected group of the tracked node groups, lowest selected per plan.
+  auto select = [&](int64_t period) {
+    torch::NoGradGuard no_grad;
+    std::vector<std::vector<double>> mag(tracked.size()), taylor(tracked.size());
+    double mag_norm = 0, taylor_norm = 0;
+    for (size_t ti = 0; ti < tracked.size(); ++ti) {
+      auto& t = tracked[ti];
+      std::vector<double> m2(static_cast<size_t>(t.group->size), 0.0);
+      std::vector<double> ty(static_cast<size_t>(t.group->size), 0.0);
+      for (const auto& s : t.slices) {
+        auto eff = effective(s).to(torch::kFloat64);
+        auto base = s.param.to(torch::kFloat64);
+        auto delta = eff - base;
+        auto reduce = [&](const torch::Tensor& x) { return x.dim() == 1 ? x : x.sum(1 - s.dim); };
+        auto sq = reduce(eff * eff).cpu();
+        auto tay = reduce(base * delta).cpu();
+        const auto* sqp = sq.data_ptr<double>();
+        const auto* typ = tay.data_ptr<double>();
+        for (size_t i = 0; i < s.group_of.size(); ++i) {
+          const auto k = s.group_of[i];
+          if (k < 0) continue;
+          m2[static_cast<size_t>(k)] += sqp[i];
+          ty[static_cast<size_t>(k)] += typ[i];
+        }
+      }
+      for (int64_t k = 0; k < t.group->size; ++k) {
+        if (t.selected[static_cast<size_t>(k)]) continue;
+        const double m = std::sqrt(m2[static_cast<size_t>(k)]);
+        const double y = std::abs(ty[static_cast<size_t>(k)]);
+        mag_norm += m * m;
+        taylor_norm += y * y;
+        m2[static_cast<size_t>(k)] = m;
+        ty[static_cast<size_t>(k)] = y;
+      }
+      mag[ti] = std::move(m2);
+      taylor[ti] = std::move(ty);
+    }
+    mag_norm = std::sqrt(mag_norm);
+    taylor_norm = std::sqrt(taylor_norm);
+    for (size_t ti = 0; ti < tracked.size(); ++ti) {
+      auto& t = tracked[ti];
+      std::vector<std::pair<double, int64_t>> cand;
+      for (int64_t k = 0; k < t.group->size; ++k) {
+        if (t.selected[static_cast<size_t>(k)]) continue;
+        double s = 0;
+        if (mag_norm > 0) s += o.magnitude_weight * mag[ti][static_cast<size_t>(k)] / mag_norm;
+        if (taylor_norm > 0)
+          s += o.taylor_weight * taylor[ti][static_cast<size_t>(k)] / taylor_norm;
+        cand.push_back({s, k});
+      }
+      std::stable_sort(cand.begin(), cand.end());
+      const int64_t n = t.per_period[static_cast<size_t>(period)];
+      for (int64_t i = 0; i < n && i < static_cast<int64_t>(cand.size()); ++i) {
+        const int64_t k = cand[static_cast<size_t>(i)].second;
+        t.selected[static_cast<size_t>(k)] = 1;
+        result.removed.push_back(t.group->variable_group_id(k));
+        ++redundant;
+      }
+      scheduled += n;
+    }
+  };
+
+  // Zeroes B rows of every selected group (their LoRA update lives in W now) and, with
+  // `zero_all`, their W rows and biases too.
+  auto reset_rows = [&](bool zero_all, int64_t period) {
+    torch::NoGradGuard no_grad;
+    for (auto& t : tracked) {
+      for (auto& s : t.slices) {
+        if (!s.producing) continue;
+        std::vector<int64_t> rows, hard_rows;
+        for (size_t i = 0; i < s.group_of.size(); ++i) {
+          const auto k = s.group_of[i];
+          if (k >= 0 && t.selected[static_cast<size_t>(k)]) {
+            rows.push_back(static_cast<int64_t>(i));
+            if (zero_all) hard_rows.push_back(static_cast<int64_t>(i));
+          }
+        }
+        if (rows.empty()) continue;
+        auto idx = torch::tensor(rows, torch::kLong).to(s.param.device());
+        if (s.linear != nullptr && s.linear->lora_B && s.param.dim() == 2)
+          s.linear->lora_B->weight.index_fill_(0, idx, 0.0);
+        if (zero_all) s.param.index_fill_(0, idx, 0.0);
+      }
+      if (zero_all) {
+        for (int64_t k = 0; k < t.group->size; ++k) {
+          if (t.selected[static_cast<size_t>(k)] && !t.zero[static_cast<size_t>(k)]) {
+            t.zero[static_cast<size_t>(k)] = 1;
+            ++result.zeroed_by_hard_projection;
+            ++result.hard_per_period[static_cast<size_t>(period)];
+          }
+        }
+      }
+    }
+  };
+
+  std::vector<double> lambdas;
+  for (int64_t step = 1; step <= total; ++step) {
+    task_check(ctx);
+    const int64_t period =
+        step <= o.warmup_steps ? 0 : (step - o.warmup_steps - 1) / o.period_steps + 1;
+    const int64_t in_period =
+        step <= o.warmup_steps ? 0 : (step - o.warmup_steps - 1) % o.period_steps;
+    if (period > 0 && in_period == 0) select(period - 1);
+    const auto t0 = std::chrono::steady_clock::now();
+
+    auto batch = data.batch(step, o.batch_size);
+    opt.zero_grad();
+    auto loss = lm_loss(model, batch);
+    loss.backward();
+    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(factors, o.grad_clip);
+
+    // <grad_g, x> per shrinking group from the LoRA gradient (before the step).
+    struct Active {
+      size_t t;
+      int64_t k;
+    };
+    std::vector<Active> active;
+    std::vector<std::vector<int64_t>> active_id(tracked.size());
+    for (size_t ti = 0; ti < tracked.size(); ++ti) {
+      active_id[ti].assign(static_cast<size_t>(tracked[ti].group->size), -1);
+      for (int64_t k = 0; k < tracked[ti].group->size; ++k)
+        if (tracked[ti].selected[static_cast<size_t>(k)] &&
+            !tracked[ti].zero[static_cast<size_t>(k)]) {
+          active_id[ti][static_cast<size_t>(k)] = static_cast<int64_t>(active.size());
+          active.push_back({ti, k});
+        }
+    }
+    std::vector<double> dots(active.size(), 0.0);
+    // Rows of every active group in each producing slice, with their active index.
+    struct Rows {
+      size_t t;
+      BoundSlice* s;
+      torch::Tensor idx, owner;
+    };
+    std::vector<Rows> rows;
+    for (size_t ti = 0; ti < tracked.size(); ++ti)
+      for (auto& s : tracked[ti].slices) {
+        if (!s.producing) continue;
+        std::vector<int64_t> r, own;
+        for (size_t i = 0; i < s.group_of.size(); ++i) {
+          const auto k = s.group_of[i];
+          if (k >= 0 && active_id[ti][static_cast<size_t>(k)] >= 0) {
+            r.push_back(static_cast<int64_t>(i));
+            own.push_back(active_id[ti][static_cast<size_t>(k)]);
+          }
+        }
+        if (r.empty()) continue;
+        rows.push_back({ti, &s, torch::tensor(r, torch::kLong).to(s.param.device()),
+                        torch::tensor(own, torch::kLong).to(s.param.device())});
+      }
+    if (!active.empty()) {
+      torch::NoGradGuard no_grad;
+      auto acc = torch::zeros(
+          {static_cast<int64_t>(active.size())},
+          torch::TensorOptions().dtype(torch::kFloat64).device(model.options().device));
+      for (auto& r : rows) {
+        auto* lin = r.s->linear;
+        if (lin == nullptr || !lin->lora_A || r.s->param.dim() != 2) continue;
+        const auto& A = lin->lora_A->weight;
+        const auto& B = lin->lora_B->weight;
+        if (!A.grad().defined() || !B.grad().defined()) continue;
+        auto Br = B.index_select(0, r.idx);
+        auto x = r.s->param.index_select(0, r.idx) + lin->lora_scaling * torch::matmul(Br, A);
+        auto g = torch::matmul(B.grad().index_select(0, r.idx), A) + torch::matmul(Br, A.grad());
+        acc.index_add_(0, r.owner, (g * x).sum(1).to(torch::kFloat64));
+      }
+      auto cpu = acc.cpu();
+      std::copy_n(cpu.data_ptr<double>(), active.size(), dots.begin());
+    }
+
+    opt.step();
+
+    // Trial point on the merged weight, half-space projection, write back; B rows restart at 0.
+    lambdas.clear();
+    if (!active.empty()) {
+      torch::NoGradGuard no_grad;
+      const int64_t steps_left = o.period_steps - in_period;
+      std::vector<torch::Tensor> xs(rows.size());
+      auto sq = torch::zeros(
+          {static_cast<int64_t>(active.size())},
+          torch::TensorOptions().dtype(torch::kFloat64).device(model.options().device));
+      for (size_t ri = 0; ri < rows.size(); ++ri) {
+        auto& r = rows[ri];
+        auto x = r.s->param.index_select(0, r.idx);
+        if (r.s->linear != nullptr && r.s->linear->lora_A && r.s->param.dim() == 2)
+          x = x + r.s->linear->lora_scaling *
+                      torch::matmul(r.s->linear->lora_B->weight.index_select(0, r.idx),
+                                    r.s->linear->lora_A->weight);
+        auto x2 = x.dim() == 1 ? x * x : (x * x).sum(1);
+        sq.index_add_(0, r.owner, x2.to(torch::kFloat64));
+        xs[ri] = x;
+      }
+      auto norms = sq.sqrt().cpu();
+      std::vector<double> keep(active.size(), 1.0);
+      const auto* np = norms.data_ptr<double>();
+      for (size_t a = 0; a < active.size(); ++a) {
+        const double n = np[a];
+        double lam = o.lambda;
+        if (dots[a] < 0 && n > 0)
+          lam = std::clamp(o.lambda_amp * (-dots[a]) / n, o.lambda, o.lambda * o.lambda_cmax);
+        lam = std::max(lam, n / (o.lr * static_cast<double>(steps_left)));  // schedule floor
+        lambdas.push_back(lam);
+        // x_tilde = (1 - c)·x with c = eta·lambda / max(||x||, tau); <x_tilde, x> = (1 - c)||x||².
+        const double c = o.lr * lam / std::max(n, o.tau);
+        const bool project = n == 0 || (1.0 - c) * n * n < o.epsilon * n * n || (1.0 - c) <= 0;
+        keep[a] = project ? 0.0 : 1.0 - c;
+      }
+      auto keep_t = torch::tensor(keep, torch::kFloat64).to(model.options().device);
+      for (size_t ri = 0; ri < rows.size(); ++ri) {
+        auto& r = rows[ri];
+        auto scale = keep_t.index_select(0, r.owner).to(r.s->param.scalar_type());
+        auto x = xs[ri] * (xs[ri].dim() == 1 ? scale : scale.unsqueeze(1));
+        r.s->param.index_copy_(0, r.idx, x);
+      }
+      for (size_t a = 0; a < active.size(); ++a) {
+        if (keep[a] == 0.0) {
+          auto& t = tracked[active[a].t];
+          t.zero[static_cast<size_t>(active[a].k)] = 1;
+          ++result.zeroed_by_projection;
+        }
+      }
+    }
+    // Selected groups keep no LoRA rows: their update was merged into W above (or they are zero).
+    reset_rows(false, 0);
+    // A group zeroed by the projection must stay exactly zero (its W rows are 0 already).
+    if (period > 0 && in_period == o.period_steps - 1) reset_rows(true, period - 1);
+
+    const double l = loss.item<double>();
+    losses.push_back(l);
+    if (on_step) {
+      LhspgMetrics m;
+      m.step = step;
+      m.total_steps = total;
+      m.period = period;
+      m.loss = l;
+      m.lr = o.lr;
+      m.redundant = redundant;
+      m.target = plan.total_groups;
+      m.scheduled = scheduled;
+      for (const auto& t : tracked) {
+        const auto z = std::count(t.zero.begin(), t.zero.end(), char{1});
+        m.zeroed += z;
+        m.sparsity[t.group->id] = static_cast<double>(z) / static_cast<double>(t.group->size);
+      }
+      if (!lambdas.empty()) {
+        m.lambda_mean = std::accumulate(lambdas.begin(), lambdas.end(), 0.0) /
+                        static_cast<double>(lambdas.size());
+        m.lambda_max = *std::max_element(lambdas.begin(), lambdas.end());
+      }
+      const double dt =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      m.tokens_per_second =
+          dt > 0 ? static_cast<double>(batch.size(0) * (batch.size(1) - 1)) / dt : 0;
+      on_step(m);
+    }
+    task_report(ctx, "LHSPG", step, total);
+  }
+  const size_t tail = std::min<size_t>(10, losses.size());
+  result.final_loss =
+      tail ? std::accumulate(losses.end() - static_cast<long>(tail), losses.end(), 0.0) /
+                 static_cast<double>(tail)
+           : 0.0;
+  result.steps = total;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  model.eval();
+  return result;
+}
+
+}  // namespace lorashear

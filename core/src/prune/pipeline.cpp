@@ -1,0 +1,159 @@
+#include "lorashear/prune/pipeline.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "lorashear/errors.h"
+#include "lorashear/eval/perplexity.h"
+#include "lorashear/io/files.h"
+#include "lorashear/io/text.h"
+#include "lorashear/prune/subnet.h"
+
+namespace lorashear {
+
+void PruneOptions::validate() const {
+  if (method != "lhspg")
+    throw UsageError("method '" + method + "': only lhspg is available so far");
+  if (seq_len < 2) throw UsageError("--seq-len must be at least 2");
+  if (!(holdout > 0 && holdout < 1)) throw UsageError("--holdout must be in (0, 1)");
+  if (out_dir.empty()) throw UsageError("an output directory is required (--out DIR)");
+  lora.validate();
+  lhspg.validate();
+}
+
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+nlohmann::json layer_table(const ModelConfig& before, const ModelConfig& after) {
+  auto out = nlohmann::json::array();
+  for (int64_t i = 0; i < before.n_layers(); ++i) {
+    const auto& b = before.layers[static_cast<size_t>(i)];
+    const auto& a = after.layers[static_cast<size_t>(i)];
+    out.push_back({{"layer", i},
+                   {"heads", {b.n_heads, a.n_heads}},
+                   {"kv_heads", {b.n_kv_heads, a.n_kv_heads}},
+                   {"intermediate_size", {b.intermediate_size, a.intermediate_size}},
+                   {"params",
+                    {before.layer_attention_parameters(i) + before.layer_mlp_parameters(i) +
+                         2 * before.hidden_size,
+                     after.layer_attention_parameters(i) + after.layer_mlp_parameters(i) +
+                         2 * after.hidden_size}}});
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
+                           const TaskContext* ctx,
+                           const std::function<void(const LhspgMetrics&)>& on_step) {
+  o.validate();
+  if (!loaded.tokenizer)
+    throw InputError("the model has no tokenizer; pass one so the text can be tokenised");
+  auto& model = *loaded.model;
+  const auto t_start = std::chrono::steady_clock::now();
+  // Fail before the long run if the output cannot be written.
+  io::StagedDirectory staged(o.out_dir, o.overwrite);
+
+  // Data: the text's tokens, the last `holdout` of them kept for perplexity.
+  task_report(ctx, "data", 0, 1, "tokenising " + text_path);
+  const auto tokens = loaded.tokenizer->encode(read_text_corpus(text_path));
+  const auto split =
+      static_cast<size_t>(std::llround(static_cast<double>(tokens.size()) * (1 - o.holdout)));
+  std::vector<int64_t> train(tokens.begin(), tokens.begin() + static_cast<long>(split));
+  std::vector<int64_t> heldout(tokens.begin() + static_cast<long>(split), tokens.end());
+  if (static_cast<int64_t>(heldout.size()) < o.seq_len)
+    throw InputError(text_path + " is too short: its held-out part has " +
+                     std::to_string(heldout.size()) + " tokens, fewer than one window of " +
+                     std::to_string(o.seq_len) + " (give more text, or lower --seq-len)");
+  WindowSampler sampler(std::move(train), o.seq_len, o.seed, text_path + " (training part)");
+
+  PerplexityOptions popt;
+  popt.seq_len = o.seq_len;
+  popt.max_windows = o.eval_windows;
+  model.eval();
+  const auto ppl_before = perplexity(model, heldout, popt, ctx);
+  const ModelConfig cfg_before = model.config();
+  const int64_t params_before = model.num_parameters();
+
+  LoraConfig lora = o.lora;
+  lora.seed = o.seed;
+  attach_lora(model, lora);
+  const auto deps = analyze_model(model);
+  const auto resolved = resolve_plan(o.plan, deps);
+
+  const auto t_lhspg = std::chrono::steady_clock::now();
+  const auto result = run_lhspg(model, deps, resolved, sampler, o.lhspg, ctx, on_step);
+  const double lhspg_seconds = since(t_lhspg);
+
+  task_report(ctx, "subnet", 0, 1);
+  auto pruned = construct_subnet(model, deps, result.removed);
+  fold_lora(*pruned);
+  pruned->eval();
+  const auto ppl_after = perplexity(*pruned, heldout, popt, ctx);
+
+  task_check(ctx);
+  task_report(ctx, "save", 0, 1);
+  save_hf(*pruned, loaded.tokenizer.get(), staged.path(), {}, ctx);
+  nlohmann::json report = {
+      {"format", "lorashear-pruning-report"},
+      {"version", 1},
+      {"method", o.method},
+      {"settings",
+       {{"plan", o.plan.to_json()},
+        {"lora",
+         {{"rank", lora.rank},
+          {"alpha", lora.alpha},
+          {"dropout", lora.dropout},
+          {"targets", lora.targets}}},
+        {"lhspg",
+         {{"warmup_steps", o.lhspg.warmup_steps},
+          {"periods", o.lhspg.periods},
+          {"period_steps", o.lhspg.period_steps},
+          {"batch_size", o.lhspg.batch_size},
+          {"lr", o.lhspg.lr},
+          {"epsilon", o.lhspg.epsilon},
+          {"lambda", o.lhspg.lambda},
+          {"lambda_amp", o.lhspg.lambda_amp},
+          {"lambda_cmax", o.lhspg.lambda_cmax},
+          {"magnitude_weight", o.lhspg.magnitude_weight},
+          {"taylor_weight", o.lhspg.taylor_weight}}},
+        {"seq_len", o.seq_len},
+        {"holdout", o.holdout},
+        {"seed", o.seed}}},
+      {"data",
+       {{"text", text_path},
+        {"tokens", tokens.size()},
+        {"train_tokens", split},
+        {"heldout_tokens", heldout.size()},
+        {"split", "the last " + std::to_string(o.holdout) + " of the tokens are held out"}}},
+      {"parameters",
+       {{"before", params_before},
+        {"after", pruned->num_parameters()},
+        {"removed_ratio",
+         1.0 - static_cast<double>(pruned->num_parameters()) / static_cast<double>(params_before)},
+        {"planned_removed_ratio", resolved.achieved_ratio}}},
+      {"layers", layer_table(cfg_before, pruned->config())},
+      {"ppl",
+       {{"before", ppl_before.ppl},
+        {"after", ppl_after.ppl},
+        {"protocol", ppl_after.protocol() + " of the held-out tokens"}}},
+      {"lhspg",
+       {{"removed", result.removed},
+        {"variable_groups_removed", result.removed.size()},
+        {"zeroed_by_projection", result.zeroed_by_projection},
+        {"zeroed_by_hard_projection", result.zeroed_by_hard_projection},
+        {"hard_per_period", result.hard_per_period},
+        {"final_loss", result.final_loss},
+        {"steps", result.steps}}},
+      {"seconds", {{"lhspg", lhspg_seconds}, {"total", since(t_start)}}}};
+  io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");
+  staged.commit();
+  task_report(ctx, "save", 1, 1);
+  return report;
+}
+
+}  // namespace lorashear

@@ -1,0 +1,234 @@
+// LHSPG and the pruning plan: the half-space projection against hand-computed cases, plans
+// resolved to counts (and refused when impossible), and a short run on a tiny model meeting the
+// schedule exactly, leaving kept weights alone, and giving the subnet the same logits.
+#include <QtTest>
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+#include "checkpoint_writers.h"
+#include "lorashear/errors.h"
+#include "lorashear/prune/lhspg.h"
+#include "lorashear/prune/subnet.h"
+
+using namespace lorashear;
+using lorashear::test::random_model;
+
+namespace {
+
+ModelConfig tiny() {
+  auto c = ModelConfig::uniform(61, 32, 3, 4, 2, 40, 8);
+  c.max_position_embeddings = 64;
+  return c;
+}
+
+WindowSampler random_text(int64_t seq_len, uint64_t seed) {
+  // A stream with structure (repeated phrases), so the loss can fall.
+  std::mt19937 rng(seed);
+  std::vector<int64_t> phrase(17);
+  for (auto& t : phrase)
+    t = static_cast<int64_t>(rng() % 61);
+  std::vector<int64_t> tokens;
+  for (int i = 0; i < 400; ++i) {
+    tokens.insert(tokens.end(), phrase.begin(), phrase.end());
+    tokens.push_back(static_cast<int64_t>(rng() % 61));
+  }
+  return WindowSampler(tokens, seq_len, seed);
+}
+
+}  // namespace
+
+class TestLhspg : public QObject {
+  Q_OBJECT
+ private slots:
+  void halfSpaceProjection_data() {
+    QTest::addColumn<double>("lambda");
+    QTest::addColumn<double>("epsilon");
+    QTest::addColumn<bool>("projected");
+    QTest::addColumn<double>("scale");  // x_tilde = scale · x when not projected
+    // x = (3, 4), ||x|| = 5, eta = 0.1: c = eta·lambda/5; <x_tilde, x> = (1 - c)·25.
+    QTest::newRow("inside, eps 0.5") << 10.0 << 0.5 << false << 0.8;  // 20 >= 12.5
+    QTest::newRow("outside, eps 0.9") << 10.0 << 0.9 << true << 0.0;  // 20 < 22.5
+    QTest::newRow("on the boundary") << 10.0 << 0.8 << false << 0.8;  // 20 == 20: kept
+    QTest::newRow("tiny step, eps 0") << 1.0 << 0.0 << false << 0.98;
+    QTest::newRow("overshoot, eps 0") << 100.0 << 0.0 << true << 0.0;  // c = 2: -25 < 0
+    QTest::newRow("exactly to zero") << 50.0 << 0.0 << false << 0.0;   // c = 1: 0 < 0 is false
+  }
+  void halfSpaceProjection() {
+    QFETCH(double, lambda);
+    QFETCH(double, epsilon);
+    QFETCH(bool, projected);
+    QFETCH(double, scale);
+    auto x = torch::tensor({3.0, 4.0}, torch::kFloat64);
+    bool p = false;
+    auto y = half_space_step(x, 0.1, lambda, epsilon, 1e-8, &p);
+    QCOMPARE(p, projected);
+    QVERIFY2(torch::allclose(y, x * scale), qPrintable(QString::number(y[0].item<double>())));
+    // A zero group stays zero.
+    QVERIFY(
+        torch::equal(half_space_step(torch::zeros({3}), 0.1, 1.0, 0.5, 1e-8), torch::zeros({3})));
+  }
+
+  void planResolution() {
+    auto m = random_model(tiny(), 1);
+    const auto deps = analyze_model(*m);
+    PruningPlan plan;
+    plan.target_ratio = 0.3;
+    auto r = resolve_plan(plan, deps);
+    QVERIFY2(std::abs(r.achieved_ratio - 0.3) < 0.02,
+             qPrintable(QString::number(r.achieved_ratio)));
+    int64_t sum = 0;
+    for (const auto& e : r.entries)
+      sum += e.remove;
+    QCOMPARE(sum, r.total_groups);
+    // Fixed ratios win; unprunable marks keep a node group whole.
+    plan.node_group_ratios["L1.mlp"] = 0.5;
+    plan.layer_ratios[2] = 0.25;
+    plan.unprunable = {"L0.attn"};
+    r = resolve_plan(plan, deps);
+    QCOMPARE(r.count(static_cast<size_t>(deps.find_node_group("L1.mlp"))), int64_t(20));
+    QCOMPARE(r.count(static_cast<size_t>(deps.find_node_group("L2.mlp"))), int64_t(10));
+    QCOMPARE(r.count(static_cast<size_t>(deps.find_node_group("L0.attn"))), int64_t(0));
+    // Save and load give the same plan.
+    QTemporaryDir dir;
+    const auto path = dir.filePath("plan.json").toStdString();
+    plan.save(path);
+    const auto back = PruningPlan::load(path);
+    QCOMPARE(back.to_json().dump(), plan.to_json().dump());
+  }
+
+  void impossiblePlansAreRefused_data() {
+    QTest::addColumn<QString>("json");
+    QTest::addColumn<QString>("message");
+    QTest::newRow("ratio 0") << R"({"target_ratio": 0})"
+                             << "outside (0, 1)";
+    QTest::newRow("ratio 1.5") << R"({"target_ratio": 1.5})"
+                               << "outside (0, 1)";
+    QTest::newRow("unknown layer") << R"({"target_ratio": 0.2, "layer_ratios": {"7": 0.1}})"
+                                   << "layers 0 to 2";
+    QTest::newRow("unknown group") << R"({"target_ratio": 0.2, "unprunable": ["L9.mlp"]})"
+                                   << "L9.mlp";
+    QTest::newRow("unprunable group")
+        << R"({"target_ratio": 0.2, "node_group_ratios": {"hidden": 0.1}})"
+        << "not prunable";
+    QTest::newRow("every head") << R"({"target_ratio": 0.2, "node_group_ratios": {"L1.attn": 1.0}})"
+                                << "at most 1 of 2";
+    QTest::newRow("too much") << R"({"target_ratio": 0.97})"
+                              << "at most";
+    QTest::newRow("fixed over target")
+        << R"({"target_ratio": 0.05, "node_group_ratios": {"L0.mlp": 1.0, "L1.mlp": 1.0}})"
+        << "more than the target";
+  }
+  void impossiblePlansAreRefused() {
+    QFETCH(QString, json);
+    QFETCH(QString, message);
+    auto m = random_model(tiny(), 1);
+    const auto deps = analyze_model(*m);
+    const auto plan = PruningPlan::from_json(nlohmann::json::parse(json.toStdString()), "plan");
+    try {
+      resolve_plan(plan, deps);
+      QFAIL("plan accepted");
+    } catch (const UsageError& e) {
+      QVERIFY2(QString(e.what()).contains(message), e.what());
+    }
+  }
+
+  void shortRunMeetsTheSchedule() {
+    auto m = random_model(tiny(), 2);
+    LoraConfig lc;
+    lc.rank = 4;
+    lc.seed = 3;
+    attach_lora(*m, lc);
+    const auto deps = analyze_model(*m);
+    PruningPlan plan;
+    plan.target_ratio = 0.25;
+    plan.unprunable = {"L0.mlp"};
+    const auto resolved = resolve_plan(plan, deps);
+    const auto base_before = m->state_dict();
+    std::map<std::string, torch::Tensor> snapshot;
+    for (const auto& [k, v] : base_before)
+      snapshot[k] = v.clone();
+
+    LhspgOptions o;
+    o.warmup_steps = 3;
+    o.periods = 3;
+    o.period_steps = 4;
+    o.batch_size = 4;
+    o.lr = 5e-3;
+    std::vector<LhspgMetrics> log;
+    const auto data = random_text(16, 5);
+    const auto result = run_lhspg(*m, deps, resolved, data, o, nullptr,
+                                  [&](const LhspgMetrics& x) { log.push_back(x); });
+    QCOMPARE(static_cast<int64_t>(log.size()), o.total_steps());
+    // At the end of each period the zero count equals the schedule; at the end exactly K.
+    for (const auto& x : log) {
+      const bool period_end = x.period > 0 && (x.step - o.warmup_steps) % o.period_steps == 0;
+      if (period_end) QCOMPARE(x.zeroed, x.scheduled);
+      QVERIFY(x.zeroed <= x.scheduled);
+    }
+    QCOMPARE(log.back().zeroed, resolved.total_groups);
+    QCOMPARE(static_cast<int64_t>(result.removed.size()), resolved.total_groups);
+    QCOMPARE(result.zeroed_by_projection + result.zeroed_by_hard_projection, resolved.total_groups);
+    QCOMPARE(result.zeroed_by_hard_projection, int64_t(0));  // the schedule floor gets them all
+    for (const auto& e : resolved.entries) {
+      const auto& g = deps.node_groups[e.node_group];
+      const auto it = log.back().sparsity.find(g.id);
+      const double sparsity = it == log.back().sparsity.end() ? 0.0 : it->second;
+      QCOMPARE(sparsity, double(e.remove) / double(g.size));
+    }
+
+    // Kept groups' and unprunable groups' base weights never changed.
+    const auto plan_removal = deps.plan(result.removed);
+    std::map<std::string, std::vector<char>> touched;  // rows of removed producing slices
+    for (const auto& [g, list] : plan_removal)
+      for (const auto& s : deps.node_groups[g].slices)
+        if (s.role == GroupSlice::Role::Producing && s.param.find(".lora_") == std::string::npos) {
+          auto& mask = touched[s.param];
+          mask.resize(static_cast<size_t>(s.shape[0]), 0);
+          for (auto k : list)
+            for (auto i : s.indices(k))
+              mask[static_cast<size_t>(i)] = 1;
+        }
+    for (const auto& [name, t] : m->state_dict()) {
+      auto it = touched.find(name);
+      if (it == touched.end()) {
+        QVERIFY2(torch::equal(t, snapshot.at(name)), name.c_str());
+        continue;
+      }
+      for (int64_t i = 0; i < t.size(0); ++i) {
+        if (it->second[static_cast<size_t>(i)])
+          QVERIFY2(t[i].abs().max().item<double>() == 0.0, name.c_str());
+        else
+          QVERIFY2(torch::equal(t[i], snapshot.at(name)[i]), name.c_str());
+      }
+    }
+    // The masked model and the subnet agree; the subnet's size is the plan's.
+    auto sub = construct_subnet(*m, deps, result.removed);
+    QCOMPARE(sub->num_parameters(), m->num_parameters() - resolved.params_removed);
+    torch::NoGradGuard ng;
+    sub->eval();
+    auto tokens = data.batch(999, 2).narrow(1, 0, 16);
+    const double diff = (m->forward(tokens) - sub->forward(tokens)).abs().max().item<double>();
+    QVERIFY2(diff < 1e-5, qPrintable(QString::number(diff)));
+    // Training did something.
+    QVERIFY(log.back().loss < log.front().loss);
+  }
+
+  void badOptions() {
+    auto m = random_model(tiny(), 2);
+    const auto deps = analyze_model(*m);
+    PruningPlan plan;
+    const auto resolved = resolve_plan(plan, deps);
+    const auto data = random_text(16, 5);
+    LhspgOptions o;
+    QVERIFY_THROWS_EXCEPTION(UsageError, run_lhspg(*m, deps, resolved, data, o));  // no LoRA
+    o.epsilon = 1.0;
+    QVERIFY_THROWS_EXCEPTION(UsageError, o.validate());
+    QVERIFY_THROWS_EXCEPTION(InputError, WindowSampler(std::vector<int64_t>(10, 1), 16, 1));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestLhspg)
+#include "test_lhspg.moc"
