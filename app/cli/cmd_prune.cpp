@@ -27,8 +27,8 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   }
   if (a.steps > 0) {
     auto& l = a.o.lhspg;
-    l.warmup_steps = std::max<int64_t>(1, a.steps / 10);
-    l.period_steps = (a.steps - l.warmup_steps) / l.periods;
+    l.period_steps = (a.steps - a.steps / 10) / l.periods;
+    l.warmup_steps = a.steps - l.periods * l.period_steps;
     if (l.period_steps < 1)
       throw UsageError("--steps " + std::to_string(a.steps) + " is too few for " +
                        std::to_string(l.periods) + " periods");

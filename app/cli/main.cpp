@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
     } catch (const CancelledError&) {
       std::cerr << "cancelled\n";
       return kExitCancelled;
+    } catch (const Error& e) {
+      // The engine's own errors (a directory that cannot be written, a full disk) say what
+      // happened; only foreign exceptions are reported as internal.
+      std::cerr << "error: " << e.what() << "\n";
+      return kExitInternal;
     } catch (const std::exception& e) {
       std::cerr << "internal error: " << e.what() << "\n";
       return kExitInternal;

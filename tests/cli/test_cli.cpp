@@ -220,6 +220,61 @@ class TestCli : public QObject {
     QCOMPARE(r.code, 3);
     QVERIFY2(r.err.contains("not valid JSON"), qPrintable(r.err));
   }
+
+  void pruneWritesAModelThatLoads() {
+    QTemporaryDir dir;
+    const QString text = dir.filePath("text.txt"), out = dir.filePath("pruned");
+    {
+      std::ofstream f(text.toStdString());
+      for (int i = 0; i < 60; ++i)
+        f << "Once upon a time, there was a little girl named Lily. She liked to play in the park "
+             "with her dog. One day, the sun was bright and the sky was blue.\n";
+    }
+    auto r = run_cli({"prune", demo_model(), "--ratio", "0.3", "--text", text, "--out", out,
+                      "--steps", "12", "--periods", "2", "--seq-len", "32", "--batch", "2",
+                      "--lora-rank", "2", "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto report = QJsonDocument::fromJson(r.out.toUtf8()).object();
+    const auto params = report["parameters"].toObject();
+    QCOMPARE(params["after"].toDouble(),
+             params["before"].toDouble() * (1 - params["planned_removed_ratio"].toDouble()));
+    QVERIFY(std::abs(params["removed_ratio"].toDouble() - 0.3) < 0.03);
+    QCOMPARE(report["lhspg"].toObject()["zeroed_by_hard_projection"].toInt(), 0);
+    QVERIFY(QFile::exists(out + "/pruning_report.json"));
+    auto info = run_cli({"info", out, "--json"});
+    QVERIFY2(info.code == 0, qPrintable(info.err));
+    const auto j = QJsonDocument::fromJson(info.out.toUtf8()).object();
+    QCOMPARE(j["parameters"].toObject()["total"].toDouble(), params["after"].toDouble());
+    QVERIFY(run_cli({"eval", "ppl", out, "--text", text, "--seq-len", "32"}).code == 0);
+
+    // Bad input: clear messages, nothing written.
+    const QString out2 = dir.filePath("never");
+    auto bad = run_cli({"prune", demo_model(), "--ratio", "1.5", "--text", text, "--out", out2});
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.contains("outside (0, 1)"), qPrintable(bad.err));
+    const QString plan = dir.filePath("plan.json");
+    std::ofstream(plan.toStdString()) << R"({"target_ratio": 0.2, "layer_ratios": {"9": 0.5}})";
+    bad = run_cli(
+        {"prune", demo_model(), "--plan", plan, "--text", text, "--out", out2, "--steps", "8"});
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.contains("layer 9") && bad.err.contains("0 to 3"), qPrintable(bad.err));
+    const QString tiny = dir.filePath("tiny.txt");
+    std::ofstream(tiny.toStdString()) << "Once upon a time.";
+    bad = run_cli({"prune", demo_model(), "--ratio", "0.2", "--text", tiny, "--out", out2});
+    QCOMPARE(bad.code, 3);
+    QVERIFY2(bad.err.contains("tiny.txt") && bad.err.contains("short"), qPrintable(bad.err));
+    bad = run_cli({"prune", demo_model(), "--ratio", "0.2", "--text", text, "--out",
+                   text + "/sub"});  // under a file: cannot be created
+    QCOMPARE(bad.code, 1);
+    QVERIFY2(bad.err.startsWith("error:") && bad.err.contains("sub"), qPrintable(bad.err));
+    bad = run_cli({"prune", demo_model(), "--ratio", "0.2", "--text", text, "--out", out});
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.contains("already exists"), qPrintable(bad.err));
+    QVERIFY(!QFile::exists(out2));
+    QCOMPARE(
+        QDir(dir.path()).entryList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden).size(),
+        4);  // text, pruned, plan, tiny — and no staging directory left behind
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCli)

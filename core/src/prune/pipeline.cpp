@@ -79,11 +79,21 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   const ModelConfig cfg_before = model.config();
   const int64_t params_before = model.num_parameters();
 
+  // The plan's ratio is of the base model's parameters: resolve it before the adapters exist,
+  // then carry the counts over to the analysis with adapters (same node group ids).
+  const auto base_deps = analyze_model(model);
+  auto resolved = resolve_plan(o.plan, base_deps);
   LoraConfig lora = o.lora;
   lora.seed = o.seed;
   attach_lora(model, lora);
   const auto deps = analyze_model(model);
-  const auto resolved = resolve_plan(o.plan, deps);
+  for (auto& e : resolved.entries) {
+    const auto i = deps.find_node_group(base_deps.node_groups[e.node_group].id);
+    if (i < 0)
+      throw Error("prune: node group " + base_deps.node_groups[e.node_group].id +
+                  " disappeared when the adapters were attached");
+    e.node_group = static_cast<size_t>(i);
+  }
 
   const auto t_lhspg = std::chrono::steady_clock::now();
   const auto result = run_lhspg(model, deps, resolved, sampler, o.lhspg, ctx, on_step);
