@@ -47,16 +47,16 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   std::printf("pruned %.1f%% of the parameters (%s -> %s), %zu variable groups removed\n",
               100.0 * p["removed_ratio"].get<double>(),
               human_count(p["before"].get<int64_t>()).c_str(),
-              human_count(p["after"].get<int64_t>()).c_str(), report["lhspg"]["removed"].size());
+              human_count(p["after"].get<int64_t>()).c_str(), report["pruning"]["removed"].size());
   std::printf("held-out ppl %.4f -> %.4f  (%s)\n", report["ppl"]["before"].get<double>(),
               report["ppl"]["after"].get<double>(),
               report["ppl"]["protocol"].get<std::string>().c_str());
   std::printf(
       "LHSPG: %lld steps in %.1f s, %lld groups zeroed by the half-space projection, %lld "
       "by the period-end projection\n",
-      report["lhspg"]["steps"].get<long long>(), report["seconds"]["lhspg"].get<double>(),
-      report["lhspg"]["zeroed_by_projection"].get<long long>(),
-      report["lhspg"]["zeroed_by_hard_projection"].get<long long>());
+      report["pruning"]["steps"].get<long long>(), report["seconds"]["pruning"].get<double>(),
+      report["pruning"]["zeroed_by_projection"].get<long long>(),
+      report["pruning"]["zeroed_by_hard_projection"].get<long long>());
   std::printf("wrote %s (Hugging Face layout, pruning_report.json)\n", a.o.out_dir.c_str());
   return 0;
 }
@@ -72,7 +72,12 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--out", o.out_dir, "output directory (Hugging Face layout)")->required();
   app->add_option("--ratio", a->ratio, "fraction of all parameters to remove, in (0, 1)");
   app->add_option("--plan", a->plan, "plan JSON (per-layer / per-node-group ratios, protections)");
-  app->add_option("--method", o.method, "lhspg")->capture_default_str();
+  app->add_option(
+         "--method", o.method,
+         "lhspg, or a baseline on the same plan: magnitude, random, taylor (full-gradient, "
+         "LLM-Pruner style), loraprune (LoRA-gradient); baselines prune at once, then "
+         "fine-tune LoRA for the same steps")
+      ->capture_default_str();
   app->add_option("--steps", a->steps,
                   "total step budget: 10% warm-up, the rest split over the periods");
   app->add_option("--warmup-steps", o.lhspg.warmup_steps)->capture_default_str();

@@ -239,7 +239,7 @@ class TestCli : public QObject {
     QCOMPARE(params["after"].toDouble(),
              params["before"].toDouble() * (1 - params["planned_removed_ratio"].toDouble()));
     QVERIFY(std::abs(params["removed_ratio"].toDouble() - 0.3) < 0.03);
-    QCOMPARE(report["lhspg"].toObject()["zeroed_by_hard_projection"].toInt(), 0);
+    QCOMPARE(report["pruning"].toObject()["zeroed_by_hard_projection"].toInt(), 0);
     QVERIFY(QFile::exists(out + "/pruning_report.json"));
     auto info = run_cli({"info", out, "--json"});
     QVERIFY2(info.code == 0, qPrintable(info.err));

@@ -216,6 +216,70 @@ class TestLhspg : public QObject {
     QVERIFY(log.back().loss < log.front().loss);
   }
 
+  void baselinesOnTheSamePlan_data() {
+    QTest::addColumn<QString>("method");
+    for (const char* m : {"magnitude", "random", "taylor", "loraprune"})
+      QTest::newRow(m) << m;
+  }
+  void baselinesOnTheSamePlan() {
+    QFETCH(QString, method);
+    auto m = random_model(tiny(), 7);
+    LoraConfig lc;
+    lc.rank = 4;
+    attach_lora(*m, lc);
+    const auto deps = analyze_model(*m);
+    PruningPlan plan;
+    plan.target_ratio = 0.3;
+    const auto resolved = resolve_plan(plan, deps);
+    LhspgOptions o;
+    o.method = method.toStdString();
+    o.warmup_steps = 2;
+    o.periods = 2;
+    o.period_steps = 3;
+    o.batch_size = 4;
+    std::vector<LhspgMetrics> log;
+    const auto data = random_text(16, 9);
+    const auto result = run_lhspg(*m, deps, resolved, data, o, nullptr,
+                                  [&](const LhspgMetrics& x) { log.push_back(x); });
+    QCOMPARE(static_cast<int64_t>(log.size()), o.total_steps());
+    for (const auto& x : log)  // zero from the first step on, held there
+      QCOMPARE(x.zeroed, resolved.total_groups);
+    QCOMPARE(result.zeroed_by_hard_projection, resolved.total_groups);
+    QCOMPARE(static_cast<int64_t>(result.removed.size()), resolved.total_groups);
+    QVERIFY(!m->parameter("model.layers.0.mlp.up_proj.weight").requires_grad());
+    auto sub = construct_subnet(*m, deps, result.removed);
+    QCOMPARE(sub->num_parameters(), m->num_parameters() - resolved.params_removed);
+    torch::NoGradGuard ng;
+    sub->eval();
+    auto tokens = data.batch(999, 2).narrow(1, 0, 16);
+    const double diff = (m->forward(tokens) - sub->forward(tokens)).abs().max().item<double>();
+    QVERIFY2(diff < 1e-5, qPrintable(QString::number(diff)));
+  }
+
+  void criteriaDiffer() {
+    // Different criteria pick different groups on the same model and plan.
+    std::map<std::string, std::vector<std::string>> picked;
+    for (const char* method : {"magnitude", "random", "taylor"}) {
+      auto m = random_model(tiny(), 11);
+      LoraConfig lc;
+      lc.rank = 4;
+      attach_lora(*m, lc);
+      const auto deps = analyze_model(*m);
+      PruningPlan plan;
+      plan.target_ratio = 0.3;
+      LhspgOptions o;
+      o.method = method;
+      o.warmup_steps = 1;
+      o.periods = 1;
+      o.period_steps = 1;
+      auto r = run_lhspg(*m, deps, resolve_plan(plan, deps), random_text(16, 3), o);
+      std::sort(r.removed.begin(), r.removed.end());
+      picked[method] = r.removed;
+    }
+    QVERIFY(picked["magnitude"] != picked["random"]);
+    QVERIFY(picked["magnitude"] != picked["taylor"]);
+  }
+
   void badOptions() {
     auto m = random_model(tiny(), 2);
     const auto deps = analyze_model(*m);
@@ -225,6 +289,9 @@ class TestLhspg : public QObject {
     LhspgOptions o;
     QVERIFY_THROWS_EXCEPTION(UsageError, run_lhspg(*m, deps, resolved, data, o));  // no LoRA
     o.epsilon = 1.0;
+    QVERIFY_THROWS_EXCEPTION(UsageError, o.validate());
+    o.epsilon = 0.5;
+    o.method = "obd";
     QVERIFY_THROWS_EXCEPTION(UsageError, o.validate());
     QVERIFY_THROWS_EXCEPTION(InputError, WindowSampler(std::vector<int64_t>(10, 1), 16, 1));
   }

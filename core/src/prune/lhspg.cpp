@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <random>
 
 #include "lorashear/errors.h"
 
@@ -23,6 +24,9 @@ void LhspgOptions::validate() const {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw UsageError(what);
   };
+  need(method == "lhspg" || method == "magnitude" || method == "random" || method == "taylor" ||
+           method == "loraprune",
+       "method '" + method + "': expected lhspg, magnitude, random, taylor or loraprune");
   need(warmup_steps >= 0, "warm-up steps must be >= 0");
   need(periods >= 1, "there must be at least one pruning period");
   need(period_steps >= 1, "a period needs at least one step");
@@ -124,58 +128,106 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
   int64_t scheduled = 0, redundant = 0;
   const int64_t total = o.total_steps();
 
-  // Saliency of every unselected group of the tracked node groups, lowest selected per plan.
-  auto select = [&](int64_t period) {
+  // Scores of every group of the tracked node groups under the method's criterion (lower =
+  // removed first). Gradient criteria use one calibration batch (step 0 of the sampler, which
+  // training never draws).
+  std::mt19937_64 random_scores(0x5EEDull + static_cast<uint64_t>(o.batch_size));
+  auto scores = [&]() {
+    std::vector<std::vector<double>> out(tracked.size());
+    const bool needs_grad = o.method == "taylor" || o.method == "loraprune";
+    std::vector<torch::Tensor> unfrozen;
+    if (needs_grad) {
+      if (o.method == "taylor")
+        for (auto& t : tracked)
+          for (auto& sl : t.slices)
+            if (!sl.param.requires_grad()) {
+              sl.param.set_requires_grad(true);
+              unfrozen.push_back(sl.param);
+            }
+      opt.zero_grad();
+      lm_loss(model, data.batch(0, o.batch_size)).backward();
+    }
     torch::NoGradGuard no_grad;
-    std::vector<std::vector<double>> mag(tracked.size()), taylor(tracked.size());
-    double mag_norm = 0, taylor_norm = 0;
+    std::vector<std::vector<double>> mag(tracked.size()), tay(tracked.size());
+    double mag_norm = 0, tay_norm = 0;
     for (size_t ti = 0; ti < tracked.size(); ++ti) {
       auto& t = tracked[ti];
-      std::vector<double> m2(static_cast<size_t>(t.group->size), 0.0);
-      std::vector<double> ty(static_cast<size_t>(t.group->size), 0.0);
-      for (const auto& s : t.slices) {
-        auto eff = effective(s).to(torch::kFloat64);
-        auto base = s.param.to(torch::kFloat64);
-        auto delta = eff - base;
-        auto reduce = [&](const torch::Tensor& x) { return x.dim() == 1 ? x : x.sum(1 - s.dim); };
-        auto sq = reduce(eff * eff).cpu();
-        auto tay = reduce(base * delta).cpu();
-        const auto* sqp = sq.data_ptr<double>();
-        const auto* typ = tay.data_ptr<double>();
-        for (size_t i = 0; i < s.group_of.size(); ++i) {
-          const auto k = s.group_of[i];
-          if (k < 0) continue;
-          m2[static_cast<size_t>(k)] += sqp[i];
-          ty[static_cast<size_t>(k)] += typ[i];
+      const auto n = static_cast<size_t>(t.group->size);
+      std::vector<double> a(n, 0.0), b(n, 0.0);
+      auto accumulate = [&](const BoundSlice& sl, const torch::Tensor& per_elem,
+                            std::vector<double>& into) {
+        auto per_index =
+            (per_elem.dim() == 1 ? per_elem : per_elem.sum(1 - sl.dim)).to(torch::kFloat64).cpu();
+        const auto* p = per_index.data_ptr<double>();
+        for (size_t i = 0; i < sl.group_of.size(); ++i)
+          if (sl.group_of[i] >= 0) into[static_cast<size_t>(sl.group_of[i])] += p[i];
+      };
+      for (const auto& sl : t.slices) {
+        const auto eff = effective(sl).to(torch::kFloat64);
+        const auto base = sl.param.to(torch::kFloat64);
+        const bool adapted = sl.linear != nullptr && sl.linear->lora_A && sl.param.dim() == 2;
+        if (o.method == "lhspg" || o.method == "magnitude") {
+          accumulate(sl, eff * eff, a);
+          if (o.method == "lhspg") accumulate(sl, base * (eff - base), b);
+        } else if (o.method == "taylor") {
+          if (sl.param.grad().defined())
+            accumulate(sl, base * sl.param.grad().to(torch::kFloat64), b);
+        } else if (o.method == "loraprune" && adapted) {
+          const auto& A = sl.linear->lora_A->weight;
+          const auto& B = sl.linear->lora_B->weight;
+          if (A.grad().defined() && B.grad().defined()) {
+            auto g = torch::matmul(B.grad(), A) + torch::matmul(B, A.grad());
+            accumulate(sl, (g.to(torch::kFloat64) * eff).abs(), b);
+          }
         }
       }
-      for (int64_t k = 0; k < t.group->size; ++k) {
-        if (t.selected[static_cast<size_t>(k)]) continue;
-        const double m = std::sqrt(m2[static_cast<size_t>(k)]);
-        const double y = std::abs(ty[static_cast<size_t>(k)]);
-        mag_norm += m * m;
-        taylor_norm += y * y;
-        m2[static_cast<size_t>(k)] = m;
-        ty[static_cast<size_t>(k)] = y;
+      for (size_t k = 0; k < n; ++k) {
+        a[k] = std::sqrt(a[k]);
+        b[k] = std::abs(b[k]);
+        if (t.selected[k]) continue;
+        mag_norm += a[k] * a[k];
+        tay_norm += b[k] * b[k];
       }
-      mag[ti] = std::move(m2);
-      taylor[ti] = std::move(ty);
+      mag[ti] = std::move(a);
+      tay[ti] = std::move(b);
     }
     mag_norm = std::sqrt(mag_norm);
-    taylor_norm = std::sqrt(taylor_norm);
+    tay_norm = std::sqrt(tay_norm);
+    for (size_t ti = 0; ti < tracked.size(); ++ti) {
+      auto& sc = out[ti];
+      sc.assign(mag[ti].size(), 0.0);
+      for (size_t k = 0; k < sc.size(); ++k) {
+        if (o.method == "random") {
+          sc[k] = std::uniform_real_distribution<double>(0, 1)(random_scores);
+        } else if (o.method == "lhspg") {
+          if (mag_norm > 0) sc[k] += o.magnitude_weight * mag[ti][k] / mag_norm;
+          if (tay_norm > 0) sc[k] += o.taylor_weight * tay[ti][k] / tay_norm;
+        } else if (o.method == "magnitude") {
+          sc[k] = mag[ti][k];
+        } else {
+          sc[k] = tay[ti][k];
+        }
+      }
+    }
+    for (auto& p : unfrozen) {
+      p.mutable_grad() = torch::Tensor();
+      p.set_requires_grad(false);
+    }
+    if (needs_grad) opt.zero_grad();
+    return out;
+  };
+
+  // Adds the lowest-scoring unselected groups to the redundant set: `count(t)` of node group t.
+  auto select = [&](const std::function<int64_t(const Tracked&)>& count) {
+    const auto sc = scores();
     for (size_t ti = 0; ti < tracked.size(); ++ti) {
       auto& t = tracked[ti];
       std::vector<std::pair<double, int64_t>> cand;
-      for (int64_t k = 0; k < t.group->size; ++k) {
-        if (t.selected[static_cast<size_t>(k)]) continue;
-        double s = 0;
-        if (mag_norm > 0) s += o.magnitude_weight * mag[ti][static_cast<size_t>(k)] / mag_norm;
-        if (taylor_norm > 0)
-          s += o.taylor_weight * taylor[ti][static_cast<size_t>(k)] / taylor_norm;
-        cand.push_back({s, k});
-      }
+      for (int64_t k = 0; k < t.group->size; ++k)
+        if (!t.selected[static_cast<size_t>(k)])
+          cand.push_back({sc[ti][static_cast<size_t>(k)], k});
       std::stable_sort(cand.begin(), cand.end());
-      const int64_t n = t.per_period[static_cast<size_t>(period)];
+      const int64_t n = count(t);
       for (int64_t i = 0; i < n && i < static_cast<int64_t>(cand.size()); ++i) {
         const int64_t k = cand[static_cast<size_t>(i)].second;
         t.selected[static_cast<size_t>(k)] = 1;
@@ -220,13 +272,23 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
   };
 
   std::vector<double> lambdas;
+  const bool one_shot = o.method != "lhspg";
   for (int64_t step = 1; step <= total; ++step) {
     task_check(ctx);
-    const int64_t period =
-        step <= o.warmup_steps ? 0 : (step - o.warmup_steps - 1) / o.period_steps + 1;
+    const int64_t period = one_shot ? 0
+                           : step <= o.warmup_steps
+                               ? 0
+                               : (step - o.warmup_steps - 1) / o.period_steps + 1;
     const int64_t in_period =
-        step <= o.warmup_steps ? 0 : (step - o.warmup_steps - 1) % o.period_steps;
-    if (period > 0 && in_period == 0) select(period - 1);
+        one_shot || step <= o.warmup_steps ? 0 : (step - o.warmup_steps - 1) % o.period_steps;
+    if (one_shot && step == 1) {
+      // Baselines: every group chosen at once on the dense model, zeroed, then the same LoRA
+      // fine-tuning budget with them held at zero.
+      select([](const Tracked& t) { return t.remove; });
+      reset_rows(true, 0);
+    }
+    if (!one_shot && period > 0 && in_period == 0)
+      select([&](const Tracked& t) { return t.per_period[static_cast<size_t>(period - 1)]; });
     const auto t0 = std::chrono::steady_clock::now();
 
     auto batch = data.batch(step, o.batch_size);
@@ -349,7 +411,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     // Selected groups keep no LoRA rows: their update was merged into W above (or they are zero).
     reset_rows(false, 0);
     // A group zeroed by the projection must stay exactly zero (its W rows are 0 already).
-    if (period > 0 && in_period == o.period_steps - 1) reset_rows(true, period - 1);
+    if (!one_shot && period > 0 && in_period == o.period_steps - 1) reset_rows(true, period - 1);
 
     const double l = loss.item<double>();
     losses.push_back(l);

@@ -12,13 +12,13 @@
 namespace lorashear {
 
 void PruneOptions::validate() const {
-  if (method != "lhspg")
-    throw UsageError("method '" + method + "': only lhspg is available so far");
   if (seq_len < 2) throw UsageError("--seq-len must be at least 2");
   if (!(holdout > 0 && holdout < 1)) throw UsageError("--holdout must be in (0, 1)");
   if (out_dir.empty()) throw UsageError("an output directory is required (--out DIR)");
   lora.validate();
-  lhspg.validate();
+  auto l = lhspg;
+  l.method = method;
+  l.validate();
 }
 
 namespace {
@@ -96,7 +96,9 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   }
 
   const auto t_lhspg = std::chrono::steady_clock::now();
-  const auto result = run_lhspg(model, deps, resolved, sampler, o.lhspg, ctx, on_step);
+  auto lhspg = o.lhspg;
+  lhspg.method = o.method;
+  const auto result = run_lhspg(model, deps, resolved, sampler, lhspg, ctx, on_step);
   const double lhspg_seconds = since(t_lhspg);
 
   task_report(ctx, "subnet", 0, 1);
@@ -151,7 +153,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
        {{"before", ppl_before.ppl},
         {"after", ppl_after.ppl},
         {"protocol", ppl_after.protocol() + " of the held-out tokens"}}},
-      {"lhspg",
+      {"pruning",
        {{"removed", result.removed},
         {"variable_groups_removed", result.removed.size()},
         {"zeroed_by_projection", result.zeroed_by_projection},
@@ -159,7 +161,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
         {"hard_per_period", result.hard_per_period},
         {"final_loss", result.final_loss},
         {"steps", result.steps}}},
-      {"seconds", {{"lhspg", lhspg_seconds}, {"total", since(t_start)}}}};
+      {"seconds", {{"pruning", lhspg_seconds}, {"total", since(t_start)}}}};
   io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");
   staged.commit();
   task_report(ctx, "save", 1, 1);

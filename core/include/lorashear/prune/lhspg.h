@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ torch::Tensor half_space_step(const torch::Tensor& x, double eta, double lambda,
                               double tau, bool* projected = nullptr);
 
 struct LhspgOptions {
+  /// lhspg, or a baseline on the same groups and plan (LORASHEAR.md §3.2): magnitude
+  /// (||W_eff[g]||), random, taylor (|<W[g], grad_W f[g]>|, full-weight gradients, LLM-Pruner
+  /// style), loraprune (sum |(grad_B·A + B·grad_A) ⊙ W_eff| over g). Baselines choose every group
+  /// at once before training (gradients from one calibration batch), zero them, and spend the
+  /// same number of steps on LoRA fine-tuning with the groups held at zero.
+  std::string method = "lhspg";
   int64_t warmup_steps = 20;  ///< T_w: plain LoRA training before the first period
   int64_t periods = 4;        ///< P
   int64_t period_steps = 20;  ///< T

@@ -18,7 +18,7 @@ namespace lorashear {
 
 struct PruneOptions {
   PruningPlan plan;
-  std::string method = "lhspg";  ///< only LHSPG so far
+  std::string method = "lhspg";  ///< or a baseline: magnitude, random, taylor, loraprune
   LoraConfig lora;               ///< adapters trained by LHSPG (rank 8, alpha 16 by default)
   LhspgOptions lhspg;
   int64_t seq_len = 128;     ///< training windows and the perplexity protocol (windows-L)
