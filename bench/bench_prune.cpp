@@ -1,6 +1,6 @@
 // Held-out perplexity of stories260K pruned by LHSPG and by each baseline, at the same plan and
-// step budget. Text: ../shared/data/text/tinystories_val_subset.txt; its last 10% of tokens are held
-// out (windows-128 protocol), the rest is training data.
+// step budget. Text: ../shared/data/text/tinystories_val_subset.txt; its last 10% of tokens are
+// held out (windows-128 protocol), the rest is training data.
 //   bench_prune [--steps N] [--ratios 0.2,0.5] [--methods lhspg,magnitude,...]
 #include <chrono>
 #include <cstdio>
@@ -39,16 +39,20 @@ int main(int argc, char** argv) {
   const std::string model = shared + "/models/stories260K/stories260K.bin";
   const std::string text = shared + "/data/text/tinystories_val_subset.txt";
   const auto tmp = std::filesystem::temp_directory_path() / "lorashear-bench-prune";
-  std::printf("stories260K, %lld steps (10%% warm-up, 4 periods), batch 8 x 128, LoRA r=8, lr 1e-3\n",
-              static_cast<long long>(steps));
+  std::printf(
+      "stories260K, %lld steps (LHSPG: 10%% warm-up, 60%% in 4 periods, 30%% recovery; "
+      "baselines: pruned at once, then all steps LoRA), batch 8 x 128, LoRA r=8, lr 1e-3\n",
+      static_cast<long long>(steps));
   for (const auto& ratio : ratios) {
     for (const auto& method : methods) {
       auto loaded = load_model(model);
       PruneOptions o;
       o.plan.target_ratio = std::stod(ratio);
       o.method = method;
-      o.lhspg.period_steps = (steps - steps / 10) / o.lhspg.periods;
-      o.lhspg.warmup_steps = steps - o.lhspg.periods * o.lhspg.period_steps;
+      o.lhspg.period_steps = (steps * 6 / 10) / o.lhspg.periods;
+      o.lhspg.recovery_steps = steps * 3 / 10;
+      o.lhspg.warmup_steps =
+          steps - o.lhspg.periods * o.lhspg.period_steps - o.lhspg.recovery_steps;
       o.out_dir = (tmp / (method + "-" + ratio)).string();
       o.overwrite = true;
       const auto t0 = std::chrono::steady_clock::now();

@@ -27,8 +27,10 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   }
   if (a.steps > 0) {
     auto& l = a.o.lhspg;
-    l.period_steps = (a.steps - a.steps / 10) / l.periods;
-    l.warmup_steps = a.steps - l.periods * l.period_steps;
+    // 10% warm-up, 60% pruning periods, 30% recovery with the removed groups at zero.
+    l.period_steps = (a.steps * 6 / 10) / l.periods;
+    l.recovery_steps = a.steps * 3 / 10;
+    l.warmup_steps = a.steps - l.periods * l.period_steps - l.recovery_steps;
     if (l.period_steps < 1)
       throw UsageError("--steps " + std::to_string(a.steps) + " is too few for " +
                        std::to_string(l.periods) + " periods");
@@ -79,10 +81,14 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
          "fine-tune LoRA for the same steps")
       ->capture_default_str();
   app->add_option("--steps", a->steps,
-                  "total step budget: 10% warm-up, the rest split over the periods");
+                  "total step budget: 10% warm-up, 60% over the periods, 30% recovery (baselines: "
+                  "all fine-tuning after pruning at once)");
   app->add_option("--warmup-steps", o.lhspg.warmup_steps)->capture_default_str();
   app->add_option("--periods", o.lhspg.periods)->capture_default_str();
   app->add_option("--period-steps", o.lhspg.period_steps)->capture_default_str();
+  app->add_option("--recovery-steps", o.lhspg.recovery_steps,
+                  "LoRA steps after the last period, removed groups at zero")
+      ->capture_default_str();
   app->add_option("--batch", o.lhspg.batch_size)->capture_default_str();
   app->add_option("--lr", o.lhspg.lr, "AdamW learning rate of the LoRA factors")
       ->capture_default_str();
@@ -99,6 +105,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--eval-windows", o.eval_windows, "held-out windows scored (0 = all)")
       ->capture_default_str();
   app->add_option("--seed", o.seed)->capture_default_str();
+  app->add_flag("!--no-analysis", o.analyze,
+                "skip the knowledge distribution analysis (no automatic protections)");
+  app->add_option("--gamma", o.knowledge.gamma, "fraction of node groups the analysis protects")
+      ->capture_default_str();
   app->add_flag("--overwrite", o.overwrite, "replace DIR if it exists (once pruning succeeded)");
   app->footer(
       "Examples:\n"

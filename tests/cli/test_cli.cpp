@@ -247,6 +247,16 @@ class TestCli : public QObject {
     QCOMPARE(j["parameters"].toObject()["total"].toDouble(), params["after"].toDouble());
     QVERIFY(run_cli({"eval", "ppl", out, "--text", text, "--seq-len", "32"}).code == 0);
 
+    // The knowledge analysis writes a plan that prune reads.
+    const QString protect = dir.filePath("protect.json");
+    auto an = run_cli({"analyze", demo_model(), "--text", text, "--seq-len", "32", "--windows", "4",
+                       "--plan-out", protect, "--ratio", "0.25"});
+    QVERIFY2(an.code == 0, qPrintable(an.err));
+    QVERIFY2(an.out.contains("unprunable"), qPrintable(an.out));
+    const auto plan_json = QJsonDocument::fromJson(read_all(protect)).object();
+    QCOMPARE(plan_json["unprunable"].toArray().size(), 2);  // ceil(0.2 · 8 node groups)
+    QFile::remove(protect);
+
     // Bad input: clear messages, nothing written.
     const QString out2 = dir.filePath("never");
     auto bad = run_cli({"prune", demo_model(), "--ratio", "1.5", "--text", text, "--out", out2});

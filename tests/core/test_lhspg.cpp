@@ -10,6 +10,7 @@
 
 #include "checkpoint_writers.h"
 #include "lorashear/errors.h"
+#include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/lhspg.h"
 #include "lorashear/prune/subnet.h"
 
@@ -278,6 +279,41 @@ class TestLhspg : public QObject {
     }
     QVERIFY(picked["magnitude"] != picked["random"]);
     QVERIFY(picked["magnitude"] != picked["taylor"]);
+  }
+
+  void knowledgeDistribution() {
+    auto m = random_model(tiny(), 13);
+    const auto deps = analyze_model(*m);
+    std::map<std::string, torch::Tensor> before;
+    for (const auto& [k, v] : m->state_dict())
+      before[k] = v.clone();
+    std::vector<int64_t> text;
+    auto sampler = random_text(16, 2);
+    for (int i = 0; i < 20; ++i) {
+      auto b = sampler.batch(i, 1);
+      for (int64_t t = 0; t < b.size(1); ++t)
+        text.push_back(b[0][t].item<int64_t>());
+    }
+    KnowledgeOptions ko;
+    ko.seq_len = 16;
+    ko.windows = 8;
+    const auto r = analyze_knowledge(*m, deps, text, ko);
+    QCOMPARE(static_cast<int>(r.groups.size()), 6);         // 3 layers × (attention, MLP)
+    QCOMPARE(static_cast<int>(r.protected_ids.size()), 2);  // ceil(0.2 · 6)
+    double max_norm = 0, min_protected = 1e9, max_free = -1e9;
+    for (const auto& g : r.groups) {
+      max_norm = std::max(max_norm, g.normalized);
+      QCOMPARE(g.zeroed, g.kind == "attention" ? int64_t(1) : int64_t(20));
+      QCOMPARE(g.delta, g.loss - r.base_loss);
+      (g.protect ? min_protected : max_free) =
+          g.protect ? std::min(min_protected, g.delta) : std::max(max_free, g.delta);
+    }
+    QCOMPARE(max_norm, 1.0);
+    QVERIFY(min_protected >= max_free);
+    for (const auto& [k, v] : m->state_dict())  // restored exactly
+      QVERIFY2(torch::equal(v, before.at(k)), k.c_str());
+    ko.rho = 0;
+    QVERIFY_THROWS_EXCEPTION(UsageError, analyze_knowledge(*m, deps, text, ko));
   }
 
   void badOptions() {

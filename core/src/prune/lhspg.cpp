@@ -28,6 +28,7 @@ void LhspgOptions::validate() const {
            method == "loraprune",
        "method '" + method + "': expected lhspg, magnitude, random, taylor or loraprune");
   need(warmup_steps >= 0, "warm-up steps must be >= 0");
+  need(recovery_steps >= 0, "recovery steps must be >= 0");
   need(periods >= 1, "there must be at least one pruning period");
   need(period_steps >= 1, "a period needs at least one step");
   need(batch_size >= 1, "batch size must be >= 1");
@@ -273,21 +274,24 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
 
   std::vector<double> lambdas;
   const bool one_shot = o.method != "lhspg";
+  const int64_t pruning_end = o.warmup_steps + o.periods * o.period_steps;
   for (int64_t step = 1; step <= total; ++step) {
     task_check(ctx);
-    const int64_t period = one_shot ? 0
-                           : step <= o.warmup_steps
-                               ? 0
-                               : (step - o.warmup_steps - 1) / o.period_steps + 1;
-    const int64_t in_period =
-        one_shot || step <= o.warmup_steps ? 0 : (step - o.warmup_steps - 1) % o.period_steps;
+    // 0: warm-up; 1..P: pruning periods; P + 1: recovery with the removed groups held at zero.
+    int64_t period = 0;
+    if (!one_shot && step > pruning_end)
+      period = o.periods + 1;
+    else if (!one_shot && step > o.warmup_steps)
+      period = (step - o.warmup_steps - 1) / o.period_steps + 1;
+    const bool pruning = period >= 1 && period <= o.periods;
+    const int64_t in_period = pruning ? (step - o.warmup_steps - 1) % o.period_steps : 0;
     if (one_shot && step == 1) {
       // Baselines: every group chosen at once on the dense model, zeroed, then the same LoRA
       // fine-tuning budget with them held at zero.
       select([](const Tracked& t) { return t.remove; });
       reset_rows(true, 0);
     }
-    if (!one_shot && period > 0 && in_period == 0)
+    if (pruning && in_period == 0)
       select([&](const Tracked& t) { return t.per_period[static_cast<size_t>(period - 1)]; });
     const auto t0 = std::chrono::steady_clock::now();
 
@@ -411,7 +415,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     // Selected groups keep no LoRA rows: their update was merged into W above (or they are zero).
     reset_rows(false, 0);
     // A group zeroed by the projection must stay exactly zero (its W rows are 0 already).
-    if (!one_shot && period > 0 && in_period == o.period_steps - 1) reset_rows(true, period - 1);
+    if (pruning && in_period == o.period_steps - 1) reset_rows(true, period - 1);
 
     const double l = loss.item<double>();
     losses.push_back(l);

@@ -7,6 +7,7 @@
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/text.h"
+#include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/subnet.h"
 
 namespace lorashear {
@@ -82,7 +83,25 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   // The plan's ratio is of the base model's parameters: resolve it before the adapters exist,
   // then carry the counts over to the analysis with adapters (same node group ids).
   const auto base_deps = analyze_model(model);
-  auto resolved = resolve_plan(o.plan, base_deps);
+  // Knowledge distribution (§2) on the first windows of the training part: the top-gamma node
+  // groups join the plan's unprunable marks, unless the plan gives them a ratio itself.
+  PruningPlan plan = o.plan;
+  nlohmann::json knowledge = nullptr;
+  if (o.analyze) {
+    auto ko = o.knowledge;
+    ko.seq_len = o.seq_len;
+    std::vector<int64_t> eval(
+        tokens.begin(), tokens.begin() + static_cast<long>(std::min<size_t>(
+                                             split, static_cast<size_t>(ko.windows * ko.seq_len))));
+    const auto k = analyze_knowledge(model, base_deps, eval, ko, ctx);
+    knowledge = k.to_json();
+    for (const auto& id : k.protected_ids) {
+      const auto& g = base_deps.node_groups[static_cast<size_t>(base_deps.find_node_group(id))];
+      if (plan.node_group_ratios.count(id) || plan.layer_ratios.count(g.layer)) continue;
+      plan.unprunable.insert(id);
+    }
+  }
+  auto resolved = resolve_plan(plan, base_deps);
   LoraConfig lora = o.lora;
   lora.seed = o.seed;
   attach_lora(model, lora);
@@ -115,7 +134,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
       {"version", 1},
       {"method", o.method},
       {"settings",
-       {{"plan", o.plan.to_json()},
+       {{"plan", plan.to_json()},
         {"lora",
          {{"rank", lora.rank},
           {"alpha", lora.alpha},
@@ -125,6 +144,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
          {{"warmup_steps", o.lhspg.warmup_steps},
           {"periods", o.lhspg.periods},
           {"period_steps", o.lhspg.period_steps},
+          {"recovery_steps", o.lhspg.recovery_steps},
           {"batch_size", o.lhspg.batch_size},
           {"lr", o.lhspg.lr},
           {"epsilon", o.lhspg.epsilon},
@@ -149,6 +169,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
          1.0 - static_cast<double>(pruned->num_parameters()) / static_cast<double>(params_before)},
         {"planned_removed_ratio", resolved.achieved_ratio}}},
       {"layers", layer_table(cfg_before, pruned->config())},
+      {"knowledge", knowledge},
       {"ppl",
        {{"before", ppl_before.ppl},
         {"after", ppl_after.ppl},

@@ -38,6 +38,9 @@ struct LhspgOptions {
   int64_t warmup_steps = 20;  ///< T_w: plain LoRA training before the first period
   int64_t periods = 4;        ///< P
   int64_t period_steps = 20;  ///< T
+  /// LoRA training after the last period with the removed groups held at zero (§3.1: "recovery
+  /// continues"), so the groups zeroed last are not left without training.
+  int64_t recovery_steps = 0;
   int64_t batch_size = 8;
   double lr = 1e-3;  ///< AdamW on the LoRA factors (constant)
   double weight_decay = 0.0;
@@ -52,7 +55,7 @@ struct LhspgOptions {
   double magnitude_weight = 1.0;
   double taylor_weight = 1.0;
 
-  int64_t total_steps() const { return warmup_steps + periods * period_steps; }
+  int64_t total_steps() const { return warmup_steps + periods * period_steps + recovery_steps; }
   /// Throws UsageError naming the option.
   void validate() const;
 };
@@ -61,7 +64,7 @@ struct LhspgOptions {
 struct LhspgMetrics {
   int64_t step = 0;  ///< 1-based
   int64_t total_steps = 0;
-  int64_t period = 0;  ///< 0 during warm-up, then 1..P
+  int64_t period = 0;  ///< 0 during warm-up (and for baselines), 1..P, P + 1 in recovery
   double loss = 0;
   double lr = 0;
   int64_t redundant = 0;                   ///< groups selected so far

@@ -1,6 +1,7 @@
 #pragma once
 // The pruning pipeline behind `lorashear prune` and the GUI's run: text → train / held-out split →
-// dense perplexity → LoRA adapters → dependency analysis → plan → LHSPG → subnet construction →
+// dense perplexity → dependency analysis → knowledge distribution (protections) → plan → LoRA
+// adapters → LHSPG (or a baseline) → subnet construction →
 // LoRA folded in → pruned perplexity → Hugging Face export and a JSON report, written atomically.
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 
 #include "lorashear/io/loader.h"
 #include "lorashear/model/lora.h"
+#include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/lhspg.h"
 #include "lorashear/prune/plan.h"
 #include "lorashear/task.h"
@@ -21,6 +23,9 @@ struct PruneOptions {
   std::string method = "lhspg";  ///< or a baseline: magnitude, random, taylor, loraprune
   LoraConfig lora;               ///< adapters trained by LHSPG (rank 8, alpha 16 by default)
   LhspgOptions lhspg;
+  /// Run the knowledge distribution analysis first and protect its top-gamma node groups.
+  bool analyze = true;
+  KnowledgeOptions knowledge;
   int64_t seq_len = 128;     ///< training windows and the perplexity protocol (windows-L)
   double holdout = 0.1;      ///< fraction of the text's tokens, at its end, kept for perplexity
   int64_t eval_windows = 0;  ///< 0 = every held-out window
