@@ -1,6 +1,8 @@
 // `lorashear prune MODEL --ratio R --text FILE --out DIR`: the LoRAShear pruning pipeline (LHSPG
 // so far) writing the pruned model and pruning_report.json.
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli_common.h"
 #include "lorashear/errors.h"
@@ -39,7 +41,12 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   auto loaded = load_model_for_cli(a.model, a.tokenizer, global, /*need_tokenizer=*/true);
   ProgressBar bar(global);
   auto ctx = bar.context();
-  const auto report = prune_model(loaded, a.text, a.o, &ctx);
+  // For the crash tests: LORASHEAR_TEST_KILL_AT_STEP=N kills the process with SIGKILL at step N.
+  const char* kill_at = std::getenv("LORASHEAR_TEST_KILL_AT_STEP");
+  const int64_t kill_step = kill_at ? std::atoll(kill_at) : -1;
+  const auto report = prune_model(loaded, a.text, a.o, &ctx, [&](const LhspgMetrics& m) {
+    if (m.step == kill_step) std::raise(SIGKILL);
+  });
   bar.finish();
   if (global.json) {
     print_json(report);
@@ -69,6 +76,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto a = std::make_shared<PruneArgs>();
   add_model_arguments(app, a->model, a->tokenizer);
   auto& o = a->o;
+  o.checkpoint_every = 50;  // a kill loses at most 50 steps
   app->add_option("--text", a->text, "training text (.txt or .jsonl); its end is held out")
       ->required();
   app->add_option("--out", o.out_dir, "output directory (Hugging Face layout)")->required();
@@ -95,6 +103,12 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--epsilon", o.lhspg.epsilon, "half-space threshold in [0, 1)")
       ->capture_default_str();
   app->add_option("--lambda", o.lhspg.lambda, "base shrink strength")->capture_default_str();
+  app->add_option("--magnitude-weight", o.lhspg.magnitude_weight,
+                  "LHSPG saliency: weight of the magnitude criterion")
+      ->capture_default_str();
+  app->add_option("--taylor-weight", o.lhspg.taylor_weight,
+                  "LHSPG saliency: weight of the LoRA-aware Taylor criterion")
+      ->capture_default_str();
   app->add_option("--lora-rank", o.lora.rank)->capture_default_str();
   app->add_option("--lora-alpha", o.lora.alpha)->capture_default_str();
   app->add_option("--lora-targets", o.lora.targets, "layers that get adapters")->delimiter(',');
@@ -110,6 +124,14 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--gamma", o.knowledge.gamma, "fraction of node groups the analysis protects")
       ->capture_default_str();
   app->add_flag("--overwrite", o.overwrite, "replace DIR if it exists (once pruning succeeded)");
+  app->add_option("--checkpoint-every", o.checkpoint_every,
+                  "save the run's state every N steps (0 = never) into OUT.checkpoint")
+      ->capture_default_str();
+  app->add_option(
+         "--resume", o.checkpoint_dir,
+         "continue a killed or cancelled run from its checkpoint directory (OUT.checkpoint); "
+         "the other options must be the same as the first time")
+      ->each([&o](const std::string&) { o.resume = true; });
   app->footer(
       "Examples:\n"
       "  lorashear prune ../shared/models/stories260K/stories260K.bin --ratio 0.2 \\\n"

@@ -285,6 +285,79 @@ class TestCli : public QObject {
         QDir(dir.path()).entryList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden).size(),
         4);  // text, pruned, plan, tiny — and no staging directory left behind
   }
+
+  void pruneResumesAfterSigkill() {
+    QTemporaryDir dir;
+    const QString text = dir.filePath("text.txt");
+    {
+      std::ofstream f(text.toStdString());
+      for (int i = 0; i < 80; ++i)
+        f << "Tom and Sue went to the lake " << i % 7 << " times. They saw a big fish and a "
+          << "small boat. The fish jumped and the children laughed.\n";
+    }
+    auto args = [&](const QString& out) {
+      return QStringList{"prune",
+                         demo_model(),
+                         "--ratio",
+                         "0.3",
+                         "--text",
+                         text,
+                         "--out",
+                         out,
+                         "--steps",
+                         "30",
+                         "--periods",
+                         "2",
+                         "--seq-len",
+                         "32",
+                         "--batch",
+                         "2",
+                         "--lora-rank",
+                         "2",
+                         "--threads",
+                         "1",
+                         "--quiet",
+                         "--checkpoint-every",
+                         "4"};
+    };
+    const QString a = dir.filePath("a"), b = dir.filePath("b");
+    auto whole = run_cli(args(a));
+    QVERIFY2(whole.code == 0, qPrintable(whole.err));
+    QVERIFY(!QDir(a + ".checkpoint").exists());  // removed once the run succeeded
+
+    // Killed at step 18: the checkpoint of step 16 survives, nothing at the output.
+    QProcess p;
+    auto env = QProcessEnvironment::systemEnvironment();
+    env.insert("LORASHEAR_TEST_KILL_AT_STEP", "18");
+    p.setProcessEnvironment(env);
+    p.start(LORASHEAR_CLI_PATH, args(b));
+    QVERIFY(p.waitForFinished(300000));
+    QCOMPARE(p.exitStatus(), QProcess::CrashExit);
+    QVERIFY(!QDir(b).exists());
+    const auto state =
+        QJsonDocument::fromJson(read_all(b + ".checkpoint/latest/state.json")).object();
+    QCOMPARE(state["step"].toInt(), 16);
+
+    auto resumed = run_cli(args(b) << "--resume" << b + ".checkpoint");
+    QVERIFY2(resumed.code == 0, qPrintable(resumed.err));
+    QCOMPARE(read_all(b + "/model.safetensors"), read_all(a + "/model.safetensors"));
+    const auto ra = QJsonDocument::fromJson(read_all(a + "/pruning_report.json")).object();
+    const auto rb = QJsonDocument::fromJson(read_all(b + "/pruning_report.json")).object();
+    QCOMPARE(rb["pruning"].toObject()["removed"], ra["pruning"].toObject()["removed"]);
+    QCOMPARE(rb["pruning"].toObject()["final_loss"], ra["pruning"].toObject()["final_loss"]);
+
+    // Resuming with other settings is refused.
+    env.insert("LORASHEAR_TEST_KILL_AT_STEP", "10");
+    p.setProcessEnvironment(env);
+    const QString c = dir.filePath("c");
+    p.start(LORASHEAR_CLI_PATH, args(c));
+    QVERIFY(p.waitForFinished(300000));
+    auto other = run_cli(args(c) << "--resume" << c + ".checkpoint"
+                                 << "--lr"
+                                 << "0.01");
+    QCOMPARE(other.code, 2);
+    QVERIFY2(other.err.contains("other settings"), qPrintable(other.err));
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCli)

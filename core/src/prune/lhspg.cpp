@@ -6,7 +6,14 @@
 #include <numeric>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
 #include "lorashear/errors.h"
+#include "lorashear/io/files.h"
+#include "lorashear/io/safetensors.h"
 
 namespace lorashear {
 
@@ -72,7 +79,8 @@ torch::Tensor effective(const BoundSlice& s) {
 
 LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const ResolvedPlan& plan,
                       const WindowSampler& data, const LhspgOptions& o, const TaskContext* ctx,
-                      const std::function<void(const LhspgMetrics&)>& on_step) {
+                      const std::function<void(const LhspgMetrics&)>& on_step,
+                      const LhspgCheckpoint& checkpoint) {
   o.validate();
   if (model.lora() == nullptr)
     throw UsageError("LHSPG trains LoRA adapters: attach them to the model first");
@@ -272,11 +280,88 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     }
   };
 
+  // ---- Checkpoints: everything the remaining steps depend on.
+  auto save_checkpoint = [&](int64_t step) {
+    io::StagedDirectory staged(checkpoint.dir + "/latest", /*overwrite=*/true);
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& [name, t] : model.all_parameters())
+      tensors.emplace_back(name, t.detach());
+    write_safetensors(staged.path() + "/model.safetensors", tensors);
+    torch::serialize::OutputArchive archive;
+    opt.save(archive);
+    archive.save_to(staged.path() + "/optimizer.pt");
+    nlohmann::json groups = nlohmann::json::object();
+    for (const auto& t : tracked) {
+      std::vector<int64_t> sel, zero;
+      for (int64_t k = 0; k < t.group->size; ++k) {
+        if (t.selected[static_cast<size_t>(k)]) sel.push_back(k);
+        if (t.zero[static_cast<size_t>(k)]) zero.push_back(k);
+      }
+      groups[t.group->id] = {{"selected", sel}, {"zero", zero}};
+    }
+    nlohmann::json state = {{"step", step},
+                            {"settings", checkpoint.settings},
+                            {"groups", groups},
+                            {"removed", result.removed},
+                            {"zeroed_by_projection", result.zeroed_by_projection},
+                            {"zeroed_by_hard_projection", result.zeroed_by_hard_projection},
+                            {"hard_per_period", result.hard_per_period},
+                            {"losses", losses},
+                            {"scheduled", scheduled},
+                            {"redundant", redundant}};
+    io::write_file_atomic(staged.path() + "/state.json", state.dump() + "\n");
+    staged.commit();
+  };
+  int64_t first_step = 1;
+  const std::string latest = checkpoint.dir + "/latest";
+  if (checkpoint.resume && !checkpoint.dir.empty() &&
+      std::filesystem::exists(latest + "/state.json")) {
+    nlohmann::json state;
+    try {
+      std::ifstream in(latest + "/state.json");
+      in >> state;
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(latest + "/state.json: not valid JSON: " + e.what());
+    }
+    if (state.value("settings", std::string()) != checkpoint.settings)
+      throw UsageError(latest +
+                       " was written by a run with other settings (model, text, plan or "
+                       "options differ); start a new run or use the same settings");
+    SafetensorsFile file(latest + "/model.safetensors");
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : model.all_parameters()) {
+      const auto* e = file.find(name);
+      if (e == nullptr || e->shape != t.sizes().vec())
+        throw InputError(latest + "/model.safetensors: tensor '" + name +
+                         "' is missing or has another shape");
+      t.copy_(file.view(*e));
+    }
+    torch::serialize::InputArchive archive;
+    archive.load_from(latest + "/optimizer.pt");
+    opt.load(archive);
+    for (auto& t : tracked) {
+      const auto& g = state.at("groups").at(t.group->id);
+      for (auto k : g.at("selected").get<std::vector<int64_t>>())
+        t.selected[static_cast<size_t>(k)] = 1;
+      for (auto k : g.at("zero").get<std::vector<int64_t>>())
+        t.zero[static_cast<size_t>(k)] = 1;
+    }
+    result.removed = state.at("removed").get<std::vector<std::string>>();
+    result.zeroed_by_projection = state.at("zeroed_by_projection").get<int64_t>();
+    result.zeroed_by_hard_projection = state.at("zeroed_by_hard_projection").get<int64_t>();
+    result.hard_per_period = state.at("hard_per_period").get<std::vector<int64_t>>();
+    losses = state.at("losses").get<std::vector<double>>();
+    scheduled = state.at("scheduled").get<int64_t>();
+    redundant = state.at("redundant").get<int64_t>();
+    first_step = state.at("step").get<int64_t>() + 1;
+  }
+
   std::vector<double> lambdas;
   const bool one_shot = o.method != "lhspg";
   const int64_t pruning_end = o.warmup_steps + o.periods * o.period_steps;
-  for (int64_t step = 1; step <= total; ++step) {
+  for (int64_t step = first_step; step <= total; ++step) {
     task_check(ctx);
+    torch::manual_seed(0x10AD5EEDull + static_cast<uint64_t>(step));  // dropout, resumable
     // 0: warm-up; 1..P: pruning periods; P + 1: recovery with the removed groups held at zero.
     int64_t period = 0;
     if (!one_shot && step > pruning_end)
@@ -446,6 +531,9 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       on_step(m);
     }
     task_report(ctx, "LHSPG", step, total);
+    if (!checkpoint.dir.empty() && checkpoint.every > 0 && step % checkpoint.every == 0 &&
+        step < total)
+      save_checkpoint(step);
   }
   const size_t tail = std::min<size_t>(10, losses.size());
   result.final_loss =

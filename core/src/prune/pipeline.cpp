@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
@@ -114,10 +115,45 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
     e.node_group = static_cast<size_t>(i);
   }
 
+  const nlohmann::json settings = {{"plan", plan.to_json()},
+                                   {"lora",
+                                    {{"rank", lora.rank},
+                                     {"alpha", lora.alpha},
+                                     {"dropout", lora.dropout},
+                                     {"targets", lora.targets}}},
+                                   {"lhspg",
+                                    {{"warmup_steps", o.lhspg.warmup_steps},
+                                     {"periods", o.lhspg.periods},
+                                     {"period_steps", o.lhspg.period_steps},
+                                     {"recovery_steps", o.lhspg.recovery_steps},
+                                     {"batch_size", o.lhspg.batch_size},
+                                     {"lr", o.lhspg.lr},
+                                     {"epsilon", o.lhspg.epsilon},
+                                     {"lambda", o.lhspg.lambda},
+                                     {"lambda_amp", o.lhspg.lambda_amp},
+                                     {"lambda_cmax", o.lhspg.lambda_cmax},
+                                     {"magnitude_weight", o.lhspg.magnitude_weight},
+                                     {"taylor_weight", o.lhspg.taylor_weight}}},
+                                   {"seq_len", o.seq_len},
+                                   {"holdout", o.holdout},
+                                   {"seed", o.seed}};
+  // A checkpoint belongs to one exact run: the model, the text and every setting.
+  LhspgCheckpoint ckpt;
+  ckpt.dir = o.checkpoint_dir.empty() ? o.out_dir + ".checkpoint" : o.checkpoint_dir;
+  ckpt.every = o.checkpoint_every;
+  ckpt.resume = o.resume;
+  ckpt.settings =
+      nlohmann::json{
+          {"settings", settings},    {"method", o.method}, {"config", cfg_before.to_hf_json()},
+          {"params", params_before}, {"text", text_path},  {"tokens", tokens.size()}}
+          .dump();
+  if (o.resume && !std::filesystem::exists(ckpt.dir + "/latest/state.json"))
+    throw UsageError("--resume: no checkpoint in " + ckpt.dir);
+
   const auto t_lhspg = std::chrono::steady_clock::now();
   auto lhspg = o.lhspg;
   lhspg.method = o.method;
-  const auto result = run_lhspg(model, deps, resolved, sampler, lhspg, ctx, on_step);
+  const auto result = run_lhspg(model, deps, resolved, sampler, lhspg, ctx, on_step, ckpt);
   const double lhspg_seconds = since(t_lhspg);
 
   task_report(ctx, "subnet", 0, 1);
@@ -133,29 +169,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
       {"format", "lorashear-pruning-report"},
       {"version", 1},
       {"method", o.method},
-      {"settings",
-       {{"plan", plan.to_json()},
-        {"lora",
-         {{"rank", lora.rank},
-          {"alpha", lora.alpha},
-          {"dropout", lora.dropout},
-          {"targets", lora.targets}}},
-        {"lhspg",
-         {{"warmup_steps", o.lhspg.warmup_steps},
-          {"periods", o.lhspg.periods},
-          {"period_steps", o.lhspg.period_steps},
-          {"recovery_steps", o.lhspg.recovery_steps},
-          {"batch_size", o.lhspg.batch_size},
-          {"lr", o.lhspg.lr},
-          {"epsilon", o.lhspg.epsilon},
-          {"lambda", o.lhspg.lambda},
-          {"lambda_amp", o.lhspg.lambda_amp},
-          {"lambda_cmax", o.lhspg.lambda_cmax},
-          {"magnitude_weight", o.lhspg.magnitude_weight},
-          {"taylor_weight", o.lhspg.taylor_weight}}},
-        {"seq_len", o.seq_len},
-        {"holdout", o.holdout},
-        {"seed", o.seed}}},
+      {"settings", settings},
       {"data",
        {{"text", text_path},
         {"tokens", tokens.size()},
@@ -185,6 +199,8 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
       {"seconds", {{"pruning", lhspg_seconds}, {"total", since(t_start)}}}};
   io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");
   staged.commit();
+  std::error_code ec;
+  std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
   task_report(ctx, "save", 1, 1);
   return report;
 }

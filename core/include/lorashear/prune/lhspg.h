@@ -86,6 +86,17 @@ struct LhspgResult {
   int64_t steps = 0;
 };
 
+/// Where and how often run_lhspg saves its state. A checkpoint is `dir/latest/` (model and adapter
+/// tensors, AdamW state, the redundant set and counters), replaced atomically, so a run killed at
+/// any moment resumes from its last checkpoint and ends with the same result as an uninterrupted
+/// run (the data of step t depends only on the seed and t).
+struct LhspgCheckpoint {
+  std::string dir;       ///< empty: no checkpoints
+  int64_t every = 0;     ///< steps between checkpoints; 0: none
+  bool resume = false;   ///< continue from dir/latest if present
+  std::string settings;  ///< the run's settings; a checkpoint of other settings is refused
+};
+
 /// Runs LHSPG on `model`, which must carry LoRA adapters (base weights are frozen here). `deps`
 /// is the model's analysis; `plan` says how many groups leave each node group. On return the
 /// removed groups are exactly zero (producing slices and their B rows) and `construct_subnet`
@@ -93,6 +104,7 @@ struct LhspgResult {
 LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const ResolvedPlan& plan,
                       const WindowSampler& data, const LhspgOptions& options,
                       const TaskContext* ctx = nullptr,
-                      const std::function<void(const LhspgMetrics&)>& on_step = {});
+                      const std::function<void(const LhspgMetrics&)>& on_step = {},
+                      const LhspgCheckpoint& checkpoint = {});
 
 }  // namespace lorashear

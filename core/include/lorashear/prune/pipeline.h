@@ -32,6 +32,11 @@ struct PruneOptions {
   uint64_t seed = 0;
   std::string out_dir;
   bool overwrite = false;
+  /// Checkpoints every N LHSPG steps into `checkpoint_dir` (default: OUT_DIR.checkpoint), removed
+  /// once the run succeeds; `resume` continues from the last one (same settings required).
+  int64_t checkpoint_every = 0;
+  std::string checkpoint_dir;
+  bool resume = false;
   /// Throws UsageError naming the option.
   void validate() const;
 };
