@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <random>
+#include <thread>
 
 #include "checkpoint_writers.h"
 #include "lorashear/errors.h"
@@ -314,6 +315,63 @@ class TestLhspg : public QObject {
       QVERIFY2(torch::equal(v, before.at(k)), k.c_str());
     ko.rho = 0;
     QVERIFY_THROWS_EXCEPTION(UsageError, analyze_knowledge(*m, deps, text, ko));
+  }
+
+  void pauseAndCancel() {
+    auto m = random_model(tiny(), 2);
+    LoraConfig lc;
+    lc.rank = 2;
+    attach_lora(*m, lc);
+    const auto deps = analyze_model(*m);
+    PruningPlan plan;
+    plan.target_ratio = 0.2;
+    const auto resolved = resolve_plan(plan, deps);
+    LhspgOptions o;
+    o.warmup_steps = 2;
+    o.periods = 2;
+    o.period_steps = 3;
+    o.batch_size = 2;
+    const auto data = random_text(16, 5);
+    std::atomic<bool> pause{false}, cancel{false};
+    std::atomic<int64_t> steps{0};
+    TaskContext ctx;
+    ctx.pause = &pause;
+    ctx.cancel = &cancel;
+    LhspgResult result;
+    std::thread worker([&] {
+      result = run_lhspg(*m, deps, resolved, data, o, &ctx, [&](const LhspgMetrics& x) {
+        steps = x.step;
+        if (x.step == 3) pause = true;  // the run waits before step 4
+      });
+    });
+    QTRY_COMPARE_WITH_TIMEOUT(steps.load(), int64_t(3), 10000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    QCOMPARE(steps.load(), int64_t(3));  // no progress while paused
+    pause = false;
+    worker.join();
+    QCOMPARE(steps.load(), o.total_steps());
+    QCOMPARE(static_cast<int64_t>(result.removed.size()), resolved.total_groups);
+
+    // Cancel while paused: returns promptly with CancelledError.
+    auto m2 = random_model(tiny(), 2);
+    attach_lora(*m2, lc);
+    pause = false;
+    bool cancelled = false;
+    std::thread second([&] {
+      try {
+        run_lhspg(*m2, deps, resolved, data, o, &ctx, [&](const LhspgMetrics& x) {
+          if (x.step == 2) pause = true;
+        });
+      } catch (const CancelledError&) {
+        cancelled = true;
+      }
+    });
+    QTRY_VERIFY_WITH_TIMEOUT(pause.load(), 10000);
+    const auto t0 = std::chrono::steady_clock::now();
+    cancel = true;
+    second.join();
+    QVERIFY(cancelled);
+    QVERIFY(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   }
 
   void badOptions() {
