@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "bench_common.h"
 #include "lorashear/prune/lhspg.h"
 #include "lorashear/prune/subnet.h"
 #include "lorashear/runtime.h"
@@ -22,13 +23,7 @@ using namespace lorashear;
 
 namespace {
 
-int64_t status_kib(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0) return std::atoll(line.c_str() + std::strlen(key));
-  return -1;
-}
+using bench::status_kib;
 
 LlamaModel make_model() {
   auto cfg = ModelConfig::uniform(32000, 512, 8, 8, 4, 1408, 64);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench_common.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/runtime.h"
 
@@ -19,13 +20,7 @@ using namespace lorashear;
 
 namespace {
 
-int64_t status_kib(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0) return std::atoll(line.c_str() + std::strlen(key));
-  return -1;
-}
+using bench::status_kib;
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <random>
+#include <set>
 #include <thread>
 
 #include "checkpoint_writers.h"
@@ -38,6 +39,48 @@ WindowSampler random_text(int64_t seq_len, uint64_t seed) {
     tokens.push_back(static_cast<int64_t>(rng() % 61));
   }
   return WindowSampler(tokens, seq_len, seed);
+}
+
+// A tiny model with adapters, its analysis and a resolved plan.
+struct Setup {
+  LlamaModel model{nullptr};
+  DependencyGraph deps;
+  ResolvedPlan plan;
+};
+
+Setup with_lora(uint64_t seed, int64_t rank, double ratio,
+                const std::set<std::string>& unprunable = {}) {
+  Setup s;
+  s.model = random_model(tiny(), seed);
+  LoraConfig lc;
+  lc.rank = rank;
+  lc.seed = 3;
+  attach_lora(*s.model, lc);
+  s.deps = analyze_model(*s.model);
+  PruningPlan plan;
+  plan.target_ratio = ratio;
+  plan.unprunable = unprunable;
+  s.plan = resolve_plan(plan, s.deps);
+  return s;
+}
+
+LhspgOptions short_run(int64_t warmup, int64_t periods, int64_t period_steps, int64_t batch,
+                       const std::string& method = "lhspg") {
+  LhspgOptions o;
+  o.method = method;
+  o.warmup_steps = warmup;
+  o.periods = periods;
+  o.period_steps = period_steps;
+  o.batch_size = batch;
+  return o;
+}
+
+// Every base parameter, copied.
+std::map<std::string, torch::Tensor> snapshot_of(const LlamaModelImpl& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [k, v] : m.state_dict())
+    out[k] = v.clone();
+  return out;
 }
 
 }  // namespace
@@ -138,26 +181,12 @@ class TestLhspg : public QObject {
   }
 
   void shortRunMeetsTheSchedule() {
-    auto m = random_model(tiny(), 2);
-    LoraConfig lc;
-    lc.rank = 4;
-    lc.seed = 3;
-    attach_lora(*m, lc);
-    const auto deps = analyze_model(*m);
-    PruningPlan plan;
-    plan.target_ratio = 0.25;
-    plan.unprunable = {"L0.mlp"};
-    const auto resolved = resolve_plan(plan, deps);
-    const auto base_before = m->state_dict();
-    std::map<std::string, torch::Tensor> snapshot;
-    for (const auto& [k, v] : base_before)
-      snapshot[k] = v.clone();
-
-    LhspgOptions o;
-    o.warmup_steps = 3;
-    o.periods = 3;
-    o.period_steps = 4;
-    o.batch_size = 4;
+    auto setup = with_lora(2, 4, 0.25, {"L0.mlp"});
+    auto& m = setup.model;
+    const auto& deps = setup.deps;
+    const auto& resolved = setup.plan;
+    const auto snapshot = snapshot_of(*m);
+    auto o = short_run(3, 3, 4, 4);
     o.lr = 5e-3;
     std::vector<LhspgMetrics> log;
     const auto data = random_text(16, 5);
@@ -225,20 +254,11 @@ class TestLhspg : public QObject {
   }
   void baselinesOnTheSamePlan() {
     QFETCH(QString, method);
-    auto m = random_model(tiny(), 7);
-    LoraConfig lc;
-    lc.rank = 4;
-    attach_lora(*m, lc);
-    const auto deps = analyze_model(*m);
-    PruningPlan plan;
-    plan.target_ratio = 0.3;
-    const auto resolved = resolve_plan(plan, deps);
-    LhspgOptions o;
-    o.method = method.toStdString();
-    o.warmup_steps = 2;
-    o.periods = 2;
-    o.period_steps = 3;
-    o.batch_size = 4;
+    auto setup = with_lora(7, 4, 0.3);
+    auto& m = setup.model;
+    const auto& deps = setup.deps;
+    const auto& resolved = setup.plan;
+    const auto o = short_run(2, 2, 3, 4, method.toStdString());
     std::vector<LhspgMetrics> log;
     const auto data = random_text(16, 9);
     const auto result = run_lhspg(*m, deps, resolved, data, o, nullptr,
@@ -262,19 +282,9 @@ class TestLhspg : public QObject {
     // Different criteria pick different groups on the same model and plan.
     std::map<std::string, std::vector<std::string>> picked;
     for (const char* method : {"magnitude", "random", "taylor"}) {
-      auto m = random_model(tiny(), 11);
-      LoraConfig lc;
-      lc.rank = 4;
-      attach_lora(*m, lc);
-      const auto deps = analyze_model(*m);
-      PruningPlan plan;
-      plan.target_ratio = 0.3;
-      LhspgOptions o;
-      o.method = method;
-      o.warmup_steps = 1;
-      o.periods = 1;
-      o.period_steps = 1;
-      auto r = run_lhspg(*m, deps, resolve_plan(plan, deps), random_text(16, 3), o);
+      auto s = with_lora(11, 4, 0.3);
+      auto r =
+          run_lhspg(*s.model, s.deps, s.plan, random_text(16, 3), short_run(1, 1, 1, 8, method));
       std::sort(r.removed.begin(), r.removed.end());
       picked[method] = r.removed;
     }
@@ -285,9 +295,7 @@ class TestLhspg : public QObject {
   void knowledgeDistribution() {
     auto m = random_model(tiny(), 13);
     const auto deps = analyze_model(*m);
-    std::map<std::string, torch::Tensor> before;
-    for (const auto& [k, v] : m->state_dict())
-      before[k] = v.clone();
+    const auto before = snapshot_of(*m);
     std::vector<int64_t> text;
     auto sampler = random_text(16, 2);
     for (int i = 0; i < 20; ++i) {
@@ -318,19 +326,11 @@ class TestLhspg : public QObject {
   }
 
   void pauseAndCancel() {
-    auto m = random_model(tiny(), 2);
-    LoraConfig lc;
-    lc.rank = 2;
-    attach_lora(*m, lc);
-    const auto deps = analyze_model(*m);
-    PruningPlan plan;
-    plan.target_ratio = 0.2;
-    const auto resolved = resolve_plan(plan, deps);
-    LhspgOptions o;
-    o.warmup_steps = 2;
-    o.periods = 2;
-    o.period_steps = 3;
-    o.batch_size = 2;
+    auto setup = with_lora(2, 2, 0.2);
+    auto& m = setup.model;
+    const auto& deps = setup.deps;
+    const auto& resolved = setup.plan;
+    const auto o = short_run(2, 2, 3, 2);
     const auto data = random_text(16, 5);
     std::atomic<bool> pause{false}, cancel{false};
     std::atomic<int64_t> steps{0};
@@ -353,8 +353,7 @@ class TestLhspg : public QObject {
     QCOMPARE(static_cast<int64_t>(result.removed.size()), resolved.total_groups);
 
     // Cancel while paused: returns promptly with CancelledError.
-    auto m2 = random_model(tiny(), 2);
-    attach_lora(*m2, lc);
+    auto m2 = with_lora(2, 2, 0.2).model;
     pause = false;
     bool cancelled = false;
     std::thread second([&] {

@@ -606,25 +606,28 @@ DependencyGraph Analyzer::run() {
     // attention.
     pd.structure = common_prefix(touching);
     auto& grp = pd.group;
-    if (flags & kVocabulary) {
-      pd.label = "vocab";
-      grp.reason = "vocabulary: token ids in, logits out";
-    } else if (flags & kNormalised) {
-      pd.label = "hidden";
-      grp.reason =
-          "hidden (residual) dimension: RMSNorm normalises over it, so removing a channel "
-          "changes every norm";
-    } else if (flags & kRope) {
-      pd.label = "head_dim";
-      grp.reason = "head_dim: RoPE rotates channel pairs inside each head, and q, k and v share it";
-    } else if (flags & kLoraRank) {
-      pd.label = "lora_rank";
-      grp.reason = "LoRA rank: the adapter's inner width";
-    } else if (flags & kBroadcast) {
-      pd.label = "kv_repeat";
-      grp.reason =
-          "query heads sharing a kv head: removed only with their kv head (zeroing query weights "
-          "cannot zero a repeated kv head)";
+    // Unprunable families, strongest reason first.
+    static const struct {
+      uint32_t flag;
+      const char* label;
+      const char* reason;
+    } kUnprunable[] = {
+        {kVocabulary, "vocab", "vocabulary: token ids in, logits out"},
+        {kNormalised, "hidden",
+         "hidden (residual) dimension: RMSNorm normalises over it, so removing a channel changes "
+         "every norm"},
+        {kRope, "head_dim",
+         "head_dim: RoPE rotates channel pairs inside each head, and q, k and v share it"},
+        {kLoraRank, "lora_rank", "LoRA rank: the adapter's inner width"},
+        {kBroadcast, "kv_repeat",
+         "query heads sharing a kv head: removed only with their kv head (zeroing query weights "
+         "cannot zero a repeated kv head)"},
+    };
+    const auto* known = std::find_if(std::begin(kUnprunable), std::end(kUnprunable),
+                                     [&](const auto& u) { return (flags & u.flag) != 0; });
+    if (known != std::end(kUnprunable)) {
+      pd.label = known->label;
+      grp.reason = known->reason;
     } else if (flags & kConflict) {
       pd.label = "other";
       auto it = conflict_reason.find(a);
