@@ -148,17 +148,21 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-std::string human_count(int64_t n) {
+std::string human_scaled(double v, const char* billions) {
   char buf[32];
-  if (n >= 1000000000)
-    std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
-  else if (n >= 1000000)
-    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
-  else if (n >= 1000)
-    std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
+  if (v >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2f%s", v / 1e9, billions);
+  else if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
   else
-    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+    std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
+}
+
+std::string human_count(int64_t n) {
+  return human_scaled(static_cast<double>(n), "B");
 }
 
 }  // namespace lorashear::cli

@@ -75,5 +75,7 @@ LoadedModel load_model_for_cli(const std::string& path, const std::string& token
 std::string human_bytes(double bytes);
 /// 6.74B, 56.2M, 1.2K, 17.
 std::string human_count(int64_t n);
+/// The same scaling for any quantity, with its own suffix for 1e9 ("G" for FLOPs).
+std::string human_scaled(double v, const char* billions);
 
 }  // namespace lorashear::cli

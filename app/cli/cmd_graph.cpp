@@ -103,16 +103,7 @@ std::string percent(double part, double whole) {
 }
 
 std::string flops_text(double f) {
-  char buf[32];
-  if (f >= 1e9)
-    std::snprintf(buf, sizeof buf, "%.2fG", f / 1e9);
-  else if (f >= 1e6)
-    std::snprintf(buf, sizeof buf, "%.2fM", f / 1e6);
-  else if (f >= 1e3)
-    std::snprintf(buf, sizeof buf, "%.1fK", f / 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%.0f", f);
-  return buf;
+  return human_scaled(f, "G");
 }
 
 // ---- graph

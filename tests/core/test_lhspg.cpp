@@ -83,6 +83,19 @@ std::map<std::string, torch::Tensor> snapshot_of(const LlamaModelImpl& m) {
   return out;
 }
 
+// The masked model and the subnet without `removed` agree (< 1e-5), and the subnet's size is the
+// plan's.
+void subnet_matches(LlamaModelImpl& m, const DependencyGraph& deps, const ResolvedPlan& plan,
+                    const std::vector<std::string>& removed, const WindowSampler& data) {
+  auto sub = construct_subnet(m, deps, removed);
+  QCOMPARE(sub->num_parameters(), m.num_parameters() - plan.params_removed);
+  torch::NoGradGuard ng;
+  sub->eval();
+  auto tokens = data.batch(999, 2).narrow(1, 0, 16);
+  const double diff = (m.forward(tokens) - sub->forward(tokens)).abs().max().item<double>();
+  QVERIFY2(diff < 1e-5, qPrintable(QString::number(diff)));
+}
+
 }  // namespace
 
 class TestLhspg : public QObject {
@@ -236,13 +249,7 @@ class TestLhspg : public QObject {
       }
     }
     // The masked model and the subnet agree; the subnet's size is the plan's.
-    auto sub = construct_subnet(*m, deps, result.removed);
-    QCOMPARE(sub->num_parameters(), m->num_parameters() - resolved.params_removed);
-    torch::NoGradGuard ng;
-    sub->eval();
-    auto tokens = data.batch(999, 2).narrow(1, 0, 16);
-    const double diff = (m->forward(tokens) - sub->forward(tokens)).abs().max().item<double>();
-    QVERIFY2(diff < 1e-5, qPrintable(QString::number(diff)));
+    subnet_matches(*m, deps, resolved, result.removed, data);
     // Training did something.
     QVERIFY(log.back().loss < log.front().loss);
   }
@@ -269,13 +276,7 @@ class TestLhspg : public QObject {
     QCOMPARE(result.zeroed_by_hard_projection, resolved.total_groups);
     QCOMPARE(static_cast<int64_t>(result.removed.size()), resolved.total_groups);
     QVERIFY(!m->parameter("model.layers.0.mlp.up_proj.weight").requires_grad());
-    auto sub = construct_subnet(*m, deps, result.removed);
-    QCOMPARE(sub->num_parameters(), m->num_parameters() - resolved.params_removed);
-    torch::NoGradGuard ng;
-    sub->eval();
-    auto tokens = data.batch(999, 2).narrow(1, 0, 16);
-    const double diff = (m->forward(tokens) - sub->forward(tokens)).abs().max().item<double>();
-    QVERIFY2(diff < 1e-5, qPrintable(QString::number(diff)));
+    subnet_matches(*m, deps, resolved, result.removed, data);
   }
 
   void criteriaDiffer() {

@@ -260,7 +260,7 @@ struct AtomSlice {
 
 class Analyzer {
  public:
-  Analyzer(const TraceGraph& g, const DependencyOptions& o) : g_(g), o_(o) {}
+  Analyzer(const TraceGraph& g, DependencyOptions o) : g_(g), o_(std::move(o)) {}
 
   DependencyGraph run();
 
@@ -314,7 +314,7 @@ class Analyzer {
   void apply_concat(const TraceNode& n, bool split);
 
   const TraceGraph& g_;
-  const DependencyOptions& o_;
+  DependencyOptions o_;  // context resolved by run()
   Axes axes_;
   std::vector<std::vector<int64_t>> tensors_;
   std::map<std::string, ParamInfo> params_;
@@ -474,7 +474,7 @@ void Analyzer::apply(size_t index) {
 DependencyGraph Analyzer::run() {
   DependencyGraph out;
   out.context = o_.context > 0 ? o_.context : g_.config.max_position_embeddings;
-  const_cast<DependencyOptions&>(o_).context = out.context;  // rules read it
+  o_.context = out.context;  // the attention rule reads it
   tensors_.assign(g_.tensors.size(), {});
   node_flops_.assign(g_.nodes.size(), 0.0);
   for (size_t i = 0; i < g_.nodes.size(); ++i)
@@ -887,8 +887,7 @@ RemovalCost DependencyGraph::removal_cost(const RemovalPlan& plan) const {
 }
 
 DependencyGraph analyze_dependencies(const TraceGraph& graph, const DependencyOptions& options) {
-  DependencyOptions o = options;
-  Analyzer a(graph, o);
+  Analyzer a(graph, options);
   return a.run();
 }
 

@@ -17,14 +17,17 @@
 
 namespace lorashear {
 
+double half_space_scale(double norm, double eta, double lambda, double epsilon, double tau,
+                        bool* projected) {
+  const double keep = 1.0 - eta * lambda / std::max(norm, tau);
+  const bool zero = norm == 0 || keep * norm * norm < epsilon * norm * norm;
+  if (projected != nullptr) *projected = zero;
+  return zero ? 0.0 : keep;
+}
+
 torch::Tensor half_space_step(const torch::Tensor& x, double eta, double lambda, double epsilon,
                               double tau, bool* projected) {
-  const double norm = x.norm().item<double>();
-  auto trial = x - x * (eta * lambda / std::max(norm, tau));
-  const double inner = (trial * x).sum().item<double>();
-  const bool zero = inner < epsilon * norm * norm;
-  if (projected != nullptr) *projected = zero;
-  return zero ? torch::zeros_like(x) : trial;
+  return x * half_space_scale(x.norm().item<double>(), eta, lambda, epsilon, tau, projected);
 }
 
 void LhspgOptions::validate() const {
@@ -477,10 +480,8 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
           lam = std::clamp(o.lambda_amp * (-dots[a]) / n, o.lambda, o.lambda * o.lambda_cmax);
         lam = std::max(lam, n / (o.lr * static_cast<double>(steps_left)));  // schedule floor
         lambdas.push_back(lam);
-        // x_tilde = (1 - c)·x with c = eta·lambda / max(||x||, tau); <x_tilde, x> = (1 - c)||x||².
-        const double c = o.lr * lam / std::max(n, o.tau);
-        const bool project = n == 0 || (1.0 - c) * n * n < o.epsilon * n * n || (1.0 - c) <= 0;
-        keep[a] = project ? 0.0 : 1.0 - c;
+        // A factor of 0 (projected, or shrunk exactly to zero) makes the group zero.
+        keep[a] = half_space_scale(n, o.lr, lam, o.epsilon, o.tau);
       }
       auto keep_t = torch::tensor(keep, torch::kFloat64).to(model.options().device);
       for (size_t ri = 0; ri < rows.size(); ++ri) {

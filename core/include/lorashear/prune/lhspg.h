@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -23,8 +22,14 @@
 
 namespace lorashear {
 
-/// Steps 2–3 of §3.3 for one group: x_tilde = x − eta·lambda·x / max(||x||, tau), set to zero when
-/// <x_tilde, x> < epsilon·||x||². `projected` tells which happened.
+/// Steps 2–3 of §3.3 on a group of norm ||x||: the trial point x_tilde = x − eta·lambda·x /
+/// max(||x||, tau) is (1 − c)·x, so <x_tilde, x> = (1 − c)·||x||². Returns the factor x_tilde / x,
+/// or 0 when the trial point leaves the half-space <x_tilde, x> >= epsilon·||x||² (`projected`).
+/// The rule run_lhspg applies to every redundant group.
+double half_space_scale(double norm, double eta, double lambda, double epsilon, double tau,
+                        bool* projected = nullptr);
+
+/// half_space_scale applied to one group's vector.
 torch::Tensor half_space_step(const torch::Tensor& x, double eta, double lambda, double epsilon,
                               double tau, bool* projected = nullptr);
 
