@@ -113,26 +113,31 @@ void print_json(const nlohmann::json& j) {
 
 namespace lorashear::cli {
 
-void add_model_arguments(CLI::App* app, std::string& model_path, std::string& tokenizer_path) {
-  app->add_option("MODEL", model_path, "Hugging Face directory, llama2.c .bin or .gguf file")
+void add_model_arguments(CLI::App* app, ModelArgs& args, bool adapter) {
+  app->add_option("MODEL", args.model, "Hugging Face directory, llama2.c .bin or .gguf file")
       ->required();
-  app->add_option("--tokenizer", tokenizer_path,
+  app->add_option("--tokenizer", args.tokenizer,
                   "tokenizer.model or llama2.c tokenizer.bin (default: found beside the model)");
+  if (adapter)
+    app->add_option("--adapter", args.adapter,
+                    "LoRA adapter directory in the PEFT layout (adapter_config.json + "
+                    "adapter_model.safetensors), attached unmerged");
 }
 
-LoadedModel load_model_for_cli(const std::string& path, const std::string& tokenizer_path,
-                               const GlobalOptions& global, bool need_tokenizer) {
+LoadedModel load_model_for_cli(const ModelArgs& args, const GlobalOptions& global,
+                               bool need_tokenizer) {
   LoadOptions opts;
   opts.model.device = parse_device(global.device);
   opts.model.dtype = parse_dtype(global.dtype);
-  opts.tokenizer_path = tokenizer_path;
+  opts.tokenizer_path = args.tokenizer;
   opts.require_tokenizer = need_tokenizer;
+  opts.adapter_path = args.adapter;
   ProgressBar bar(global);
   auto ctx = bar.context();
-  auto loaded = load_model(path, opts, &ctx);
+  auto loaded = load_model(args.model, opts, &ctx);
   bar.finish();
   if (need_tokenizer && !loaded.tokenizer)
-    throw InputError(path + ": no tokenizer found; pass --tokenizer FILE");
+    throw InputError(args.model + ": no tokenizer found; pass --tokenizer FILE");
   return loaded;
 }
 

@@ -63,13 +63,18 @@ void print_json(const nlohmann::json& j);
 
 namespace lorashear::cli {
 
-/// Adds the MODEL positional and --tokenizer to `app`.
-void add_model_arguments(CLI::App* app, std::string& model_path, std::string& tokenizer_path);
+/// What names a model on the command line: the MODEL positional, --tokenizer and --adapter.
+struct ModelArgs {
+  std::string model, tokenizer, adapter;
+};
 
-/// Loads with the global device/dtype, showing progress. `need_tokenizer` turns a missing tokenizer
-/// into an InputError that says how to give one.
-LoadedModel load_model_for_cli(const std::string& path, const std::string& tokenizer_path,
-                               const GlobalOptions& global, bool need_tokenizer);
+/// Adds the MODEL positional, --tokenizer and (with `adapter`) --adapter to `app`.
+void add_model_arguments(CLI::App* app, ModelArgs& args, bool adapter = true);
+
+/// Loads with the global device/dtype, showing progress, and attaches the adapter if one was given.
+/// `need_tokenizer` turns a missing tokenizer into an InputError that says how to give one.
+LoadedModel load_model_for_cli(const ModelArgs& args, const GlobalOptions& global,
+                               bool need_tokenizer);
 
 /// 1.50 GiB, 12 KiB …
 std::string human_bytes(double bytes);

@@ -13,15 +13,15 @@
 namespace lorashear::cli {
 namespace {
 
-struct AnalyzeArgs {
-  std::string model, tokenizer, text, json_out, plan_out;
+struct AnalyzeArgs : ModelArgs {
+  std::string text, json_out, plan_out;
   double ratio = 0.2;
   KnowledgeOptions o;
 };
 
 int run_analyze(const AnalyzeArgs& a, const GlobalOptions& global) {
   a.o.validate();
-  auto loaded = load_model_for_cli(a.model, a.tokenizer, global, /*need_tokenizer=*/true);
+  auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   const auto tokens = loaded.tokenizer->encode(read_text_corpus(a.text));
   const auto deps = analyze_model(*loaded.model);
   ProgressBar bar(global);
@@ -69,7 +69,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "analyze", "Knowledge distribution: which node groups hold the knowledge (to protect)");
   auto a = std::make_shared<AnalyzeArgs>();
-  add_model_arguments(app, a->model, a->tokenizer);
+  add_model_arguments(app, *a, /*adapter=*/false);
   app->add_option("--text", a->text, "evaluation text (.txt or .jsonl)")->required();
   app->add_option("--rho", a->o.rho, "fraction of each node group zeroed")->capture_default_str();
   app->add_option("--gamma", a->o.gamma, "fraction of node groups protected")

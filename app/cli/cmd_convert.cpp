@@ -3,17 +3,20 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "lorashear/model/lora.h"
 
 namespace lorashear::cli {
 namespace {
 
-struct ConvertArgs {
-  std::string model, tokenizer, to = "hf", out, out_dtype = "fp32";
+struct ConvertArgs : ModelArgs {
+  std::string to = "hf", out, out_dtype = "fp32";
   double shard_mib = 0;
 };
 
 int run_convert(const ConvertArgs& a, const GlobalOptions& global) {
-  auto loaded = load_model_for_cli(a.model, a.tokenizer, global, false);
+  auto loaded = load_model_for_cli(a, global, false);
+  // An adapter is merged into the weights: the output is a plain model other tools load.
+  if (!a.adapter.empty()) fold_lora(*loaded.model);
   SaveOptions opts;
   opts.dtype = parse_dtype(a.out_dtype);
   opts.max_shard_bytes = static_cast<int64_t>(a.shard_mib * 1024 * 1024);
@@ -38,7 +41,7 @@ int run_convert(const ConvertArgs& a, const GlobalOptions& global) {
 const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand("convert", "Convert a model to another format");
   auto a = std::make_shared<ConvertArgs>();
-  add_model_arguments(app, a->model, a->tokenizer);
+  add_model_arguments(app, *a);
   app->add_option("--to", a->to, "Target format")
       ->check(CLI::IsMember({"hf"}))
       ->capture_default_str();

@@ -9,13 +9,13 @@
 namespace lorashear::cli {
 namespace {
 
-struct PplArgs {
-  std::string model, tokenizer, text, preset;
+struct PplArgs : ModelArgs {
+  std::string text, preset;
   int64_t seq_len = 0, max_windows = 0, batch = 8;
 };
 
 int run_ppl(const PplArgs& a, const GlobalOptions& global) {
-  auto loaded = load_model_for_cli(a.model, a.tokenizer, global, true);
+  auto loaded = load_model_for_cli(a, global, true);
   PerplexityOptions opts;
   opts.batch = a.batch;
   opts.max_windows = a.max_windows;
@@ -60,7 +60,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       "Perplexity: non-overlapping windows of L tokens (no BOS, last partial window dropped), "
       "PPL = exp(mean NLL of the L-1 predictions per window)");
   auto a = std::make_shared<PplArgs>();
-  add_model_arguments(ppl, a->model, a->tokenizer);
+  add_model_arguments(ppl, *a);
   ppl->add_option("--text", a->text, "Text file (.txt/.raw as is; .jsonl: the \"text\" field)")
       ->required()
       ->check(CLI::ExistingFile);

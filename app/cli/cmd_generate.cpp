@@ -8,14 +8,14 @@
 namespace lorashear::cli {
 namespace {
 
-struct GenArgs {
-  std::string model, tokenizer, prompt;
+struct GenArgs : ModelArgs {
+  std::string prompt;
   GenerateOptions opts;
   bool no_bos = false;
 };
 
 int run_generate(const GenArgs& a, const GlobalOptions& global) {
-  auto loaded = load_model_for_cli(a.model, a.tokenizer, global, true);
+  auto loaded = load_model_for_cli(a, global, true);
   auto& tok = *loaded.tokenizer;
   auto prompt = tok.encode(a.prompt, /*add_bos=*/!a.no_bos);
   if (prompt.empty()) throw UsageError("empty prompt: give --prompt TEXT or drop --no-bos");
@@ -56,7 +56,7 @@ int run_generate(const GenArgs& a, const GlobalOptions& global) {
 const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand("generate", "Generate text (greedy unless --temperature > 0)");
   auto a = std::make_shared<GenArgs>();
-  add_model_arguments(app, a->model, a->tokenizer);
+  add_model_arguments(app, *a);
   app->add_option("-p,--prompt", a->prompt, "Prompt text (default: start from BOS)");
   app->add_option("-n,--max-tokens", a->opts.max_new_tokens, "New tokens at most")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))

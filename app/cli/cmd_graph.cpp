@@ -82,7 +82,7 @@ Structure build_structure(const StructureOptions& o, const GlobalOptions& global
   if (is_config_file(o.model)) {
     s.trace = trace_config(read_config(o.model), attach);
   } else {
-    auto loaded = load_model_for_cli(o.model, "", global, false);
+    auto loaded = load_model_for_cli(ModelArgs{o.model, "", ""}, global, false);
     if (attach) attach_lora(*loaded.model, *attach);
     s.trace = trace_model(*loaded.model);
   }

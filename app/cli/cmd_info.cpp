@@ -3,12 +3,17 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "lorashear/model/lora.h"
 
 namespace lorashear::cli {
 namespace {
 
-int run_info(const std::string& path, const std::string& tok, const GlobalOptions& global) {
-  auto loaded = load_model_for_cli(path, tok, global, false);
+int run_info(const ModelArgs& args, const GlobalOptions& global) {
+  const auto& path = args.model;
+  auto loaded = load_model_for_cli(args, global, false);
+  int64_t adapter_params = 0;
+  for (const auto& t : lora_parameters(*loaded.model))
+    adapter_params += t.numel();
   const auto& cfg = loaded.model->config();
   const auto elem =
       loaded.model->weight_bytes() / std::max<int64_t>(1, loaded.model->num_parameters());
@@ -29,7 +34,7 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
                       {"mlp_parameters", cfg.layer_mlp_parameters(i)}});
   }
   const int64_t norms = (2 * cfg.n_layers() + 1) * cfg.hidden_size;
-  const int64_t total = loaded.model->num_parameters();
+  const int64_t total = loaded.model->num_parameters() - adapter_params;
   nlohmann::json j = {
       {"path", path},
       {"format", format_name(loaded.format)},
@@ -52,6 +57,13 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
                                          {"bos_id", loaded.tokenizer->bos_id()},
                                          {"eos_id", loaded.tokenizer->eos_id()}}
                         : nlohmann::json(nullptr)}};
+  const auto* lora = loaded.model->lora();
+  j["adapter"] = lora ? nlohmann::json{{"path", loaded.adapter_path},
+                                       {"rank", lora->rank},
+                                       {"alpha", lora->alpha},
+                                       {"targets", lora->targets},
+                                       {"parameters", adapter_params}}
+                      : nlohmann::json(nullptr);
   if (global.json) {
     print_json(j);
     return 0;
@@ -71,6 +83,16 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
       loaded.tokenizer
           ? ("SentencePiece, " + std::to_string(loaded.tokenizer->vocab_size()) + " pieces").c_str()
           : "none found (pass --tokenizer)");
+  if (lora) {
+    std::string targets;
+    for (const auto& t : lora->targets)
+      targets += (targets.empty() ? "" : ",") + t;
+    std::printf(
+        "  adapter          %s: LoRA rank %lld, alpha %g on %s, %s parameters (not in the "
+        "totals below)\n",
+        loaded.adapter_path.c_str(), (long long)lora->rank, lora->alpha, targets.c_str(),
+        human_count(adapter_params).c_str());
+  }
   std::printf("\n  layer  heads  kv_heads  intermediate   attn params    mlp params\n");
   for (int64_t i = 0; i < cfg.n_layers(); ++i) {
     const auto& d = cfg.layers[i];
@@ -101,10 +123,9 @@ int run_info(const std::string& path, const std::string& tok, const GlobalOption
 const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* app =
       parent.add_subcommand("info", "Show configuration, per-layer dims, parameters, memory");
-  auto model = std::make_shared<std::string>();
-  auto tok = std::make_shared<std::string>();
-  add_model_arguments(app, *model, *tok);
-  return Command{app, [model, tok, &global] { return run_info(*model, *tok, global); }};
+  auto args = std::make_shared<ModelArgs>();
+  add_model_arguments(app, *args);
+  return Command{app, [args, &global] { return run_info(*args, global); }};
 });
 
 }  // namespace

@@ -11,8 +11,8 @@
 namespace lorashear::cli {
 namespace {
 
-struct PruneArgs {
-  std::string model, tokenizer, text, plan;
+struct PruneArgs : ModelArgs {
+  std::string text, plan;
   double ratio = 0;
   int64_t steps = 0;
   PruneOptions o;
@@ -38,7 +38,7 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
                        std::to_string(l.periods) + " periods");
   }
   a.o.validate();
-  auto loaded = load_model_for_cli(a.model, a.tokenizer, global, /*need_tokenizer=*/true);
+  auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   ProgressBar bar(global);
   auto ctx = bar.context();
   // For the crash tests: LORASHEAR_TEST_KILL_AT_STEP=N kills the process with SIGKILL at step N.
@@ -66,7 +66,8 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
       report["pruning"]["steps"].get<long long>(), report["seconds"]["pruning"].get<double>(),
       report["pruning"]["zeroed_by_projection"].get<long long>(),
       report["pruning"]["zeroed_by_hard_projection"].get<long long>());
-  std::printf("wrote %s (Hugging Face layout, pruning_report.json)\n", a.o.out_dir.c_str());
+  std::printf("wrote %s (Hugging Face layout, pruning_report.json%s)\n", a.o.out_dir.c_str(),
+              a.o.keep_adapter ? ", the LoRA adapter in adapter/ (PEFT layout)" : "");
   return 0;
 }
 
@@ -74,7 +75,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "prune", "Prune with LHSPG (LoRAShear) and write the smaller model and a JSON report");
   auto a = std::make_shared<PruneArgs>();
-  add_model_arguments(app, a->model, a->tokenizer);
+  add_model_arguments(app, *a, /*adapter=*/false);
   auto& o = a->o;
   o.checkpoint_every = 50;  // a kill loses at most 50 steps
   app->add_option("--text", a->text, "training text (.txt or .jsonl); its end is held out")
@@ -123,6 +124,9 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
                 "skip the knowledge distribution analysis (no automatic protections)");
   app->add_option("--gamma", o.knowledge.gamma, "fraction of node groups the analysis protects")
       ->capture_default_str();
+  app->add_flag("--keep-adapter", o.keep_adapter,
+                "write the LoRA adapter apart (OUT/adapter, PEFT layout) instead of merging it; "
+                "load with --adapter OUT/adapter");
   app->add_flag("--overwrite", o.overwrite, "replace DIR if it exists (once pruning succeeded)");
   app->add_option("--checkpoint-every", o.checkpoint_every,
                   "save the run's state every N steps (0 = never) into OUT.checkpoint")

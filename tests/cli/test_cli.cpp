@@ -246,6 +246,42 @@ class TestCli : public QObject {
     const auto j = QJsonDocument::fromJson(info.out.toUtf8()).object();
     QCOMPARE(j["parameters"].toObject()["total"].toDouble(), params["after"].toDouble());
     QVERIFY(run_cli({"eval", "ppl", out, "--text", text, "--seq-len", "32"}).code == 0);
+    QCOMPARE(report["pruning"].toObject()["loss"].toArray().size(), 12);
+
+    // --keep-adapter: the pruned base and the adapter apart (PEFT layout); base + adapter, and
+    // the adapter merged by `convert`, score what the report says.
+    const QString kept = dir.filePath("kept"), merged = dir.filePath("merged");
+    r = run_cli({"prune",          demo_model(), "--ratio", "0.3", "--text",      text,
+                 "--out",          kept,         "--steps", "12",  "--periods",   "2",
+                 "--seq-len",      "32",         "--batch", "2",   "--lora-rank", "2",
+                 "--keep-adapter", "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(QFile::exists(kept + "/adapter/adapter_config.json"));
+    QVERIFY(QFile::exists(kept + "/adapter/adapter_model.safetensors"));
+    auto ppl_of = [&](QStringList args) {
+      args << "--text" << text << "--seq-len"
+           << "32"
+           << "--json";
+      auto e = run_cli(QStringList{"eval", "ppl"} + args);
+      if (e.code != 0) qWarning("%s", qPrintable(e.err));
+      return QJsonDocument::fromJson(e.out.toUtf8()).object()["ppl"].toDouble();
+    };
+    const double with_adapter = ppl_of({kept, "--adapter", kept + "/adapter"});
+    const double base_only = ppl_of({kept});
+    QVERIFY(with_adapter > 0 && base_only > 0);
+    QVERIFY2(with_adapter != base_only, "the adapter changes nothing");
+    info = run_cli({"info", kept, "--adapter", kept + "/adapter"});
+    QVERIFY2(info.code == 0 && info.out.contains("LoRA rank 2"), qPrintable(info.out + info.err));
+    QVERIFY2(
+        run_cli({"convert", kept, "--adapter", kept + "/adapter", "--to", "hf", merged}).code == 0,
+        "convert --adapter");
+    QVERIFY(std::abs(ppl_of({merged}) - with_adapter) < 1e-3 * with_adapter);
+    auto missing =
+        run_cli({"eval", "ppl", kept, "--adapter", dir.filePath("nowhere"), "--text", text});
+    QCOMPARE(missing.code, 3);
+    QVERIFY2(missing.err.contains("nowhere"), qPrintable(missing.err));
+    QDir(kept).removeRecursively();
+    QDir(merged).removeRecursively();
 
     // The knowledge analysis writes a plan that prune reads.
     const QString protect = dir.filePath("protect.json");

@@ -8,6 +8,7 @@
 
 #include "io/io_internal.h"
 #include "lorashear/errors.h"
+#include "lorashear/model/lora.h"
 
 namespace fs = std::filesystem;
 
@@ -262,6 +263,10 @@ LoadedModel load_model(const std::string& path, const LoadOptions& opts, const T
   if (out.tokenizer) io::check_tokenizer_fits(*out.tokenizer, out.model->config(), path);
   if (!out.tokenizer && opts.require_tokenizer)
     throw InputError(path + ": no tokenizer found (pass a tokenizer file explicitly)");
+  if (!opts.adapter_path.empty()) {
+    load_lora_adapter(*out.model, opts.adapter_path);
+    out.adapter_path = opts.adapter_path;
+  }
   return out;
 }
 

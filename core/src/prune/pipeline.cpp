@@ -158,18 +158,20 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
 
   task_report(ctx, "subnet", 0, 1);
   auto pruned = construct_subnet(model, deps, result.removed);
-  fold_lora(*pruned);
+  if (!o.keep_adapter) fold_lora(*pruned);
   pruned->eval();
   const auto ppl_after = perplexity(*pruned, heldout, popt, ctx);
 
   task_check(ctx);
   task_report(ctx, "save", 0, 1);
-  save_hf(*pruned, loaded.tokenizer.get(), staged.path(), {}, ctx);
+  save_hf(*pruned, loaded.tokenizer.get(), staged.path(), {}, ctx);  // base weights only
+  if (o.keep_adapter) save_lora_adapter(*pruned, staged.path() + "/adapter");
   nlohmann::json report = {
       {"format", "lorashear-pruning-report"},
       {"version", 1},
       {"method", o.method},
       {"settings", settings},
+      {"adapter", o.keep_adapter ? nlohmann::json("adapter") : nlohmann::json(nullptr)},
       {"data",
        {{"text", text_path},
         {"tokens", tokens.size()},
@@ -195,6 +197,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
         {"zeroed_by_hard_projection", result.zeroed_by_hard_projection},
         {"hard_per_period", result.hard_per_period},
         {"final_loss", result.final_loss},
+        {"loss", result.losses},
         {"steps", result.steps}}},
       {"seconds", {{"pruning", lhspg_seconds}, {"total", since(t_start)}}}};
   io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");

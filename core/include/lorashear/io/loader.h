@@ -24,6 +24,9 @@ struct LoadOptions {
   std::string
       tokenizer_path;  ///< explicit tokenizer file; empty = look beside the model / inside it
   bool require_tokenizer = false;  ///< throw InputError when no tokenizer is found
+  /// A LoRA adapter in the PEFT layout (adapter_config.json + adapter_model.safetensors) to attach
+  /// after loading, unmerged; empty = none.
+  std::string adapter_path;
 };
 
 struct LoadedModel {
@@ -32,6 +35,7 @@ struct LoadedModel {
   ModelFormat format = ModelFormat::HuggingFace;
   std::string path;
   std::string source_dtype;  ///< dtype of the weights on disk, e.g. "F32"
+  std::string adapter_path;  ///< the attached adapter, if any
 };
 
 /// Loads a model (memory-mapped; each tensor is copied into place chunk by chunk, so the checkpoint

@@ -32,6 +32,10 @@ struct PruneOptions {
   uint64_t seed = 0;
   std::string out_dir;
   bool overwrite = false;
+  /// Keep the trained LoRA adapter apart: OUT holds the pruned base weights (the removed groups'
+  /// LoRA updates are in them already, the kept groups' base weights are the original ones) and
+  /// OUT/adapter the adapter in the PEFT layout, unmerged. Default: folded into the weights.
+  bool keep_adapter = false;
   /// Checkpoints every N LHSPG steps into `checkpoint_dir` (default: OUT_DIR.checkpoint), removed
   /// once the run succeeds; `resume` continues from the last one (same settings required).
   int64_t checkpoint_every = 0;
