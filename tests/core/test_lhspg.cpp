@@ -193,6 +193,16 @@ class TestLhspg : public QObject {
     }
   }
 
+  void removalsSpreadOverPeriods() {
+    using V = std::vector<int64_t>;
+    QCOMPARE(spread_over_periods(3, 4), (V{1, 1, 1, 0}));  // not all three in the last period
+    QCOMPARE(spread_over_periods(8, 4), (V{2, 2, 2, 2}));
+    QCOMPARE(spread_over_periods(5, 3), (V{2, 2, 1}));
+    QCOMPARE(spread_over_periods(146, 4), (V{37, 37, 36, 36}));
+    QCOMPARE(spread_over_periods(0, 2), (V{0, 0}));
+    QCOMPARE(spread_over_periods(7, 1), (V{7}));
+  }
+
   void shortRunMeetsTheSchedule() {
     auto setup = with_lora(2, 4, 0.25, {"L0.mlp"});
     auto& m = setup.model;
@@ -211,6 +221,14 @@ class TestLhspg : public QObject {
       const bool period_end = x.period > 0 && (x.step - o.warmup_steps) % o.period_steps == 0;
       if (period_end) QCOMPARE(x.zeroed, x.scheduled);
       QVERIFY(x.zeroed <= x.scheduled);
+      // Scheduled by the end of period p: p · floor(remove / P) + min(p, remove mod P) of
+      // every node group (the remainder in the first periods).
+      if (x.period >= 1 && x.period <= o.periods) {
+        int64_t expected = 0;
+        for (const auto& e : resolved.entries)
+          expected += x.period * (e.remove / o.periods) + std::min(x.period, e.remove % o.periods);
+        QCOMPARE(x.scheduled, expected);
+      }
     }
     QCOMPARE(log.back().zeroed, resolved.total_groups);
     QCOMPARE(static_cast<int64_t>(result.removed.size()), resolved.total_groups);

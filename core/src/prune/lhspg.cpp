@@ -30,6 +30,13 @@ torch::Tensor half_space_step(const torch::Tensor& x, double eta, double lambda,
   return x * half_space_scale(x.norm().item<double>(), eta, lambda, epsilon, tau, projected);
 }
 
+std::vector<int64_t> spread_over_periods(int64_t count, int64_t periods) {
+  std::vector<int64_t> out(static_cast<size_t>(std::max<int64_t>(periods, 0)), 0);
+  for (int64_t p = 0; p < periods; ++p)
+    out[static_cast<size_t>(p)] = count / periods + (p < count % periods ? 1 : 0);
+  return out;
+}
+
 void LhspgOptions::validate() const {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw UsageError(what);
@@ -126,8 +133,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     }
     t.selected.assign(static_cast<size_t>(t.group->size), 0);
     t.zero.assign(static_cast<size_t>(t.group->size), 0);
-    t.per_period.assign(static_cast<size_t>(o.periods), e.remove / o.periods);
-    t.per_period.back() += e.remove % o.periods;
+    t.per_period = spread_over_periods(e.remove, o.periods);
     tracked.push_back(std::move(t));
   }
 
@@ -542,6 +548,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
                  static_cast<double>(tail)
            : 0.0;
   result.steps = total;
+  result.losses = losses;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   model.eval();
   return result;
