@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   const std::string text = shared + "/data/text/tinystories_val_subset.txt";
   const auto tmp = std::filesystem::temp_directory_path() / "lorashear-bench-prune";
   std::printf(
-      "stories260K, %lld steps (LHSPG: 10%% warm-up, 60%% in 4 periods, 30%% recovery; "
+      "stories260K, %lld steps (LHSPG: 5%% warm-up, 35%% in 4 periods, 60%% recovery; "
       "baselines: pruned at once, then all steps LoRA), batch 8 x 128, LoRA r=8, lr 1e-3\n",
       static_cast<long long>(steps));
   for (const auto& ratio : ratios) {
@@ -49,10 +49,7 @@ int main(int argc, char** argv) {
       PruneOptions o;
       o.plan.target_ratio = std::stod(ratio);
       o.method = method;
-      o.lhspg.period_steps = (steps * 6 / 10) / o.lhspg.periods;
-      o.lhspg.recovery_steps = steps * 3 / 10;
-      o.lhspg.warmup_steps =
-          steps - o.lhspg.periods * o.lhspg.period_steps - o.lhspg.recovery_steps;
+      o.lhspg.split_budget(steps);
       o.out_dir = (tmp / (method + "-" + ratio)).string();
       o.overwrite = true;
       const auto t0 = std::chrono::steady_clock::now();

@@ -27,16 +27,7 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   } else {
     throw UsageError("give --ratio (fraction of parameters to remove) or --plan FILE");
   }
-  if (a.steps > 0) {
-    auto& l = a.o.lhspg;
-    // 10% warm-up, 60% pruning periods, 30% recovery with the removed groups at zero.
-    l.period_steps = (a.steps * 6 / 10) / l.periods;
-    l.recovery_steps = a.steps * 3 / 10;
-    l.warmup_steps = a.steps - l.periods * l.period_steps - l.recovery_steps;
-    if (l.period_steps < 1)
-      throw UsageError("--steps " + std::to_string(a.steps) + " is too few for " +
-                       std::to_string(l.periods) + " periods");
-  }
+  if (a.steps > 0) a.o.lhspg.split_budget(a.steps);
   a.o.validate();
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   ProgressBar bar(global);
@@ -90,7 +81,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
          "fine-tune LoRA for the same steps")
       ->capture_default_str();
   app->add_option("--steps", a->steps,
-                  "total step budget: 10% warm-up, 60% over the periods, 30% recovery (baselines: "
+                  "total step budget: 5% warm-up, 35% over the periods, 60% recovery (baselines: "
                   "all fine-tuning after pruning at once)");
   app->add_option("--warmup-steps", o.lhspg.warmup_steps)->capture_default_str();
   app->add_option("--periods", o.lhspg.periods)->capture_default_str();

@@ -301,9 +301,13 @@ class TestCli : public QObject {
     const QString plan = dir.filePath("plan.json");
     std::ofstream(plan.toStdString()) << R"({"target_ratio": 0.2, "layer_ratios": {"9": 0.5}})";
     bad = run_cli(
-        {"prune", demo_model(), "--plan", plan, "--text", text, "--out", out2, "--steps", "8"});
+        {"prune", demo_model(), "--plan", plan, "--text", text, "--out", out2, "--steps", "20"});
     QCOMPARE(bad.code, 2);
     QVERIFY2(bad.err.contains("layer 9") && bad.err.contains("0 to 3"), qPrintable(bad.err));
+    bad = run_cli(
+        {"prune", demo_model(), "--ratio", "0.2", "--text", text, "--out", out2, "--steps", "8"});
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.contains("at least 12 steps"), qPrintable(bad.err));
     const QString tiny = dir.filePath("tiny.txt");
     std::ofstream(tiny.toStdString()) << "Once upon a time.";
     bad = run_cli({"prune", demo_model(), "--ratio", "0.2", "--text", tiny, "--out", out2});

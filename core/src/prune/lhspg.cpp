@@ -37,6 +37,18 @@ std::vector<int64_t> spread_over_periods(int64_t count, int64_t periods) {
   return out;
 }
 
+void LhspgOptions::split_budget(int64_t steps) {
+  if (periods < 1) throw UsageError("there must be at least one pruning period");
+  period_steps = (steps * 35 / 100) / periods;
+  recovery_steps = steps * 60 / 100;
+  warmup_steps = steps - periods * period_steps - recovery_steps;
+  if (period_steps < 1)
+    throw UsageError("a budget of " + std::to_string(steps) + " steps is too small for " +
+                     std::to_string(periods) +
+                     " periods (35% of it goes to the periods: give at least " +
+                     std::to_string((periods * 100 + 34) / 35) + " steps, or fewer periods)");
+}
+
 void LhspgOptions::validate() const {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw UsageError(what);
