@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lorashear/io/loader.h"
+#include "lorashear/recover/recovery.h"
 #include "lorashear/task.h"
 
 namespace lorashear::cli {
@@ -75,6 +76,13 @@ void add_model_arguments(CLI::App* app, ModelArgs& args, bool adapter = true);
 /// `need_tokenizer` turns a missing tokenizer into an InputError that says how to give one.
 LoadedModel load_model_for_cli(const ModelArgs& args, const GlobalOptions& global,
                                bool need_tokenizer);
+
+/// The recovery options shared by `recover` and `prune --recover`; `steps` takes --recover-steps.
+void add_recovery_options(CLI::App* app, RecoveryOptions& options, int64_t& steps);
+/// Splits --recover-steps: 70% stage 1, 30% stage 2 (all stage 1 without instruction data).
+void apply_recovery_budget(RecoveryOptions& options, int64_t steps);
+/// The human-readable summary of a recovery report.
+void print_recovery(const nlohmann::json& report);
 
 /// 1.50 GiB, 12 KiB …
 std::string human_bytes(double bytes);

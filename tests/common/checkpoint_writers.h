@@ -16,13 +16,16 @@
 namespace lorashear::test {
 
 /// A random model whose norm gains are perturbed too (init_random sets them to one), so a mix-up
-/// between norms would change the logits.
+/// between norms would change the logits. Deterministic in `seed`.
 inline LlamaModel random_model(const ModelConfig& cfg, uint64_t seed) {
   LlamaModel m(cfg);
   m->init_random(seed);
   torch::NoGradGuard ng;
+  // Its own generator: the same seed gives the same model whatever ran before.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed * 7919 + 1);
   for (auto& [name, t] : m->state_dict())
-    if (name.find("norm") != std::string::npos) t.add_(torch::randn_like(t) * 0.1);
+    if (name.find("norm") != std::string::npos)
+      t.add_(torch::randn(t.sizes(), gen, t.options()) * 0.1);
   return m;
 }
 
