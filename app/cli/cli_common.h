@@ -79,8 +79,9 @@ LoadedModel load_model_for_cli(const ModelArgs& args, const GlobalOptions& globa
 
 /// The recovery options shared by `recover` and `prune --recover`; `steps` takes --recover-steps.
 void add_recovery_options(CLI::App* app, RecoveryOptions& options, int64_t& steps);
-/// Splits --recover-steps: 70% stage 1, 30% stage 2 (all stage 1 without instruction data).
-void apply_recovery_budget(RecoveryOptions& options, int64_t steps);
+/// After parsing: a stage without data is off unless its steps were given; --recover-steps splits
+/// 70% stage 1, 30% stage 2 (all to the stage that has data when only one has).
+void default_recovery_stages(const CLI::App& app, RecoveryOptions& options, int64_t steps);
 /// The human-readable summary of a recovery report.
 void print_recovery(const nlohmann::json& report);
 

@@ -14,7 +14,8 @@ namespace {
 struct PruneArgs : ModelArgs {
   std::string text, plan;
   double ratio = 0;
-  int64_t steps = 0;
+  int64_t steps = 0, recover_steps = 0;
+  CLI::App* app = nullptr;
   PruneOptions o;
 };
 
@@ -28,6 +29,9 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
     throw UsageError("give --ratio (fraction of parameters to remove) or --plan FILE");
   }
   if (a.steps > 0) a.o.lhspg.split_budget(a.steps);
+  default_recovery_stages(*a.app, a.o.recovery, a.recover_steps);
+  if (!a.o.recover && (!a.o.recovery.domains.empty() || !a.o.recovery.instruct.empty()))
+    throw UsageError("--domain / --instruct are recovery data: add --recover");
   a.o.validate();
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   ProgressBar bar(global);
@@ -35,9 +39,16 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   // For the crash tests: LORASHEAR_TEST_KILL_AT_STEP=N kills the process with SIGKILL at step N.
   const char* kill_at = std::getenv("LORASHEAR_TEST_KILL_AT_STEP");
   const int64_t kill_step = kill_at ? std::atoll(kill_at) : -1;
-  const auto report = prune_model(loaded, a.text, a.o, &ctx, [&](const LhspgMetrics& m) {
-    if (m.step == kill_step) std::raise(SIGKILL);
-  });
+  int64_t recovery_steps = 0;
+  const auto report = prune_model(
+      loaded, a.text, a.o, &ctx,
+      [&](const LhspgMetrics& m) {
+        if (m.step == kill_step) std::raise(SIGKILL);
+      },
+      [&](const RecoveryMetrics&) {
+        // Recovery steps count on after the pruning steps.
+        if (a.o.lhspg.total_steps() + ++recovery_steps == kill_step) std::raise(SIGKILL);
+      });
   bar.finish();
   if (global.json) {
     print_json(report);
@@ -48,15 +59,24 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
               100.0 * p["removed_ratio"].get<double>(),
               human_count(p["before"].get<int64_t>()).c_str(),
               human_count(p["after"].get<int64_t>()).c_str(), report["pruning"]["removed"].size());
-  std::printf("held-out ppl %.4f -> %.4f  (%s)\n", report["ppl"]["before"].get<double>(),
-              report["ppl"]["after"].get<double>(),
-              report["ppl"]["protocol"].get<std::string>().c_str());
+  if (a.o.recover)
+    std::printf("held-out ppl %.4f -> %.4f pruned -> %.4f recovered  (%s)\n",
+                report["ppl"]["before"].get<double>(), report["ppl"]["pruned"].get<double>(),
+                report["ppl"]["after"].get<double>(),
+                report["ppl"]["protocol"].get<std::string>().c_str());
+  else
+    std::printf("held-out ppl %.4f -> %.4f  (%s)\n", report["ppl"]["before"].get<double>(),
+                report["ppl"]["after"].get<double>(),
+                report["ppl"]["protocol"].get<std::string>().c_str());
   std::printf(
       "LHSPG: %lld steps in %.1f s, %lld groups zeroed by the half-space projection, %lld "
       "by the period-end projection\n",
       report["pruning"]["steps"].get<long long>(), report["seconds"]["pruning"].get<double>(),
       report["pruning"]["zeroed_by_projection"].get<long long>(),
       report["pruning"]["zeroed_by_hard_projection"].get<long long>());
+  if (a.o.recover) print_recovery(report["recovery"]);
+  for (const auto& w : report["warnings"])
+    std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
   std::printf("wrote %s (Hugging Face layout, pruning_report.json%s)\n", a.o.out_dir.c_str(),
               a.o.keep_adapter ? ", the LoRA adapter in adapter/ (PEFT layout)" : "");
   return 0;
@@ -66,6 +86,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "prune", "Prune with LHSPG (LoRAShear) and write the smaller model and a JSON report");
   auto a = std::make_shared<PruneArgs>();
+  a->app = app;
   add_model_arguments(app, *a, /*adapter=*/false);
   auto& o = a->o;
   o.checkpoint_every = 50;  // a kill loses at most 50 steps
@@ -115,6 +136,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
                 "skip the knowledge distribution analysis (no automatic protections)");
   app->add_option("--gamma", o.knowledge.gamma, "fraction of node groups the analysis protects")
       ->capture_default_str();
+  app->add_flag("--recover", o.recover,
+                "then run dynamic knowledge recovery on the pruned model (the options of "
+                "`lorashear recover`: --domain, --instruct, --recover-steps, ...)");
+  add_recovery_options(app, o.recovery, a->recover_steps);
   app->add_flag("--keep-adapter", o.keep_adapter,
                 "write the LoRA adapter apart (OUT/adapter, PEFT layout) instead of merging it; "
                 "load with --adapter OUT/adapter");

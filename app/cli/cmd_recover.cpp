@@ -70,11 +70,17 @@ void add_recovery_options(CLI::App* app, RecoveryOptions& r, int64_t& steps) {
   app->add_option("--recover-lora-alpha", r.lora.alpha)->capture_default_str();
 }
 
-void apply_recovery_budget(RecoveryOptions& r, int64_t steps) {
+void default_recovery_stages(const CLI::App& app, RecoveryOptions& r, int64_t steps) {
+  // A stage without its data is off unless its steps were asked for (then validate says why).
+  if (r.domains.empty() && app.count("--stage1-steps") == 0) r.stage1.steps = 0;
+  if (r.instruct.empty() && app.count("--stage2-steps") == 0) r.stage2.steps = 0;
   if (steps <= 0) return;
   if (r.instruct.empty()) {
     r.stage1.steps = steps;
     r.stage2.steps = 0;
+  } else if (r.domains.empty()) {
+    r.stage1.steps = 0;
+    r.stage2.steps = steps;
   } else {
     r.stage1.steps = steps * 7 / 10;
     r.stage2.steps = steps - r.stage1.steps;
@@ -114,6 +120,7 @@ void print_recovery(const nlohmann::json& rep) {
 namespace {
 
 struct RecoverArgs : ModelArgs {
+  CLI::App* app = nullptr;
   std::string dense, out;
   bool overwrite = false;
   int64_t steps = 0;
@@ -121,7 +128,7 @@ struct RecoverArgs : ModelArgs {
 };
 
 int run_recover(RecoverArgs a, const GlobalOptions& global) {
-  apply_recovery_budget(a.r, a.steps);
+  default_recovery_stages(*a.app, a.r, a.steps);
   if (a.r.checkpoint_dir.empty()) a.r.checkpoint_dir = a.out + ".checkpoint";
   a.r.validate();
   if (a.out.empty()) throw UsageError("an output directory is required (--out DIR)");
@@ -171,6 +178,7 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       "Dynamic knowledge recovery: LoRA fine-tuning on adaptively sampled categories, "
       "then on instruction data");
   auto a = std::make_shared<RecoverArgs>();
+  a->app = app;
   add_model_arguments(app, *a);
   add_recovery_options(app, a->r, a->steps);
   app->add_option("--dense", a->dense,

@@ -398,6 +398,168 @@ class TestCli : public QObject {
     QCOMPARE(other.code, 2);
     QVERIFY2(other.err.contains("other settings"), qPrintable(other.err));
   }
+
+  void recoverWithResumeAndBadData() {
+    QTemporaryDir dir;
+    const QString stories = dir.filePath("stories.txt"), web = dir.filePath("web.jsonl"),
+                  inst = dir.filePath("inst.jsonl");
+    {
+      std::ofstream f(stories.toStdString());
+      for (int i = 0; i < 80; ++i)
+        f << "Lily and Tom played with a red ball " << i % 5 << " times. The sun was warm.\n\n";
+      std::ofstream w(web.toStdString());
+      for (int i = 0; i < 60; ++i)
+        w << "{\"text\": \"Buy the best garden tools online. Free shipping on order " << i
+          << ".\", \"source\": \"shop\"}"
+          << "\n"
+          << "{\"text\": \"The city council met on Monday to discuss the new park " << i
+          << ".\", \"source\": \"news\"}"
+          << "\n";
+      std::ofstream n(inst.toStdString());
+      for (int i = 0; i < 24; ++i)
+        n << "{\"instruction\": \"Name a color.\", \"input\": \"\", \"output\": \"Red " << i
+          << "\"}"
+          << "\n";
+    }
+    auto args = [&](const QString& out) {
+      return QStringList{"recover",
+                         demo_model(),
+                         "--dense",
+                         demo_model(),
+                         "--domain",
+                         stories,
+                         "--domain",
+                         web,
+                         "--instruct",
+                         inst,
+                         "--recover-steps",
+                         "20",
+                         "--seq-len",
+                         "32",
+                         "--val-sequences",
+                         "4",
+                         "--stage1-batch",
+                         "2",
+                         "--stage2-batch",
+                         "2",
+                         "--reestimate-every",
+                         "5",
+                         "--eval-every",
+                         "3",
+                         "--instruct-seq-len",
+                         "192",
+                         "--threads",
+                         "1",
+                         "--quiet",
+                         "--checkpoint-every",
+                         "4",
+                         "--out",
+                         out};
+    };
+    const QString a = dir.filePath("a"), b = dir.filePath("b");
+    auto whole = run_cli(args(a) << "--json");
+    QVERIFY2(whole.code == 0, qPrintable(whole.err));
+    const auto rep = QJsonDocument::fromJson(whole.out.toUtf8()).object();
+    const auto s1 = rep["stage1"].toObject();
+    QCOMPARE(s1["steps"].toInt(), 14);
+    QCOMPARE(s1["categories"].toArray().size(), 3);  // stories, shop, news
+    QCOMPARE(rep["stage2"].toObject()["steps"].toInt(), 6);
+    QVERIFY(QFile::exists(a + "/recovery_report.json"));
+    QVERIFY(!QDir(a + ".checkpoint").exists());
+    QVERIFY(run_cli({"eval", "ppl", a, "--text", stories, "--seq-len", "32"}).code == 0);
+
+    // SIGKILL in stage 1 (step 10) and in stage 2 (step 17), then --resume: the same model.
+    for (const char* kill : {"10", "17"}) {
+      QDir(b).removeRecursively();
+      QProcess p;
+      auto env = QProcessEnvironment::systemEnvironment();
+      env.insert("LORASHEAR_TEST_KILL_AT_STEP", kill);
+      p.setProcessEnvironment(env);
+      p.start(LORASHEAR_CLI_PATH, args(b));
+      QVERIFY(p.waitForFinished(300000));
+      QCOMPARE(p.exitStatus(), QProcess::CrashExit);
+      QVERIFY(!QDir(b).exists());
+      auto resumed = run_cli(args(b) << "--resume" << b + ".checkpoint");
+      QVERIFY2(resumed.code == 0, qPrintable(resumed.err));
+      QVERIFY2(read_all(b + "/model.safetensors") == read_all(a + "/model.safetensors"), kill);
+    }
+
+    // Bad data: named, with the line; --skip-bad-lines goes on.
+    const QString bad = dir.filePath("bad.jsonl");
+    std::ofstream(bad.toStdString()) << "{\"text\": \"fine\"}"
+                                     << "\n{broken\n";
+    auto r = run_cli({"recover", demo_model(), "--dense", demo_model(), "--domain", bad, "--out",
+                      dir.filePath("x")});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("bad.jsonl: line 2") && r.err.contains("--skip-bad-lines"),
+             qPrintable(r.err));
+    r = run_cli({"recover", demo_model(), "--dense", demo_model(), "--domain", bad,
+                 "--skip-bad-lines", "--out", dir.filePath("x")});
+    QCOMPARE(r.code, 3);  // what is left is too short for validation + training: said so
+    QVERIFY2(r.err.contains("validation"), qPrintable(r.err));
+    r = run_cli({"recover", demo_model(), "--domain", dir.filePath("missing"), "--dense",
+                 demo_model(), "--out", dir.filePath("x")});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("missing"), qPrintable(r.err));
+    const QString empty = dir.filePath("empty");
+    QDir().mkpath(empty);
+    r = run_cli({"recover", demo_model(), "--domain", empty, "--dense", demo_model(), "--out",
+                 dir.filePath("x")});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("no text files"), qPrintable(r.err));
+    const QString noout = dir.filePath("noout.json");
+    std::ofstream(noout.toStdString()) << "[{\"instruction\": \"Say hi.\"}]";
+    r = run_cli({"recover", demo_model(), "--instruct", noout, "--out", dir.filePath("x")});
+    QCOMPARE(r.code, 3);
+    QVERIFY2(r.err.contains("record 0") && r.err.contains("output"), qPrintable(r.err));
+    r = run_cli({"recover", demo_model(), "--domain", stories, "--out", dir.filePath("x")});
+    QCOMPARE(r.code, 2);  // adaptive sampling without the dense model
+    QVERIFY2(r.err.contains("--dense"), qPrintable(r.err));
+    QVERIFY(!QFile::exists(dir.filePath("x")));
+
+    // prune --recover: the whole pipeline in one go.
+    const QString pr = dir.filePath("pr");
+    r = run_cli({"prune",
+                 demo_model(),
+                 "--ratio",
+                 "0.3",
+                 "--text",
+                 stories,
+                 "--out",
+                 pr,
+                 "--steps",
+                 "12",
+                 "--periods",
+                 "2",
+                 "--seq-len",
+                 "32",
+                 "--batch",
+                 "2",
+                 "--lora-rank",
+                 "2",
+                 "--recover",
+                 "--domain",
+                 web + "," + stories,
+                 "--recover-steps",
+                 "6",
+                 "--val-sequences",
+                 "4",
+                 "--stage1-batch",
+                 "2",
+                 "--json"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto pj = QJsonDocument::fromJson(r.out.toUtf8()).object();
+    QCOMPARE(pj["recovery"].toObject()["stage1"].toObject()["steps"].toInt(), 6);
+    QVERIFY(pj["ppl"].toObject()["pruned"].toDouble() > 0);
+    QVERIFY(pj["ppl"].toObject()["after"].toDouble() != pj["ppl"].toObject()["pruned"].toDouble());
+    // The pruning text is a recovery category too: the report says the ppl is not held-out.
+    QCOMPARE(pj["warnings"].toArray().size(), 1);
+    QVERIFY(pj["warnings"].toArray()[0].toString().contains("not held-out"));
+    r = run_cli({"prune", demo_model(), "--ratio", "0.3", "--text", stories, "--out",
+                 dir.filePath("y"), "--domain", web});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("--recover"), qPrintable(r.err));
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCli)

@@ -124,8 +124,8 @@ InstructionSet::InstructionSet(const std::vector<InstructionRecord>& records, co
   if (all.size() < 2)
     throw InputError(what + ": " + std::to_string(all.size()) + " usable record(s) of " +
                      std::to_string(records.size()) + " (" + std::to_string(dropped_) +
-                     " have a prompt longer than --seq-len " + std::to_string(seq_len) +
-                     "); need at least two");
+                     " have a prompt longer than the sequence, " + std::to_string(seq_len) +
+                     " tokens: raise --instruct-seq-len); need at least two");
   std::vector<size_t> order(all.size());
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(seed * 0x2545F4914F6CDD1Dull + 17);

@@ -18,6 +18,15 @@ void PruneOptions::validate() const {
   if (!(holdout > 0 && holdout < 1)) throw UsageError("--holdout must be in (0, 1)");
   if (out_dir.empty()) throw UsageError("an output directory is required (--out DIR)");
   lora.validate();
+  if (recover && keep_adapter)
+    throw UsageError(
+        "--keep-adapter and --recover: recovery folds its adapters into the weights, so there "
+        "is no single adapter to keep; drop one of them");
+  if (recover) {
+    auto r = recovery;
+    r.seq_len = seq_len;
+    r.validate();
+  }
   auto l = lhspg;
   l.method = method;
   l.validate();
@@ -51,7 +60,8 @@ nlohmann::json layer_table(const ModelConfig& before, const ModelConfig& after) 
 
 nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
                            const TaskContext* ctx,
-                           const std::function<void(const LhspgMetrics&)>& on_step) {
+                           const std::function<void(const LhspgMetrics&)>& on_step,
+                           const std::function<void(const RecoveryMetrics&)>& on_recovery_step) {
   o.validate();
   if (!loaded.tokenizer)
     throw InputError("the model has no tokenizer; pass one so the text can be tokenised");
@@ -80,6 +90,30 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   const auto ppl_before = perplexity(model, heldout, popt, ctx);
   const ModelConfig cfg_before = model.config();
   const int64_t params_before = model.num_parameters();
+
+  // Recovery's categories, read now so that bad data fails before the long run; their dense
+  // losses are the reference of the adaptive sampling.
+  std::vector<std::string> warnings;
+  RecoveryOptions recovery = o.recovery;
+  std::map<std::string, double> dense_losses;
+  if (o.recover) {
+    recovery.seq_len = o.seq_len;
+    recovery.seed = o.seed;
+    if (recovery.stage1.steps > 0) {
+      task_report(ctx, "recovery data", 0, 1, "dense losses per category");
+      RecoveryData data(recovery, loaded.tokenizer);
+      dense_losses = data.losses(model, recovery.stage1.batch_size, ctx);
+      // Training on the pruning text's held-out end would make the reported perplexity a
+      // training-set number: say so in the report.
+      std::error_code ec;
+      for (const auto& st : data.streams())
+        for (const auto& f : st->category().files)
+          if (std::filesystem::equivalent(f, text_path, ec))
+            warnings.push_back("recovery category '" + st->category().name + "' reads " + f +
+                               ", the pruning text: its held-out end is trained on, so the "
+                               "perplexity after recovery is not held-out");
+    }
+  }
 
   // The plan's ratio is of the base model's parameters: resolve it before the adapters exist,
   // then carry the counts over to the analysis with adapters (same node group ids).
@@ -162,6 +196,18 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   pruned->eval();
   const auto ppl_after = perplexity(*pruned, heldout, popt, ctx);
 
+  nlohmann::json recovery_report = nullptr;
+  double ppl_recovered = 0;
+  if (o.recover) {
+    recovery.checkpoint_dir = ckpt.dir + "/recovery";
+    recovery.checkpoint_every = o.checkpoint_every;
+    recovery.resume =
+        o.resume && std::filesystem::exists(recovery.checkpoint_dir + "/latest/state.json");
+    recovery_report =
+        recover_model(*pruned, loaded.tokenizer, recovery, dense_losses, ctx, on_recovery_step);
+    ppl_recovered = perplexity(*pruned, heldout, popt, ctx).ppl;
+  }
+
   task_check(ctx);
   task_report(ctx, "save", 0, 1);
   save_hf(*pruned, loaded.tokenizer.get(), staged.path(), {}, ctx);  // base weights only
@@ -188,8 +234,11 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
       {"knowledge", knowledge},
       {"ppl",
        {{"before", ppl_before.ppl},
-        {"after", ppl_after.ppl},
+        {"after", o.recover ? ppl_recovered : ppl_after.ppl},
+        {"pruned", ppl_after.ppl},
         {"protocol", ppl_after.protocol() + " of the held-out tokens"}}},
+      {"recovery", recovery_report},
+      {"warnings", warnings},
       {"pruning",
        {{"removed", result.removed},
         {"variable_groups_removed", result.removed.size()},

@@ -14,6 +14,7 @@
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/lhspg.h"
 #include "lorashear/prune/plan.h"
+#include "lorashear/recover/recovery.h"
 #include "lorashear/task.h"
 
 namespace lorashear {
@@ -36,6 +37,11 @@ struct PruneOptions {
   /// LoRA updates are in them already, the kept groups' base weights are the original ones) and
   /// OUT/adapter the adapter in the PEFT layout, unmerged. Default: folded into the weights.
   bool keep_adapter = false;
+  /// Run dynamic knowledge recovery (LORASHEAR.md §4) on the pruned model before it is written:
+  /// the categories' dense losses are measured before pruning. `recovery.seq_len` and `.seed`
+  /// follow the options above; its checkpoints live in CHECKPOINT_DIR/recovery.
+  bool recover = false;
+  RecoveryOptions recovery;
   /// Checkpoints every N LHSPG steps into `checkpoint_dir` (default: OUT_DIR.checkpoint), removed
   /// once the run succeeds; `resume` continues from the last one (same settings required).
   int64_t checkpoint_every = 0;
@@ -50,8 +56,9 @@ struct PruneOptions {
 /// settings, data split, parameters and dims before/after per layer, perplexity before/after with
 /// its protocol, the removed group ids, LHSPG's counts, times. Nothing appears at `out_dir` unless
 /// everything succeeded.
-nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path,
-                           const PruneOptions& options, const TaskContext* ctx = nullptr,
-                           const std::function<void(const LhspgMetrics&)>& on_step = {});
+nlohmann::json prune_model(
+    LoadedModel& loaded, const std::string& text_path, const PruneOptions& options,
+    const TaskContext* ctx = nullptr, const std::function<void(const LhspgMetrics&)>& on_step = {},
+    const std::function<void(const RecoveryMetrics&)>& on_recovery_step = {});
 
 }  // namespace lorashear
