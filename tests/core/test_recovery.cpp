@@ -399,6 +399,7 @@ class TestRecovery : public QObject {
     o.stage1.batch_size = 8;
     o.stage1.lr = 3e-3;
     o.reestimate_every = 10;
+    o.stage1_patience = 0;  // the whole budget: the history has every estimate
     o.stage2.steps = 0;
     std::vector<std::map<std::string, double>> weights;
     std::map<std::string, double> current, expected;  // draws expected from the weights
@@ -506,6 +507,24 @@ class TestRecovery : public QObject {
       auto e = fresh();
       QVERIFY_THROWS_EXCEPTION(UsageError, recover_model(*e, tok, other, {}));
     }
+  }
+
+  void stageOneStopsWhenNoCategoryImproves() {
+    RecoveryOptions o;
+    o.domains = {grammar_, counting_};
+    o.seq_len = 32;
+    o.val_sequences = 4;
+    o.sampling = "uniform";
+    o.stage1.steps = 40;
+    o.stage1.lr = 1e-12;  // nothing moves
+    o.stage1.batch_size = 2;
+    o.reestimate_every = 3;
+    o.stage1_patience = 2;
+    o.stage2.steps = 0;
+    auto m = test::random_model(small_config(), 3);
+    const auto rep = recover_model(*m, demo_tokenizer(), o, {});
+    QVERIFY(rep["stage1"]["stopped_early"].get<bool>());
+    QCOMPARE(rep["stage1"]["steps"].get<int64_t>(), int64_t(6));  // estimates at 0, 3 and 6
   }
 
   void adaptiveNeedsTheDenseModel() {

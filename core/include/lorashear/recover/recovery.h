@@ -41,7 +41,8 @@ struct RecoveryOptions {
   std::string sampling = "adaptive";  ///< adaptive (needs dense losses) or uniform
   int64_t reestimate_every = 25;      ///< steps between validation estimates
   double floor = 0.05;                ///< of the mean delta
-  int64_t stage1_patience = 0;        ///< estimates without improvement before stopping; 0: never
+  int64_t stage1_patience =
+      4;  ///< estimates without a category improving before stopping; 0: never
 
   TrainOptions stage2;               ///< steps = stage 2 budget (0: skip)
   double instruct_validation = 0.1;  ///< fraction of the records held out
