@@ -8,22 +8,12 @@
 #include <filesystem>
 #include <sstream>
 
+#include "bench_common.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/prune/pipeline.h"
 #include "lorashear/runtime.h"
 
 using namespace lorashear;
-
-namespace {
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ','))
-    out.push_back(x);
-  return out;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   init_runtime();
@@ -32,8 +22,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> methods = {"lhspg", "magnitude", "random", "taylor", "loraprune"};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--ratios")) ratios = split(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--methods")) methods = split(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--ratios")) ratios = bench::split_list(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--methods")) methods = bench::split_list(argv[i + 1]);
   }
   const std::string shared = std::string(LORASHEAR_SOURCE_DIR) + "/../shared";
   const std::string model = shared + "/models/stories260K/stories260K.bin";

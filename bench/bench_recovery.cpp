@@ -32,19 +32,6 @@
 using namespace lorashear;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ','))
-    out.push_back(x);
-  return out;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   init_runtime();
   int64_t steps = 300;
@@ -52,7 +39,7 @@ int main(int argc, char** argv) {
   bool quality = true, throughput = true, stream = true;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoll(argv[++i]);
-    if (!std::strcmp(argv[i], "--ratios") && i + 1 < argc) ratios = split(argv[++i]);
+    if (!std::strcmp(argv[i], "--ratios") && i + 1 < argc) ratios = bench::split_list(argv[++i]);
     if (!std::strcmp(argv[i], "--skip-quality")) quality = false;
     if (!std::strcmp(argv[i], "--skip-throughput")) throughput = false;
     if (!std::strcmp(argv[i], "--skip-stream")) stream = false;

@@ -13,7 +13,7 @@
 
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
-#include "lorashear/io/safetensors.h"
+#include "lorashear/train/state.h"
 
 namespace lorashear {
 
@@ -304,10 +304,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
   // ---- Checkpoints: everything the remaining steps depend on.
   auto save_checkpoint = [&](int64_t step) {
     io::StagedDirectory staged(checkpoint.dir + "/latest", /*overwrite=*/true);
-    std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (const auto& [name, t] : model.all_parameters())
-      tensors.emplace_back(name, t.detach());
-    write_safetensors(staged.path() + "/model.safetensors", tensors);
+    save_model_state(model, staged.path() + "/model.safetensors");
     torch::serialize::OutputArchive archive;
     opt.save(archive);
     archive.save_to(staged.path() + "/optimizer.pt");
@@ -348,15 +345,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       throw UsageError(latest +
                        " was written by a run with other settings (model, text, plan or "
                        "options differ); start a new run or use the same settings");
-    SafetensorsFile file(latest + "/model.safetensors");
-    torch::NoGradGuard no_grad;
-    for (auto& [name, t] : model.all_parameters()) {
-      const auto* e = file.find(name);
-      if (e == nullptr || e->shape != t.sizes().vec())
-        throw InputError(latest + "/model.safetensors: tensor '" + name +
-                         "' is missing or has another shape");
-      t.copy_(file.view(*e));
-    }
+    load_model_state(model, latest + "/model.safetensors");
     torch::serialize::InputArchive archive;
     archive.load_from(latest + "/optimizer.pt");
     opt.load(archive);

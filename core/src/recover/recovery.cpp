@@ -10,9 +10,9 @@
 #include "lorashear/data/instruct.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
-#include "lorashear/io/safetensors.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/tokenizer/tokenizer.h"
+#include "lorashear/train/state.h"
 #include "lorashear/train/windows.h"
 
 namespace lorashear {
@@ -118,24 +118,6 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void save_tensors(const LlamaModelImpl& model, const std::string& path) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& [name, t] : model.all_parameters())
-    tensors.emplace_back(name, t.detach());
-  write_safetensors(path, tensors);
-}
-
-void load_tensors(LlamaModelImpl& model, const std::string& path) {
-  SafetensorsFile file(path);
-  torch::NoGradGuard no_grad;
-  for (auto& [name, t] : model.all_parameters()) {
-    const auto* e = file.find(name);
-    if (e == nullptr || e->shape != t.sizes().vec())
-      throw InputError(path + ": tensor '" + name + "' is missing or has another shape");
-    t.copy_(file.view(*e));
-  }
-}
-
 std::vector<torch::Tensor> clone_lora(LlamaModelImpl& model) {
   std::vector<torch::Tensor> out;
   for (const auto& t : lora_parameters(model))
@@ -234,6 +216,17 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
                        "or use the same settings");
   }
   const int resume_stage = state.is_null() ? 1 : state.at("stage").get<int>();
+  // A checkpoint: the model's tensors, the optimiser, what else the stage needs, and state.json
+  // last, all in a staged directory renamed over `latest`.
+  auto write_checkpoint = [&](const LoraTrainer& trainer, const nlohmann::json& st,
+                              const std::function<void(const std::string&)>& extra) {
+    io::StagedDirectory staged(latest, /*overwrite=*/true);
+    save_model_state(model, staged.path() + "/model.safetensors");
+    if (extra) extra(staged.path());
+    trainer.save(staged.path() + "/optimizer.pt");
+    io::write_file_atomic(staged.path() + "/state.json", st.dump() + "\n");
+    staged.commit();
+  };
   int64_t global_step = state.is_null() ? 0 : state.at("global_step").get<int64_t>();
 
   nlohmann::json report = {{"format", "lorashear-recovery-report"}, {"version", 1}};
@@ -264,7 +257,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       int64_t first = 1, without_gain = 0;
       bool stopped = false;
       if (!state.is_null()) {
-        load_tensors(model, latest + "/model.safetensors");
+        load_model_state(model, latest + "/model.safetensors");
         trainer.load(latest + "/optimizer.pt");
         weights = from_json(state.at("weights"));
         best_delta = from_json(state.at("best_delta"));
@@ -345,9 +338,6 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
         if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() &&
             global_step % o.checkpoint_every == 0 &&
             (step < o.stage1.steps || o.stage2.steps > 0)) {
-          io::StagedDirectory staged(latest, /*overwrite=*/true);
-          save_tensors(model, staged.path() + "/model.safetensors");
-          trainer.save(staged.path() + "/optimizer.pt");
           std::vector<int64_t> used;
           for (const auto& s : streams)
             used.push_back(s->consumed());
@@ -360,8 +350,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
                                {"best_delta", to_json(best_delta)},
                                {"without_gain", without_gain},
                                {"stage1", s1}};
-          io::write_file_atomic(staged.path() + "/state.json", st.dump() + "\n");
-          staged.commit();
+          write_checkpoint(trainer, st, {});
         }
       }
       const auto done = static_cast<int64_t>(s1["loss"].size());
@@ -406,7 +395,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
     std::vector<torch::Tensor> best_lora;
     const std::string best_path = latest + "/best_adapter.safetensors";
     if (!state.is_null() && resume_stage == 2) {
-      load_tensors(model, latest + "/model.safetensors");
+      load_model_state(model, latest + "/model.safetensors");
       trainer.load(latest + "/optimizer.pt");
       s2 = state.at("stage2");
       first = state.at("step").get<int64_t>() + 1;
@@ -415,7 +404,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       best_step = state.at("best_step").get<int64_t>();
       // The best adapter: load it through the model, then put the current one back.
       const auto current = clone_lora(model);
-      load_tensors(model, best_path);
+      load_model_state(model, best_path);
       best_lora = clone_lora(model);
       restore_lora(model, current);
     } else {
@@ -472,20 +461,15 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       }
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() &&
           global_step % o.checkpoint_every == 0 && step < o.stage2.steps) {
-        io::StagedDirectory staged(latest, /*overwrite=*/true);
-        save_tensors(model, staged.path() + "/model.safetensors");
-        {
-          const auto current = clone_lora(model);
-          restore_lora(model, best_lora);
-          save_tensors(model, staged.path() + "/best_adapter.safetensors");
-          restore_lora(model, current);
-        }
-        trainer.save(staged.path() + "/optimizer.pt");
         nlohmann::json st = {{"settings", settings},       {"stage", 2},   {"step", step},
                              {"global_step", global_step}, {"bad", bad},   {"best", best},
                              {"best_step", best_step},     {"stage1", s1}, {"stage2", s2}};
-        io::write_file_atomic(staged.path() + "/state.json", st.dump() + "\n");
-        staged.commit();
+        write_checkpoint(trainer, st, [&](const std::string& dir) {
+          const auto current = clone_lora(model);
+          restore_lora(model, best_lora);
+          save_model_state(model, dir + "/best_adapter.safetensors");
+          restore_lora(model, current);
+        });
       }
     }
     restore_lora(model, best_lora);
