@@ -39,7 +39,9 @@ void RecoveryOptions::validate() const {
        "stage 1 needs pretraining-style data: give --domain FILE_OR_DIR (or --stage1-steps 0)");
   need(stage2.steps == 0 || !instruct.empty(),
        "stage 2 needs instruction data: give --instruct FILE (or --stage2-steps 0)");
-  need(stage1.steps + stage2.steps > 0, "nothing to do: both stages have 0 steps");
+  need(stage1.steps + stage2.steps > 0,
+       "nothing to recover with: give --domain FILE_OR_DIR (stage 1) and/or --instruct FILE "
+       "(stage 2), with steps for them");
   lora.validate();
 }
 
