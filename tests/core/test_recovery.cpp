@@ -525,6 +525,7 @@ class TestRecovery : public QObject {
     const auto rep = recover_model(*m, demo_tokenizer(), o, {});
     QVERIFY(rep["stage1"]["stopped_early"].get<bool>());
     QCOMPARE(rep["stage1"]["steps"].get<int64_t>(), int64_t(6));  // estimates at 0, 3 and 6
+    QCOMPARE(rep["stage1"]["history"].size(), size_t(3));
   }
 
   void adaptiveNeedsTheDenseModel() {

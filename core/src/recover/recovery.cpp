@@ -356,7 +356,8 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
         }
       }
       const auto done = static_cast<int64_t>(s1["loss"].size());
-      estimate(done);  // the final losses and weights
+      if (s1["history"].empty() || s1["history"].back()["step"].get<int64_t>() != done)
+        estimate(done);  // the final losses and weights (an early stop has them already)
       s1["steps"] = done;
       s1["stopped_early"] = stopped;
       s1["seconds"] = since(t1);
