@@ -121,8 +121,10 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
     }
   {
     const auto producer = g.tensors[static_cast<size_t>(g.output)].producer;
-    out.edges.push_back(
-        {producer >= 0 ? shown[static_cast<size_t>(producer)] : tokens, logits, {}, false});
+    LayoutEdge e;
+    e.from = producer >= 0 ? shown[static_cast<size_t>(producer)] : tokens;
+    e.to = logits;
+    out.edges.push_back(e);
   }
 
   // ---- Graphviz
@@ -191,6 +193,7 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
       label.replace(at, 1, "\\n");
     set(handles[i], "label", label);
     if (d.id == "tokens" || d.id == "logits") set(handles[i], "shape", "ellipse");
+    if (d.collapsed) set(handles[i], "fontsize", "12");
   }
   std::vector<Agedge_t*> edge_handles;
   for (const auto& e : out.edges) {
@@ -220,7 +223,10 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
     const bezier& b = spl->list[0];
     for (int k = 0; k < b.size; ++k)
       out.edges[i].points.push_back(flip(b.list[k]));
-    if (b.eflag) out.edges[i].points.push_back(flip(b.ep));
+    if (b.eflag) {
+      out.edges[i].has_tip = true;
+      out.edges[i].tip = flip(b.ep);
+    }
   }
   for (auto& [sg, c] : clusters) {
     const boxf cb = GD_bb(sg);

@@ -33,8 +33,10 @@ struct LayoutNode {
 
 struct LayoutEdge {
   int64_t from = -1, to = -1;       ///< indices into GraphLayout::nodes
-  std::vector<LayoutPoint> points;  ///< cubic Bézier control points (1 + 3k), then the arrow tip
-  bool faint = false;               ///< a rotary-table edge
+  std::vector<LayoutPoint> points;  ///< cubic Bézier control points (1 + 3k)
+  bool has_tip = false;             ///< the arrow head runs from the last point to `tip`
+  LayoutPoint tip;
+  bool faint = false;  ///< a rotary-table edge
 };
 
 struct LayoutCluster {

@@ -1,0 +1,208 @@
+#include "lorashear/viewers/graph_view.h"
+
+#include <QFileInfo>
+#include <QGraphicsPathItem>
+#include <QGraphicsRectItem>
+#include <QGraphicsSimpleTextItem>
+#include <QImage>
+#include <QMouseEvent>
+#include <QPainter>
+#include <QPainterPath>
+#include <QSvgGenerator>
+#include <QWheelEvent>
+
+#include <cmath>
+
+namespace lorashear {
+
+namespace {
+
+constexpr int kRoleNode = 0;     // data(0): Graphviz node id
+constexpr int kRoleCluster = 1;  // data(1): cluster id
+constexpr int kRoleLayer = 2;    // data(2): layer
+
+QPointF qt(const LayoutPoint& p) {
+  return {p.x, p.y};
+}
+
+// Centred multi-line text inside `parent`.
+// Sizes in scene units (Graphviz points), as Graphviz measured them when it sized the boxes.
+void add_label(QGraphicsItem* parent, const QString& text, const QRectF& box, int pixel_size,
+               bool bold = false) {
+  auto* t = new QGraphicsSimpleTextItem(text, parent);
+  QFont f("Sans");
+  f.setPixelSize(pixel_size);
+  f.setBold(bold);
+  t->setFont(f);
+  const auto r = t->boundingRect();
+  t->setPos(box.center().x() - r.width() / 2, box.center().y() - r.height() / 2);
+}
+
+}  // namespace
+
+GraphView::GraphView(QWidget* parent) : QGraphicsView(parent) {
+  setScene(new QGraphicsScene(this));
+  setRenderHint(QPainter::Antialiasing);
+  setDragMode(QGraphicsView::ScrollHandDrag);
+  setTransformationAnchor(QGraphicsView::AnchorUnderMouse);
+  setBackgroundBrush(Qt::white);
+}
+
+void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
+  const auto transform_before = transform();
+  layout_ = layout;
+  scene()->clear();
+  nodes_.clear();
+  clusters_.clear();
+  // Clusters first (behind): layers, then node groups.
+  for (const auto& c : layout_.clusters) {
+    const QRectF box(qt(c.top_left), qt(c.bottom_right));
+    const bool layer = c.id.find('.') == std::string::npos;  // "L3", not "L3.mlp"
+    auto* item = scene()->addRect(box, QPen(QColor(QString::fromStdString(c.colour)), 1.2),
+                                  layer ? QBrush(Qt::NoBrush) : QBrush(QColor(247, 247, 247)));
+    item->setData(kRoleCluster, QString::fromStdString(c.id));
+    item->setData(kRoleLayer, static_cast<int>(c.layer));
+    item->setZValue(layer ? 0 : 1);
+    auto* label = new QGraphicsSimpleTextItem(QString::fromStdString(c.label), item);
+    QFont f("Sans");
+    f.setPixelSize(10);
+    label->setFont(f);
+    label->setPos(box.left() + 4, box.top() + 2);
+    clusters_[c.id] = item;
+  }
+  // Edges.
+  for (const auto& e : layout_.edges) {
+    if (e.points.size() < 4) continue;
+    QPainterPath path(qt(e.points[0]));
+    for (size_t k = 1; k + 2 < e.points.size(); k += 3)
+      path.cubicTo(qt(e.points[k]), qt(e.points[k + 1]), qt(e.points[k + 2]));
+    QPen pen(e.faint ? QColor(190, 190, 190) : QColor(85, 85, 85), e.faint ? 0.6 : 1.0);
+    if (e.faint) pen.setStyle(Qt::DotLine);
+    // The arrow head: from the curve's end to Graphviz's tip.
+    const QPointF end = path.currentPosition();
+    const QPointF tip = e.has_tip ? qt(e.tip) : end;
+    if (e.has_tip) path.lineTo(tip);
+    scene()->addPath(path, pen)->setZValue(2);
+    const QPointF d = e.has_tip ? tip - end : end - path.pointAtPercent(0.9);
+    const double len = std::hypot(d.x(), d.y());
+    if (len > 0 && !e.faint) {
+      const QPointF u = d / len, n(-u.y(), u.x());
+      const QPolygonF head({tip, tip - u * 6 + n * 3, tip - u * 6 - n * 3});
+      scene()->addPolygon(head, pen, QBrush(pen.color()))->setZValue(2);
+    }
+  }
+  // Nodes on top.
+  for (const auto& n : layout_.nodes) {
+    const QRectF box(n.centre.x - n.width / 2, n.centre.y - n.height / 2, n.width, n.height);
+    QGraphicsItem* item = nullptr;
+    const QColor fill(QString::fromStdString(n.fill));
+    if (n.id == "tokens" || n.id == "logits")
+      item = scene()->addEllipse(box, QPen(Qt::black, 0.8), QBrush(fill));
+    else {
+      QPainterPath p;
+      p.addRoundedRect(box, 4, 4);
+      item = scene()->addPath(p, QPen(n.collapsed ? QColor(120, 120, 120) : Qt::black, 0.8),
+                              QBrush(fill));
+    }
+    item->setZValue(3);
+    item->setData(kRoleNode, QString::fromStdString(n.id));
+    item->setData(kRoleLayer, static_cast<int>(n.layer));
+    item->setToolTip(QString::fromStdString(
+        n.label + (n.node_group.empty() ? "" : "\nnode group " + n.node_group) +
+        (n.collapsed ? "\n(double-click to expand)" : "")));
+    add_label(item, QString::fromStdString(n.label), box, n.collapsed ? 11 : 8, n.collapsed);
+    nodes_[n.id] = item;
+  }
+  scene()->setSceneRect(QRectF(-10, -10, layout_.width + 20, layout_.height + 20));
+  if (keep_view)
+    setTransform(transform_before);
+  else
+    fitAll();
+}
+
+QGraphicsItem* GraphView::nodeItem(const std::string& id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : it->second;
+}
+
+QGraphicsItem* GraphView::clusterItem(const std::string& id) const {
+  auto it = clusters_.find(id);
+  return it == clusters_.end() ? nullptr : it->second;
+}
+
+int GraphView::layerClusterCount() const {
+  int n = 0;
+  for (const auto& c : layout_.clusters)
+    n += c.id.find('.') == std::string::npos;
+  return n;
+}
+
+void GraphView::fitAll() {
+  fitInView(scene()->sceneRect(), Qt::KeepAspectRatio);
+}
+
+bool GraphView::exportSvg(const QString& path, QString* error) const {
+  QSvgGenerator svg;
+  svg.setFileName(path);
+  const auto rect = scene()->sceneRect();
+  svg.setSize(rect.size().toSize());
+  svg.setViewBox(QRectF(QPointF(0, 0), rect.size()));
+  svg.setTitle("LoRAShear dependency graph");
+  QPainter painter;
+  if (!painter.begin(&svg)) {
+    if (error) *error = path + ": cannot write";
+    return false;
+  }
+  scene()->render(&painter, QRectF(QPointF(0, 0), rect.size()), rect);
+  painter.end();
+  if (!QFileInfo(path).exists() || QFileInfo(path).size() == 0) {
+    if (error) *error = path + ": nothing was written";
+    return false;
+  }
+  return true;
+}
+
+bool GraphView::exportPng(const QString& path, double scale, QString* error) const {
+  const auto rect = scene()->sceneRect();
+  QImage image((rect.size() * scale).toSize(), QImage::Format_ARGB32);
+  image.fill(Qt::white);
+  QPainter painter(&image);
+  painter.setRenderHint(QPainter::Antialiasing);
+  scene()->render(&painter, QRectF(QPointF(0, 0), rect.size() * scale), rect);
+  painter.end();
+  if (!image.save(path, "PNG")) {
+    if (error) *error = path + ": cannot write the PNG";
+    return false;
+  }
+  return true;
+}
+
+void GraphView::wheelEvent(QWheelEvent* event) {
+  const double factor = std::pow(1.0015, event->angleDelta().y());
+  scale(factor, factor);
+}
+
+void GraphView::mousePressEvent(QMouseEvent* event) {
+  for (auto* item : items(event->pos())) {
+    const auto id = item->data(kRoleNode).toString();
+    if (id.startsWith('n')) {
+      emit operatorSelected(id.mid(1).toLongLong());
+      break;
+    }
+  }
+  QGraphicsView::mousePressEvent(event);
+}
+
+void GraphView::mouseDoubleClickEvent(QMouseEvent* event) {
+  for (auto* item : items(event->pos())) {
+    const auto layer = item->data(kRoleLayer);
+    if (layer.isValid() && layer.toInt() >= 0 &&
+        (item->data(kRoleCluster).toString().indexOf('.') < 0)) {
+      emit layerToggleRequested(layer.toInt());
+      return;
+    }
+  }
+  QGraphicsView::mouseDoubleClickEvent(event);
+}
+
+}  // namespace lorashear
