@@ -56,18 +56,6 @@ bool is_config_file(const std::string& path) {
   return p.extension() == ".json" && std::filesystem::is_regular_file(p);
 }
 
-ModelConfig read_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-  return ModelConfig::from_hf_json(j, path);
-}
-
 Structure build_structure(const StructureOptions& o, const GlobalOptions& global) {
   LoraConfig lora;
   if (!o.lora_targets.empty()) lora.targets = o.lora_targets;
@@ -80,7 +68,7 @@ Structure build_structure(const StructureOptions& o, const GlobalOptions& global
   Structure s;
   const auto t0 = std::chrono::steady_clock::now();
   if (is_config_file(o.model)) {
-    s.trace = trace_config(read_config(o.model), attach);
+    s.trace = trace_config(ModelConfig::from_file(o.model), attach);
   } else {
     auto loaded = load_model_for_cli(ModelArgs{o.model, "", ""}, global, false);
     if (attach) attach_lora(*loaded.model, *attach);

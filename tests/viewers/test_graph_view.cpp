@@ -4,6 +4,7 @@
 
 #include <QGraphicsItem>
 #include <QImage>
+#include <QProcess>
 #include <QTemporaryDir>
 
 #include "lorashear/graph/trace.h"
@@ -64,6 +65,38 @@ class TestGraphView : public QObject {
     QVERIFY(error.contains("g.png"));
     if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT"))
       view.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT"));
+  }
+
+  void studioExportsWithoutAWindow() {
+    QTemporaryDir dir;
+    auto run = [](const QStringList& args) {
+      QProcess p;
+      auto env = QProcessEnvironment::systemEnvironment();
+      env.remove("QT_QPA_PLATFORM");  // the app must not need a display for --export-graph
+      env.remove("DISPLAY");
+      p.setProcessEnvironment(env);
+      p.start(LORASHEAR_STUDIO_PATH, args);
+      p.waitForFinished(120000);
+      return std::make_pair(p.exitCode(), QString::fromUtf8(p.readAllStandardError()));
+    };
+    const QString svg = dir.filePath("demo.svg");
+    auto r = run({"--export-graph", svg, "--expand", "all"});  // the bundled demo model
+    QVERIFY2(r.first == 0, qPrintable(r.second));
+    QFile f(svg);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const auto text = QString::fromUtf8(f.readAll());
+    for (int l = 0; l < 4; ++l)
+      QVERIFY(text.contains(QString("layer %1").arg(l)));
+    QVERIFY(text.contains("down_proj"));  // expanded: the operators are drawn
+    const QString png = dir.filePath("demo.png");
+    r = run(
+        {"--export-graph", png,
+         QString::fromStdString(test::source_path("resources/demo-model/config.json").string())});
+    QVERIFY2(r.first == 0, qPrintable(r.second));
+    QVERIFY(!QImage(png).isNull());
+    r = run({"--export-graph", dir.filePath("x.svg"), dir.filePath("nowhere")});
+    QCOMPARE(r.first, 3);
+    QVERIFY2(r.second.contains("nowhere"), qPrintable(r.second));
   }
 };
 

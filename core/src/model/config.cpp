@@ -1,5 +1,7 @@
 #include "lorashear/model/config.h"
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -281,6 +283,18 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
     fail(source, "rope_scaling", "RoPE scaling is not supported yet");
   c.validate(source);
   return c;
+}
+
+ModelConfig ModelConfig::from_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot read");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path + ": not valid JSON: " + e.what());
+  }
+  return from_hf_json(j, path);
 }
 
 }  // namespace lorashear

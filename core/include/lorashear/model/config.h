@@ -67,6 +67,8 @@ struct ModelConfig {
   nlohmann::json to_hf_json(const std::string& torch_dtype = "float32") const;
   /// Throws InputError naming `source` and the field on missing/invalid values.
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);
+  /// Reads a config.json file; throws InputError naming the file when it cannot be read or parsed.
+  static ModelConfig from_file(const std::string& path);
 };
 
 /// Ascending indices as ranges: {0,1,2,3,7} → "0-3,7".
