@@ -1,7 +1,7 @@
-// `lorashear-studio [MODEL]`: the desktop app. This first version shows the model's traced
-// dependency graph (layers collapsed; double-click a layer to expand or collapse it).
+// `lorashear-studio [MODEL]`: the desktop app (opens the bundled demo model without arguments).
 // `lorashear-studio --export-graph out.svg|out.png [--expand LAYERS] MODEL` writes the drawing
-// without opening a window.
+// without opening a window; `--screenshot out.png` saves the main window once the graph is drawn
+// and exits.
 // LibTorch (through the loader) before Qt: ATen has members called `slots`, a Qt keyword macro.
 #include "lorashear/errors.h"
 #include "lorashear/graph/dependency.h"
@@ -10,12 +10,12 @@
 #include "lorashear/io/loader.h"
 #include "lorashear/runtime.h"
 // clang-format off
+#include "lorashear/ui/engine.h"
+#include "lorashear/ui/main_window.h"
 #include "lorashear/viewers/graph_view.h"
 #include <QApplication>
 #include <QCommandLineParser>
-#include <QElapsedTimer>
-#include <QMainWindow>
-#include <QStatusBar>
+#include <QTimer>
 // clang-format on
 
 #include <cstdio>
@@ -57,37 +57,6 @@ std::set<int64_t> parse_expand(const QString& text, int64_t n_layers) {
   return out;
 }
 
-class MainWindow : public QMainWindow {
- public:
-  MainWindow(Structure s, const QString& path) : s_(std::move(s)) {
-    setWindowTitle(QString("LoRAShear Studio — %1").arg(path));
-    view_ = new GraphView(this);
-    setCentralWidget(view_);
-    connect(view_, &GraphView::layerToggleRequested, this, [this](int layer) {
-      if (!expanded_.erase(layer)) expanded_.insert(layer);
-      relayout(true);
-    });
-    relayout(false);
-    resize(1100, 800);
-  }
-
- private:
-  void relayout(bool keep_view) {
-    QElapsedTimer t;
-    t.start();
-    view_->showLayout(layout_graph(s_.trace, s_.deps, expanded_), keep_view);
-    statusBar()->showMessage(QString("%1 layers, %2 operators, %3 expanded — laid out and drawn in "
-                                     "%4 ms; double-click a layer to expand or collapse it")
-                                 .arg(s_.trace.config.n_layers())
-                                 .arg(s_.trace.nodes.size())
-                                 .arg(expanded_.size())
-                                 .arg(t.elapsed()));
-  }
-  Structure s_;
-  std::set<int64_t> expanded_;
-  GraphView* view_ = nullptr;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,15 +77,23 @@ int main(int argc, char** argv) {
       "export-graph", "write the dependency graph to FILE (.svg or .png) and exit", "FILE");
   QCommandLineOption expand("expand", "layers drawn expanded: none (default), all, 3 or 0-3",
                             "LAYERS", "none");
+  QCommandLineOption screenshot(
+      "screenshot", "save the main window as a PNG once the graph is drawn, and exit", "FILE");
+  QCommandLineOption find("find", "select the operator or node group matching TEXT once open",
+                          "TEXT");
+  QCommandLineOption theme("theme", "light, dark or system (default: the last one used)", "THEME");
   parser.addOption(export_graph);
   parser.addOption(expand);
+  parser.addOption(screenshot);
+  parser.addOption(theme);
+  parser.addOption(find);
   parser.process(app);
   const auto args = parser.positionalArguments();
   const QString path = args.isEmpty() ? QString(LORASHEAR_DEMO_MODEL) : args.front();
   try {
     init_runtime();
-    auto s = load_structure(path.toStdString());
     if (parser.isSet(export_graph)) {
+      auto s = load_structure(path.toStdString());
       const auto out = parser.value(export_graph);
       GraphView view;
       view.showLayout(layout_graph(s.trace, s.deps,
@@ -131,8 +108,38 @@ int main(int argc, char** argv) {
       std::printf("wrote %s\n", qPrintable(out));
       return 0;
     }
-    MainWindow w(std::move(s), path);
+    MainWindow w;
+    if (parser.isSet(theme)) w.setTheme(parser.value(theme));
     w.show();
+    // After the model is drawn: --find selects an operator or node group (which may expand its
+    // layer: wait for that drawing too), then --screenshot saves the window and exits.
+    bool found = !parser.isSet(find);
+    const auto take_screenshot = [&] {
+      if (!parser.isSet(screenshot)) return;
+      const auto out = parser.value(screenshot);
+      QTimer::singleShot(300, &w, [&w, out] {
+        const bool ok = w.grab().save(out, "PNG");
+        std::printf("%s %s\n", ok ? "wrote" : "cannot write", qPrintable(out));
+        QApplication::exit(ok ? 0 : 1);
+      });
+    };
+    QObject::connect(&w, &MainWindow::graphShown, &w, [&] {
+      if (!found) {
+        found = true;
+        if (!w.search(parser.value(find)))
+          std::fprintf(stderr, "warning: nothing matches %s\n", qPrintable(parser.value(find)));
+        if (w.layoutPending()) return;  // the next graphShown takes the screenshot
+      }
+      take_screenshot();
+    });
+    if (parser.isSet(screenshot))
+      QObject::connect(&w, &MainWindow::engineIdle, &w, [&] {
+        if (!w.document()) {
+          std::fprintf(stderr, "error: %s\n", qPrintable(w.lastError()));
+          QApplication::exit(3);
+        }
+      });
+    w.openModel(path);
     return app.exec();
   } catch (const UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -76,7 +76,8 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
     const auto slash = n.name.find('/');
     d.label = (slash == std::string::npos ? n.kind : n.name.substr(slash + 1)) + "\n" +
               (n.module.empty() ? n.name : n.module);
-    d.fill = node_group_colour(kind_of(i));
+    d.kind = kind_of(i);
+    d.fill = node_group_colour(d.kind);
     const auto home = deps.home_group[i];
     if (home >= 0) d.node_group = deps.node_groups[static_cast<size_t>(home)].id;
     shown[i] = static_cast<int64_t>(out.nodes.size());
@@ -90,6 +91,7 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
                        "token ids\n" + shape_text(g.tensors[static_cast<size_t>(g.input)].shape),
                        "#ffffff",
                        "",
+                       "",
                        {},
                        0,
                        0});
@@ -100,6 +102,7 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
                        false,
                        "logits\n" + shape_text(g.tensors[static_cast<size_t>(g.output)].shape),
                        "#ffffff",
+                       "",
                        "",
                        {},
                        0,

@@ -1,5 +1,6 @@
 #include "lorashear/viewers/graph_view.h"
 
+#include <QAbstractGraphicsShapeItem>
 #include <QFileInfo>
 #include <QGraphicsPathItem>
 #include <QGraphicsRectItem>
@@ -11,7 +12,10 @@
 #include <QSvgGenerator>
 #include <QWheelEvent>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
+#include <set>
 
 namespace lorashear {
 
@@ -38,7 +42,27 @@ void add_label(QGraphicsItem* parent, const QString& text, const QRectF& box, in
   t->setPos(box.center().x() - r.width() / 2, box.center().y() - r.height() / 2);
 }
 
+QColor text_colour_on(const QColor& fill) {
+  return fill.lightnessF() < 0.45 ? Qt::white : Qt::black;
+}
+
 }  // namespace
+
+QColor overlay_colour(double t) {
+  // Viridis at five stops, interpolated linearly.
+  static const QColor stops[] = {QColor(0x44, 0x01, 0x54), QColor(0x3b, 0x52, 0x8b),
+                                 QColor(0x21, 0x91, 0x8c), QColor(0x5e, 0xc9, 0x62),
+                                 QColor(0xfd, 0xe7, 0x25)};
+  if (!std::isfinite(t)) t = 0;
+  t = std::clamp(t, 0.0, 1.0) * 4.0;
+  const int i = std::min(3, static_cast<int>(t));
+  const double f = t - i;
+  const auto& a = stops[i];
+  const auto& b = stops[i + 1];
+  return QColor::fromRgbF(static_cast<float>(a.redF() + (b.redF() - a.redF()) * f),
+                          static_cast<float>(a.greenF() + (b.greenF() - a.greenF()) * f),
+                          static_cast<float>(a.blueF() + (b.blueF() - a.blueF()) * f));
+}
 
 GraphView::GraphView(QWidget* parent) : QGraphicsView(parent) {
   setScene(new QGraphicsScene(this));
@@ -48,9 +72,19 @@ GraphView::GraphView(QWidget* parent) : QGraphicsView(parent) {
   setBackgroundBrush(Qt::white);
 }
 
+void GraphView::setDark(bool dark) {
+  if (dark == dark_) return;
+  dark_ = dark;
+  showLayout(layout_, true);
+}
+
 void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
   const auto transform_before = transform();
-  layout_ = layout;
+  const auto centre_before = mapToScene(viewport()->rect().center());
+  if (&layout != &layout_) layout_ = layout;
+  setBackgroundBrush(dark_ ? QColor(38, 40, 44) : QColor(Qt::white));
+  const QColor ink = dark_ ? QColor(200, 200, 200) : QColor(85, 85, 85);
+  const QColor faint_ink = dark_ ? QColor(110, 110, 110) : QColor(190, 190, 190);
   scene()->clear();
   nodes_.clear();
   clusters_.clear();
@@ -58,8 +92,9 @@ void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
   for (const auto& c : layout_.clusters) {
     const QRectF box(qt(c.top_left), qt(c.bottom_right));
     const bool layer = c.id.find('.') == std::string::npos;  // "L3", not "L3.mlp"
-    auto* item = scene()->addRect(box, QPen(QColor(QString::fromStdString(c.colour)), 1.2),
-                                  layer ? QBrush(Qt::NoBrush) : QBrush(QColor(247, 247, 247)));
+    auto* item = scene()->addRect(
+        box, QPen(QColor(QString::fromStdString(c.colour)), 1.2),
+        layer ? QBrush(Qt::NoBrush) : QBrush(dark_ ? QColor(52, 55, 60) : QColor(247, 247, 247)));
     item->setData(kRoleCluster, QString::fromStdString(c.id));
     item->setData(kRoleLayer, static_cast<int>(c.layer));
     item->setZValue(layer ? 0 : 1);
@@ -67,6 +102,7 @@ void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
     QFont f("Sans");
     f.setPixelSize(10);
     label->setFont(f);
+    label->setBrush(dark_ ? QColor(220, 220, 220) : QColor(Qt::black));
     label->setPos(box.left() + 4, box.top() + 2);
     clusters_[c.id] = item;
   }
@@ -76,7 +112,7 @@ void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
     QPainterPath path(qt(e.points[0]));
     for (size_t k = 1; k + 2 < e.points.size(); k += 3)
       path.cubicTo(qt(e.points[k]), qt(e.points[k + 1]), qt(e.points[k + 2]));
-    QPen pen(e.faint ? QColor(190, 190, 190) : QColor(85, 85, 85), e.faint ? 0.6 : 1.0);
+    QPen pen(e.faint ? faint_ink : ink, e.faint ? 0.6 : 1.0);
     if (e.faint) pen.setStyle(Qt::DotLine);
     // The arrow head: from the curve's end to Graphviz's tip.
     const QPointF end = path.currentPosition();
@@ -104,7 +140,6 @@ void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
       item = scene()->addPath(p, QPen(n.collapsed ? QColor(120, 120, 120) : Qt::black, 0.8),
                               QBrush(fill));
     }
-    item->setZValue(3);
     item->setData(kRoleNode, QString::fromStdString(n.id));
     item->setData(kRoleLayer, static_cast<int>(n.layer));
     item->setToolTip(QString::fromStdString(
@@ -114,10 +149,96 @@ void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
     nodes_[n.id] = item;
   }
   scene()->setSceneRect(QRectF(-10, -10, layout_.width + 20, layout_.height + 20));
-  if (keep_view)
+  applyColours();
+  if (keep_view) {
     setTransform(transform_before);
-  else
-    fitAll();
+    centerOn(centre_before);
+  } else {
+    fitReadable();
+  }
+  emit viewChanged();
+}
+
+void GraphView::fitReadable() {
+  const auto rect = scene()->sceneRect();
+  const auto port = viewport()->rect();
+  if (rect.isEmpty() || port.isEmpty()) return fitAll();
+  const double whole = std::min(port.width() / rect.width(), port.height() / rect.height());
+  if (whole >= 0.6) return fitAll();
+  // Too small to read when whole: as wide as the view allows (at most 1:1), from the top.
+  const double s = std::min(1.0, port.width() / rect.width());
+  setTransform(QTransform::fromScale(s, s));
+  centerOn(rect.center().x(), rect.top() + port.height() / (2 * s));
+  emit viewChanged();
+}
+
+void GraphView::applyColours() {
+  const std::set<std::string> marked(highlighted_.begin(), highlighted_.end());
+  for (const auto& n : layout_.nodes) {
+    auto* item = dynamic_cast<QAbstractGraphicsShapeItem*>(nodeItem(n.id));
+    if (item == nullptr) continue;
+    QColor fill(QString::fromStdString(n.fill));
+    if (!overlay_.empty()) {
+      const double span = overlay_.high - overlay_.low;
+      std::optional<double> value;
+      if (n.collapsed) {
+        auto it = overlay_.layers.find(n.layer);
+        if (it != overlay_.layers.end()) value = it->second;
+      } else if (!n.node_group.empty()) {
+        auto it = overlay_.groups.find(n.node_group);
+        if (it != overlay_.groups.end()) value = it->second;
+      }
+      fill = value ? overlay_colour(span > 0 ? (*value - overlay_.low) / span : 1.0)
+                   : QColor(dark_ ? QColor(90, 90, 90) : QColor(225, 225, 225));
+    }
+    item->setBrush(fill);
+    const bool mark = marked.count(n.id) > 0;
+    item->setPen(mark ? QPen(QColor(255, 127, 14), 3.0)
+                      : QPen(n.collapsed ? QColor(120, 120, 120) : QColor(Qt::black), 0.8));
+    item->setZValue(mark ? 4 : 3);
+    for (auto* child : item->childItems())
+      if (auto* text = dynamic_cast<QGraphicsSimpleTextItem*>(child))
+        text->setBrush(text_colour_on(fill));
+  }
+  scene()->update();
+}
+
+void GraphView::setHighlighted(const std::vector<std::string>& ids) {
+  highlighted_ = ids;
+  applyColours();
+}
+
+void GraphView::setOverlay(const GraphOverlay& overlay) {
+  overlay_ = overlay;
+  applyColours();
+}
+
+std::vector<std::pair<QString, QColor>> GraphView::kindColours() const {
+  std::vector<std::pair<QString, QColor>> out;
+  std::set<std::string> seen;
+  for (const auto& n : layout_.nodes)
+    if (!n.collapsed && n.op >= 0 && seen.insert(n.kind).second)
+      out.emplace_back(QString::fromStdString(n.kind), QColor(QString::fromStdString(n.fill)));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+void GraphView::centerOnNode(const std::string& id) {
+  auto* item = nodeItem(id);
+  if (item == nullptr) return;
+  if (transform().m11() < 1.0) setTransform(QTransform::fromScale(1.2, 1.2));
+  centerOn(item);
+  emit viewChanged();
+}
+
+void GraphView::scrollContentsBy(int dx, int dy) {
+  QGraphicsView::scrollContentsBy(dx, dy);
+  emit viewChanged();
+}
+
+void GraphView::resizeEvent(QResizeEvent* event) {
+  QGraphicsView::resizeEvent(event);
+  emit viewChanged();
 }
 
 QGraphicsItem* GraphView::nodeItem(const std::string& id) const {
@@ -139,6 +260,7 @@ int GraphView::layerClusterCount() const {
 
 void GraphView::fitAll() {
   fitInView(scene()->sceneRect(), Qt::KeepAspectRatio);
+  emit viewChanged();
 }
 
 bool GraphView::exportSvg(const QString& path, QString* error) const {
@@ -180,6 +302,7 @@ bool GraphView::exportPng(const QString& path, double scale, QString* error) con
 void GraphView::wheelEvent(QWheelEvent* event) {
   const double factor = std::pow(1.0015, event->angleDelta().y());
   scale(factor, factor);
+  emit viewChanged();
 }
 
 void GraphView::mousePressEvent(QMouseEvent* event) {

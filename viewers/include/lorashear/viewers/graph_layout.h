@@ -27,6 +27,7 @@ struct LayoutNode {
   std::string label;       ///< lines separated by '\n'
   std::string fill;        ///< #rrggbb (the node group kind's colour)
   std::string node_group;  ///< home node group id, "" if none
+  std::string kind;        ///< the home node group's kind ("attention", "mlp", …, "other")
   LayoutPoint centre;
   double width = 0, height = 0;
 };

@@ -1,0 +1,134 @@
+#pragma once
+// The engine: one object that runs every core operation (open = load + trace + dependency
+// analysis, perplexity, knowledge analysis; later pruning and recovery) on a worker QThread, one
+// task at a time. Progress and metrics are written by the worker into buffers that a GUI-thread
+// timer drains every 100 ms, so a task emits a handful of signals per second whatever its step
+// rate. cancel() works at any moment (the task stops at its next check); an exception ends the
+// task with taskFailed and the previous document stays open.
+
+#include <QObject>
+#include <QString>
+#include <QThread>
+#include <QTimer>
+#include <QVector>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lorashear/task.h"
+
+namespace lorashear {
+
+struct ModelDocument;
+
+/// One value of a named series (loss, tokens/s, …) at step `x`, pushed by a task.
+struct MetricPoint {
+  QString series;
+  double x = 0, y = 0;
+  double wall = 0;  ///< seconds since the task started
+};
+
+/// Thread-safe queue of metric points: the worker pushes, the GUI drains in batches.
+class MetricsBuffer {
+ public:
+  void push(const QString& series, double x, double y, double wall);
+  QVector<MetricPoint> drain();
+  size_t pending() const;
+
+ private:
+  mutable std::mutex mutex_;
+  QVector<MetricPoint> points_;
+};
+
+/// A snapshot of the running task's progress.
+struct EngineProgress {
+  QString task, stage, message;
+  qint64 done = 0, total = 0;
+  double elapsed = 0;  ///< seconds since the task started
+  double eta = -1;     ///< seconds left in the current stage; < 0 when unknown
+};
+
+/// Lowers the calling thread's scheduling priority (nice +5 on Linux) so that, on a machine with
+/// few cores, the GUI thread wins the CPU over the engine and the layout threads.
+void lower_thread_priority();
+
+class Engine : public QObject {
+  Q_OBJECT
+ public:
+  explicit Engine(QObject* parent = nullptr);
+  ~Engine() override;
+
+  bool busy() const { return busy_; }
+  QString currentTask() const { return task_; }
+  /// The open document (null before the first successful open).
+  std::shared_ptr<const ModelDocument> document() const { return document_; }
+  /// Normalised knowledge deltas per node group id from the last analysis of this document.
+  const std::map<std::string, double>& importance() const { return importance_; }
+
+  /// Each returns false (and does nothing) while another task runs.
+  /// A model directory or file the CLI loads, or a config.json (traced without weights).
+  bool openModel(const QString& path);
+  /// Perplexity of the open model on a text file (windows of 128 tokens; 0 = all).
+  bool evaluatePerplexity(const QString& text_path, qint64 max_windows = 0);
+  /// Knowledge distribution analysis (LORASHEAR.md §2) of the open model on a text file.
+  bool analyzeKnowledge(const QString& text_path, qint64 windows = 64);
+
+  /// A task is a function run on the worker thread; it returns what to apply on the GUI thread
+  /// when it succeeds (may be empty) and a one-line result. It should call ctx.check() often.
+  struct Outcome {
+    std::function<void()> apply;
+    QString summary;
+  };
+  using Job = std::function<Outcome(const TaskContext& ctx, MetricsBuffer& metrics)>;
+  bool submit(const QString& name, Job job);
+
+ public slots:
+  /// Asks the running task to stop; taskCancelled follows within one of its steps.
+  void cancel();
+
+ signals:
+  void taskStarted(const QString& task);
+  /// At most every 100 ms while a task runs.
+  void progressChanged(const lorashear::EngineProgress& progress);
+  /// Batches of metric points, at most every 100 ms.
+  void metricsReady(const QVector<lorashear::MetricPoint>& points);
+  void taskFinished(const QString& task, const QString& summary);
+  void taskFailed(const QString& task, const QString& message);
+  void taskCancelled(const QString& task);
+  /// After taskFinished, taskFailed or taskCancelled: the engine takes new tasks.
+  void idle();
+  /// A new document was opened.
+  void documentChanged();
+  /// A knowledge analysis of the open document finished (importance() holds it).
+  void importanceChanged();
+
+ private:
+  void poll();
+  void finish(const QString& task, int outcome, const QString& text, std::function<void()> apply);
+
+  QThread thread_;
+  QObject* worker_ = nullptr;  // lives in thread_
+  QTimer timer_;
+  bool busy_ = false;
+  QString task_;
+  std::atomic<bool> cancel_{false};
+  std::shared_ptr<const ModelDocument> document_;
+  std::map<std::string, double> importance_;
+  MetricsBuffer metrics_;
+
+  mutable std::mutex progress_mutex_;
+  EngineProgress progress_;
+  bool progress_dirty_ = false;
+  double stage_started_ = 0;
+  double started_ = 0;  // steady clock seconds
+};
+
+}  // namespace lorashear
+
+Q_DECLARE_METATYPE(lorashear::EngineProgress)
+Q_DECLARE_METATYPE(lorashear::MetricPoint)

@@ -1,0 +1,158 @@
+#pragma once
+// The main window of LoRAShear Studio: the dependency graph in the middle (search, expand and
+// collapse, overlays with a legend, an overview), docks for the model summary, the node-group
+// tree, the inspector and the log, and a status bar with the engine's progress, time left and a
+// cancel button. Opens models from the menu, recent files, drag and drop or the command line;
+// remembers its layout, theme and recent files.
+
+#include <QMainWindow>
+#include <QString>
+#include <QStringList>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+class QAction;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QMenu;
+class QProgressBar;
+class QPushButton;
+class QThreadPool;
+class QVariant;
+class QTreeView;
+
+namespace lorashear {
+
+class Engine;
+class GraphLegend;
+class GraphOverview;
+class GraphView;
+class Inspector;
+class LayoutCache;
+class LogView;
+class NodeGroupModel;
+class SummaryView;
+struct EngineProgress;
+struct GraphLayout;
+struct ModelDocument;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  /// Starts opening `path` in the engine; false when the engine is busy.
+  bool openModel(const QString& path);
+  /// Finds the next operator or node group whose name contains `text` (case-insensitive), shows
+  /// it (expanding its layer) and selects it; false when nothing matches.
+  bool search(const QString& text);
+  void expandAll();
+  void collapseAll();
+  void setExpanded(const std::set<int64_t>& layers);
+  const std::set<int64_t>& expandedLayers() const { return expanded_; }
+  /// Overlays: "kind" (default), "parameters", "variable groups", "prunable", "importance".
+  void setOverlay(const QString& name);
+  QStringList overlayNames() const;
+  /// "light", "dark" or "system".
+  void setTheme(const QString& name);
+
+  Engine* engine() const { return engine_; }
+  GraphView* graphView() const { return view_; }
+  GraphOverview* overview() const { return overview_; }
+  GraphLegend* legend() const { return legend_; }
+  NodeGroupModel* nodeGroupModel() const { return groups_; }
+  QTreeView* nodeGroupTree() const { return tree_; }
+  Inspector* inspector() const { return inspector_; }
+  LogView* logView() const { return log_; }
+  SummaryView* summaryView() const { return summary_; }
+  std::shared_ptr<const ModelDocument> document() const;
+  /// The open model's path ("" when none).
+  QString documentPath() const;
+  /// The last error shown in a dialog (empty if none).
+  QString lastError() const { return last_error_; }
+  /// True while a layout is being computed or waits to be drawn.
+  bool layoutPending() const;
+  QStringList recentFiles() const;
+  /// Time from a layout request to its drawing on screen, for the last drawing (ms).
+  double lastPaintMs() const { return last_paint_ms_; }
+
+ signals:
+  /// A layout was drawn (after an open, expand, collapse).
+  void graphShown();
+  /// The engine went back to idle (after any task).
+  void engineIdle();
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+  void dragEnterEvent(QDragEnterEvent* event) override;
+  void dropEvent(QDropEvent* event) override;
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
+ private:
+  void buildActions();
+  void buildDocks();
+  void documentChanged();
+  void requestLayout();
+  void showLayoutResult(std::shared_ptr<const GraphLayout> layout,
+                        const std::set<int64_t>& expanded, double seconds, bool cached);
+  void progress(const EngineProgress& p);
+  void taskStarted(const QString& task);
+  void taskEnded();
+  void showError(const QString& title, const QString& message);
+  void addRecent(const QString& path);
+  void updateRecentMenu();
+  void selectOperator(qint64 op, bool from_tree = false);
+  void selectNodeGroup(qint64 group, bool from_tree = false);
+  void applySelection();
+  void applyOverlay();
+  void placeOverlays();
+  void exportGraph(bool png);
+  void openDialog(bool folder);
+  void runTextTask(bool knowledge);
+  /// Writes a setting on a background thread (QSettings syncs with fdatasync, tens of ms).
+  void saveSetting(const QString& key, const QVariant& value);
+
+  Engine* engine_ = nullptr;
+  LayoutCache* layouts_ = nullptr;
+  GraphView* view_ = nullptr;
+  GraphOverview* overview_ = nullptr;
+  GraphLegend* legend_ = nullptr;
+  NodeGroupModel* groups_ = nullptr;
+  QTreeView* tree_ = nullptr;
+  Inspector* inspector_ = nullptr;
+  LogView* log_ = nullptr;
+  SummaryView* summary_ = nullptr;
+  QLineEdit* search_ = nullptr;
+  QComboBox* overlay_ = nullptr;
+  QLabel* status_ = nullptr;
+  QLabel* time_left_ = nullptr;
+  QProgressBar* progress_ = nullptr;
+  QPushButton* cancel_ = nullptr;
+  QMenu* recent_menu_ = nullptr;
+  std::vector<QAction*> model_actions_;  // enabled when a model with weights is open
+
+  std::set<int64_t> expanded_;
+  int selection_kind_ = 0;  // 0 none, 1 operator, 2 node group
+  qint64 selection_ = -1;
+  bool centre_pending_ = false;
+  const void* shown_document_ = nullptr;  // the document whose graph is drawn
+  bool selecting_ = false;
+  bool layout_requested_ = false;
+  QString last_error_;
+  QString last_search_;
+  int search_position_ = -1;
+  double last_paint_ms_ = 0;
+  qint64 request_started_ns_ = 0;
+  bool dark_ = false;
+  QString theme_;
+  QStringList recent_;
+  QThreadPool* settings_writer_ = nullptr;  // one thread: writes stay in order
+};
+
+}  // namespace lorashear

@@ -1,0 +1,25 @@
+#pragma once
+// What the app has open: a model (with weights) or a configuration traced on the meta device,
+// its traced operator graph and dependency analysis. Private to ui/src: it holds LibTorch types.
+// Shared immutable between the GUI, the layout thread and the engine once published; the engine
+// alone touches the weights, and only inside a task.
+
+#include <optional>
+#include <string>
+
+#include "lorashear/graph/dependency.h"
+#include "lorashear/graph/trace.h"
+#include "lorashear/io/loader.h"
+
+namespace lorashear {
+
+struct ModelDocument {
+  std::string path;
+  bool has_weights = false;  ///< false for a config.json traced on the meta device
+  LoadedModel loaded;        ///< model is null without weights
+  TraceGraph trace;
+  DependencyGraph deps;
+  double load_seconds = 0, trace_seconds = 0;
+};
+
+}  // namespace lorashear

@@ -1,0 +1,312 @@
+#include "lorashear/ui/engine.h"
+
+#include <spdlog/spdlog.h>
+#include <QCoreApplication>
+#include <QFileInfo>
+#include <QThreadPool>
+
+#include <chrono>
+
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#include <filesystem>
+
+#include "document.h"
+#include "lorashear/errors.h"
+#include "lorashear/eval/perplexity.h"
+#include "lorashear/io/text.h"
+#include "lorashear/model/config.h"
+#include "lorashear/prune/knowledge.h"
+#include "lorashear/tokenizer/tokenizer.h"
+
+namespace lorashear {
+
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+enum Result { kFinished, kFailed, kCancelled };
+
+std::vector<int64_t> tokenize_file(const ModelDocument& doc, const QString& text_path) {
+  if (!doc.loaded.tokenizer)
+    throw InputError(doc.path + ": the model has no tokenizer, so it cannot read text");
+  const auto tokens = doc.loaded.tokenizer->encode(read_text_corpus(text_path.toStdString()));
+  if (tokens.empty()) throw InputError(text_path.toStdString() + ": the text is empty");
+  return tokens;
+}
+
+const ModelDocument& need_weights(const std::shared_ptr<const ModelDocument>& doc) {
+  if (!doc) throw UsageError("no model is open");
+  if (!doc->has_weights)
+    throw UsageError(doc->path + " is a configuration without weights: open a model with weights");
+  return *doc;
+}
+
+// The weights of a published document. Tasks run one at a time and the GUI never reads weights, so
+// the task holding the document may use (and, like the knowledge analysis, temporarily change)
+// them.
+LlamaModelImpl& task_model(const ModelDocument& doc) {
+  return const_cast<LlamaModelImpl&>(*doc.loaded.model);
+}
+
+}  // namespace
+
+void lower_thread_priority() {
+#ifdef __linux__
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5);
+#endif
+}
+
+// ---- MetricsBuffer
+
+void MetricsBuffer::push(const QString& series, double x, double y, double wall) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  points_.push_back({series, x, y, wall});
+}
+
+QVector<MetricPoint> MetricsBuffer::drain() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  QVector<MetricPoint> out;
+  out.swap(points_);
+  return out;
+}
+
+size_t MetricsBuffer::pending() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<size_t>(points_.size());
+}
+
+// ---- Engine
+
+Engine::Engine(QObject* parent) : QObject(parent) {
+  qRegisterMetaType<EngineProgress>();
+  qRegisterMetaType<MetricPoint>();
+  qRegisterMetaType<QVector<MetricPoint>>();
+  thread_.setObjectName("lorashear-engine");
+  worker_ = new QObject;
+  worker_->moveToThread(&thread_);
+  connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
+  thread_.start();
+  QMetaObject::invokeMethod(worker_, &lower_thread_priority, Qt::QueuedConnection);
+  timer_.setInterval(100);
+  connect(&timer_, &QTimer::timeout, this, &Engine::poll);
+}
+
+Engine::~Engine() {
+  cancel_ = true;
+  thread_.quit();
+  thread_.wait();
+}
+
+void Engine::cancel() {
+  if (!busy_) return;
+  cancel_ = true;
+  spdlog::info("{}: cancel requested", task_.toStdString());
+}
+
+bool Engine::submit(const QString& name, Job job) {
+  if (busy_) {
+    spdlog::warn("{}: refused, {} is still running", name.toStdString(), task_.toStdString());
+    return false;
+  }
+  busy_ = true;
+  task_ = name;
+  cancel_ = false;
+  metrics_.drain();
+  started_ = stage_started_ = now_seconds();
+  {
+    std::lock_guard<std::mutex> lock(progress_mutex_);
+    progress_ = EngineProgress{};
+    progress_.task = name;
+    progress_dirty_ = true;
+  }
+  timer_.start();
+  spdlog::info("{}: started", name.toStdString());
+  emit taskStarted(name);
+  QMetaObject::invokeMethod(
+      worker_,
+      [this, name, job = std::move(job)] {
+        TaskContext ctx;
+        ctx.cancel = &cancel_;
+        ctx.on_progress = [this](const Progress& p) {
+          std::lock_guard<std::mutex> lock(progress_mutex_);
+          const auto stage = QString::fromStdString(p.stage);
+          if (stage != progress_.stage) stage_started_ = now_seconds();
+          progress_.stage = stage;
+          progress_.message = QString::fromStdString(p.message);
+          progress_.done = p.done;
+          progress_.total = p.total;
+          progress_dirty_ = true;
+        };
+        int outcome = kFinished;
+        Outcome result;
+        QString text;
+        try {
+          result = job(ctx, metrics_);
+          text = result.summary;
+        } catch (const CancelledError&) {
+          outcome = kCancelled;
+        } catch (const std::exception& e) {
+          outcome = kFailed;
+          text = QString::fromStdString(e.what());
+        }
+        if (outcome != kFailed && cancel_) outcome = kCancelled;
+        QMetaObject::invokeMethod(
+            this,
+            [this, name, outcome, text, apply = std::move(result.apply)]() mutable {
+              finish(name, outcome, text, std::move(apply));
+            },
+            Qt::QueuedConnection);
+      },
+      Qt::QueuedConnection);
+  return true;
+}
+
+void Engine::poll() {
+  EngineProgress snapshot;
+  bool dirty = false;
+  {
+    std::lock_guard<std::mutex> lock(progress_mutex_);
+    const double now = now_seconds();
+    progress_.elapsed = now - started_;
+    if (progress_.total > 0 && progress_.done > 0 && progress_.done < progress_.total) {
+      const double rate = (now - stage_started_) / static_cast<double>(progress_.done);
+      progress_.eta = rate * static_cast<double>(progress_.total - progress_.done);
+    } else {
+      progress_.eta = -1;
+    }
+    dirty = progress_dirty_ || busy_;
+    progress_dirty_ = false;
+    snapshot = progress_;
+  }
+  if (dirty) emit progressChanged(snapshot);
+  auto points = metrics_.drain();
+  if (!points.isEmpty()) emit metricsReady(points);
+}
+
+void Engine::finish(const QString& task, int outcome, const QString& text,
+                    std::function<void()> apply) {
+  poll();  // the last progress and metrics before the end
+  timer_.stop();
+  busy_ = false;
+  task_.clear();
+  const auto seconds = now_seconds() - started_;
+  if (outcome == kFinished) {
+    if (apply) apply();
+    spdlog::info("{}: finished in {:.2f} s{}{}", task.toStdString(), seconds,
+                 text.isEmpty() ? "" : " — ", text.toStdString());
+    emit taskFinished(task, text);
+  } else if (outcome == kCancelled) {
+    spdlog::warn("{}: cancelled after {:.2f} s", task.toStdString(), seconds);
+    emit taskCancelled(task);
+  } else {
+    spdlog::error("{}: {}", task.toStdString(), text.toStdString());
+    emit taskFailed(task, text);
+  }
+  emit idle();
+}
+
+bool Engine::openModel(const QString& path) {
+  const std::string p = path.toStdString();
+  return submit(
+      QString("Open %1").arg(QFileInfo(path).fileName()),
+      [this, p](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+        auto doc = std::make_shared<ModelDocument>();
+        doc->path = p;
+        const std::filesystem::path fp(p);
+        if (!std::filesystem::exists(fp)) throw InputError(p + ": no such file or folder");
+        auto t0 = now_seconds();
+        const bool config_only = fp.extension() == ".json" && std::filesystem::is_regular_file(fp);
+        if (config_only) {
+          ctx.report("read configuration", 0, 1);
+          const auto config = ModelConfig::from_file(p);
+          doc->load_seconds = now_seconds() - t0;
+          ctx.check();
+          ctx.report("trace", 0, 1, "on the meta device");
+          t0 = now_seconds();
+          doc->trace = trace_config(config);
+        } else {
+          doc->loaded = load_model(p, {}, &ctx);
+          doc->has_weights = true;
+          doc->load_seconds = now_seconds() - t0;
+          ctx.check();
+          ctx.report("trace", 0, 1);
+          t0 = now_seconds();
+          doc->trace = trace_model(*doc->loaded.model);
+        }
+        ctx.check();
+        ctx.report("dependency analysis", 0, 1);
+        doc->deps = analyze_dependencies(doc->trace);
+        doc->trace_seconds = now_seconds() - t0;
+        ctx.check();
+        const auto summary = QString(
+                                 "%1 layers, %2 operators, %3 node groups (load %4 s, trace + "
+                                 "analysis %5 s)")
+                                 .arg(doc->trace.config.n_layers())
+                                 .arg(doc->trace.nodes.size())
+                                 .arg(doc->deps.node_groups.size())
+                                 .arg(doc->load_seconds, 0, 'f', 2)
+                                 .arg(doc->trace_seconds, 0, 'f', 2);
+        std::shared_ptr<const ModelDocument> published = std::move(doc);
+        return {[this, published] {
+                  document_ = published;
+                  importance_.clear();
+                  emit documentChanged();
+                },
+                summary};
+      });
+}
+
+bool Engine::evaluatePerplexity(const QString& text_path, qint64 max_windows) {
+  auto doc = document_;
+  return submit(
+      "Perplexity",
+      [doc, text_path, max_windows](const TaskContext& ctx, MetricsBuffer& metrics) -> Outcome {
+        const auto& d = need_weights(doc);
+        ctx.report("tokenize", 0, 1, text_path.toStdString());
+        const auto tokens = tokenize_file(d, text_path);
+        ctx.check();
+        PerplexityOptions o;
+        o.max_windows = max_windows;
+        const auto r = perplexity(task_model(d), tokens, o, &ctx);
+        metrics.push("perplexity", 0, r.ppl, r.seconds);
+        return {{},
+                QString("perplexity %1 on %2 (%3)")
+                    .arg(r.ppl, 0, 'f', 3)
+                    .arg(QFileInfo(text_path).fileName(), QString::fromStdString(r.protocol()))};
+      });
+}
+
+bool Engine::analyzeKnowledge(const QString& text_path, qint64 windows) {
+  auto doc = document_;
+  return submit("Knowledge analysis",
+                [this, doc, text_path, windows](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+                  const auto& d = need_weights(doc);
+                  const auto tokens = tokenize_file(d, text_path);
+                  KnowledgeOptions o;
+                  o.windows = windows;
+                  o.validate();
+                  // The analysis zeroes groups of the model and restores them exactly.
+                  const auto r = analyze_knowledge(task_model(d), d.deps, tokens, o, &ctx);
+                  std::map<std::string, double> values;
+                  for (const auto& g : r.groups)
+                    values[g.id] = g.normalized;
+                  return {[this, doc, values] {
+                            if (document_ != doc) return;
+                            importance_ = values;
+                            emit importanceChanged();
+                          },
+                          QString("base loss %1, %2 node groups measured, %3 protected (%4)")
+                              .arg(r.base_loss, 0, 'f', 4)
+                              .arg(r.groups.size())
+                              .arg(r.protected_ids.size())
+                              .arg(QString::fromStdString(r.protocol))};
+                });
+}
+
+}  // namespace lorashear

@@ -1,0 +1,89 @@
+#include "lorashear/ui/layout_cache.h"
+
+#include <QtConcurrent/QtConcurrentRun>
+
+#include <mutex>
+
+#include <stdexcept>
+#include "lorashear/ui/engine.h"
+
+namespace lorashear {
+
+namespace {
+constexpr size_t kCapacity = 24;
+}
+
+LayoutCache::LayoutCache(QObject* parent) : QObject(parent) {
+  qRegisterMetaType<std::shared_ptr<const GraphLayout>>();
+  qRegisterMetaType<std::set<int64_t>>();
+  watcher_ = new QFutureWatcher<std::shared_ptr<const GraphLayout>>(this);
+  connect(watcher_, &QFutureWatcherBase::finished, this, &LayoutCache::done);
+}
+
+LayoutCache::~LayoutCache() {
+  watcher_->waitForFinished();
+}
+
+void LayoutCache::reset(Compute compute) {
+  compute_ = std::move(compute);
+  ++generation_;
+  cache_.clear();
+  pending_.reset();
+}
+
+void LayoutCache::request(const std::set<int64_t>& expanded) {
+  for (auto it = cache_.begin(); it != cache_.end(); ++it)
+    if (it->first == expanded) {
+      cache_.splice(cache_.begin(), cache_, it);  // most recently used first
+      pending_.reset();
+      emit layoutReady(cache_.front().second, expanded, 0.0, true);
+      return;
+    }
+  if (running_) {
+    pending_ = expanded;
+    return;
+  }
+  start(expanded);
+}
+
+void LayoutCache::start(const std::set<int64_t>& expanded) {
+  if (!compute_) return;
+  running_ = expanded;
+  running_generation_ = generation_;
+  auto compute = compute_;
+  auto* error = &error_;
+  watcher_->setFuture(QtConcurrent::run([compute, expanded, error] {
+    thread_local const bool lowered = (lower_thread_priority(), true);
+    (void)lowered;
+    try {
+      return std::shared_ptr<const GraphLayout>(std::make_shared<GraphLayout>(compute(expanded)));
+    } catch (const std::exception& e) {
+      *error = QString::fromStdString(e.what());  // read on the GUI thread after finished
+      return std::shared_ptr<const GraphLayout>();
+    }
+  }));
+}
+
+void LayoutCache::done() {
+  auto layout = watcher_->result();
+  const auto expanded = *running_;
+  const bool current = running_generation_ == generation_;
+  running_.reset();
+  if (current) {
+    if (layout) {
+      cache_.emplace_front(expanded, layout);
+      while (cache_.size() > kCapacity)
+        cache_.pop_back();
+      if (!pending_) emit layoutReady(layout, expanded, layout->seconds, false);
+    } else {
+      emit layoutFailed(error_);
+    }
+  }
+  if (pending_) {
+    const auto next = *pending_;
+    pending_.reset();
+    request(next);
+  }
+}
+
+}  // namespace lorashear

@@ -1,0 +1,793 @@
+#include "lorashear/ui/main_window.h"
+
+#include <spdlog/spdlog.h>
+#include <QAction>
+#include <QActionGroup>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QCompleter>
+#include <QDir>
+#include <QDockWidget>
+#include <QElapsedTimer>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSettings>
+#include <QStatusBar>
+#include <QStringListModel>
+#include <QThreadPool>
+#include <QTimer>
+#include <QToolBar>
+#include <QTreeView>
+#include <QVBoxLayout>
+
+#include <algorithm>
+
+#include "document.h"
+#include "lorashear/runtime.h"
+#include "lorashear/ui/engine.h"
+#include "lorashear/ui/inspector.h"
+#include "lorashear/ui/layout_cache.h"
+#include "lorashear/ui/log_view.h"
+#include "lorashear/ui/node_group_model.h"
+#include "lorashear/ui/summary_view.h"
+#include "lorashear/ui/theme.h"
+#include "lorashear/viewers/graph_legend.h"
+#include "lorashear/viewers/graph_overview.h"
+#include "lorashear/viewers/graph_view.h"
+
+namespace lorashear {
+
+namespace {
+
+constexpr int kMaxRecent = 10;
+constexpr int64_t kExpandedByDefault = 4;  // models with at most this many layers open expanded
+
+qint64 now_ns() {
+  static QElapsedTimer clock = [] {
+    QElapsedTimer t;
+    t.start();
+    return t;
+  }();
+  return clock.nsecsElapsed();
+}
+
+// Nodes and node groups matching a search, best first: exact names and ".text" suffixes, then
+// substrings, each in graph order.
+struct Match {
+  bool group = false;
+  size_t index = 0;
+};
+
+std::vector<Match> find_matches(const ModelDocument& doc, const QString& text) {
+  const std::string needle = text.trimmed().toLower().toStdString();
+  std::vector<Match> exact, partial;
+  if (needle.empty()) return exact;
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+  };
+  auto consider = [&](const std::string& name, Match m) {
+    const auto n = lower(name);
+    const auto at = n.find(needle);
+    if (at == std::string::npos) return;
+    const bool whole = at + needle.size() == n.size() && (at == 0 || n[at - 1] == '.');
+    (whole ? exact : partial).push_back(m);
+  };
+  for (size_t i = 0; i < doc.trace.nodes.size(); ++i)
+    consider(doc.trace.nodes[i].name, {false, i});
+  for (size_t g = 0; g < doc.deps.node_groups.size(); ++g)
+    consider(doc.deps.node_groups[g].id, {true, g});
+  exact.insert(exact.end(), partial.begin(), partial.end());
+  return exact;
+}
+
+}  // namespace
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+  setObjectName("mainWindow");
+  setWindowTitle(tr("LoRAShear Studio"));
+  setAcceptDrops(true);
+  install_log_sink();
+  engine_ = new Engine(this);
+  layouts_ = new LayoutCache(this);
+
+  view_ = new GraphView;
+  view_->setObjectName("graphView");
+  setCentralWidget(view_);
+  overview_ = new GraphOverview(view_, view_);
+  overview_->setObjectName("overview");
+  legend_ = new GraphLegend(view_);
+  view_->installEventFilter(this);
+
+  groups_ = new NodeGroupModel(this);
+  buildDocks();
+  buildActions();
+
+  status_ = new QLabel(tr("Ready"));
+  time_left_ = new QLabel;
+  progress_ = new QProgressBar;
+  progress_->setMaximumWidth(220);
+  progress_->setTextVisible(true);
+  cancel_ = new QPushButton(tr("Cancel"));
+  cancel_->setToolTip(tr("Stop the running task (Esc)"));
+  statusBar()->addWidget(status_, 1);
+  statusBar()->addPermanentWidget(time_left_);
+  statusBar()->addPermanentWidget(progress_);
+  statusBar()->addPermanentWidget(cancel_);
+  progress_->hide();
+  cancel_->hide();
+
+  connect(cancel_, &QPushButton::clicked, engine_, &Engine::cancel);
+  connect(engine_, &Engine::taskStarted, this, &MainWindow::taskStarted);
+  connect(engine_, &Engine::progressChanged, this, &MainWindow::progress);
+  connect(engine_, &Engine::idle, this, &MainWindow::taskEnded);
+  connect(engine_, &Engine::documentChanged, this, &MainWindow::documentChanged);
+  connect(engine_, &Engine::taskFailed, this, [this](const QString& task, const QString& message) {
+    showError(
+        task.startsWith("Open") ? tr("Cannot open the model") : tr("%1 failed").arg(task),
+        message + (document() && task.startsWith("Open") ? tr("\n\nThe previous model stays open.")
+                                                         : QString()));
+  });
+  connect(engine_, &Engine::taskFinished, this,
+          [this](const QString& task, const QString& summary) {
+            statusBar()->showMessage(QString("%1: %2").arg(task, summary), 15000);
+          });
+  connect(engine_, &Engine::taskCancelled, this, [this](const QString& task) {
+    statusBar()->showMessage(tr("%1: cancelled").arg(task), 8000);
+  });
+  connect(engine_, &Engine::importanceChanged, this, [this] { setOverlay("importance"); });
+  connect(layouts_, &LayoutCache::layoutReady, this, &MainWindow::showLayoutResult);
+  connect(layouts_, &LayoutCache::layoutFailed, this, [this](const QString& message) {
+    layout_requested_ = false;
+    showError(tr("Cannot lay out the graph"), message);
+  });
+  connect(view_, &GraphView::layerToggleRequested, this, [this](int layer) {
+    auto expanded = expanded_;
+    if (!expanded.erase(layer)) expanded.insert(layer);
+    setExpanded(expanded);
+  });
+  connect(view_, &GraphView::operatorSelected, this, [this](qint64 op) { selectOperator(op); });
+  connect(inspector_, &Inspector::operatorActivated, this,
+          [this](qint64 op) { selectOperator(op); });
+  connect(inspector_, &Inspector::nodeGroupActivated, this,
+          [this](qint64 g) { selectNodeGroup(g); });
+
+  settings_writer_ = new QThreadPool(this);
+  settings_writer_->setMaxThreadCount(1);
+  QSettings settings;
+  recent_ = settings.value("recentFiles").toStringList();
+  resize(1400, 900);
+  const auto inspector_dock = findChild<QDockWidget*>("inspectorDock");
+  const auto log_dock = findChild<QDockWidget*>("logDock");
+  resizeDocks({inspector_dock}, {330}, Qt::Horizontal);
+  resizeDocks({log_dock}, {160}, Qt::Vertical);
+  restoreGeometry(settings.value("window/geometry").toByteArray());
+  restoreState(settings.value("window/state").toByteArray());
+  setTheme(settings.value("theme", "light").toString());
+  updateRecentMenu();
+  placeOverlays();
+}
+
+MainWindow::~MainWindow() {
+  settings_writer_->waitForDone();
+}
+
+void MainWindow::saveSetting(const QString& key, const QVariant& value) {
+  settings_writer_->start([key, value] { QSettings().setValue(key, value); });
+}
+
+std::shared_ptr<const ModelDocument> MainWindow::document() const {
+  return engine_->document();
+}
+
+QString MainWindow::documentPath() const {
+  const auto doc = document();
+  return doc ? QString::fromStdString(doc->path) : QString();
+}
+
+bool MainWindow::layoutPending() const {
+  return layout_requested_ || layouts_->computing();
+}
+
+void MainWindow::buildDocks() {
+  auto dock = [this](const QString& title, const QString& name, QWidget* widget,
+                     Qt::DockWidgetArea area) {
+    auto* d = new QDockWidget(title, this);
+    d->setObjectName(name);
+    d->setWidget(widget);
+    addDockWidget(area, d);
+    return d;
+  };
+  summary_ = new SummaryView;
+  auto* summary_dock = dock(tr("Model"), "modelDock", summary_, Qt::LeftDockWidgetArea);
+
+  auto* tree_panel = new QWidget;
+  auto* tree_layout = new QVBoxLayout(tree_panel);
+  tree_layout->setContentsMargins(2, 2, 2, 2);
+  auto* filter = new QLineEdit;
+  filter->setPlaceholderText(tr("Filter node groups (e.g. L3 or mlp)"));
+  filter->setClearButtonEnabled(true);
+  tree_layout->addWidget(filter);
+  tree_ = new QTreeView;
+  tree_->setObjectName("nodeGroupTree");
+  tree_->setModel(groups_);
+  tree_->setUniformRowHeights(true);
+  tree_->setAlternatingRowColors(true);
+  tree_->header()->setSectionResizeMode(QHeaderView::Interactive);
+  tree_->setColumnWidth(NodeGroupModel::Name, 170);
+  tree_layout->addWidget(tree_);
+  connect(filter, &QLineEdit::textChanged, groups_, &NodeGroupModel::setFilter);
+  connect(tree_->selectionModel(), &QItemSelectionModel::currentChanged, this,
+          [this](const QModelIndex& current) {
+            if (selecting_ || !current.isValid()) return;
+            selectNodeGroup(current.data(NodeGroupModel::GroupRole).toLongLong(), true);
+          });
+  auto* tree_dock = dock(tr("Node groups"), "nodeGroupDock", tree_panel, Qt::LeftDockWidgetArea);
+  tabifyDockWidget(summary_dock, tree_dock);
+  tree_dock->raise();
+
+  inspector_ = new Inspector;
+  dock(tr("Inspector"), "inspectorDock", inspector_, Qt::RightDockWidgetArea);
+  log_ = new LogView;
+  dock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
+}
+
+void MainWindow::buildActions() {
+  auto* file = menuBar()->addMenu(tr("&File"));
+  auto* open = file->addAction(tr("&Open model file…"), this, [this] { openDialog(false); });
+  open->setShortcut(QKeySequence::Open);
+  file->addAction(tr("Open model &folder…"), this, [this] { openDialog(true); });
+  recent_menu_ = file->addMenu(tr("Open &recent"));
+  file->addSeparator();
+  file->addAction(tr("Export graph as &SVG…"), this, [this] { exportGraph(false); });
+  file->addAction(tr("Export graph as &PNG…"), this, [this] { exportGraph(true); });
+  file->addSeparator();
+  auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+  quit->setShortcut(QKeySequence::Quit);
+
+  auto* graph = addToolBar(tr("Graph"));
+  graph->setObjectName("graphToolbar");
+  search_ = new QLineEdit;
+  search_->setPlaceholderText(tr("Find operator or node group (Ctrl+F)"));
+  search_->setClearButtonEnabled(true);
+  search_->setMinimumWidth(280);
+  auto* completer = new QCompleter(new QStringListModel(this), this);
+  completer->setCaseSensitivity(Qt::CaseInsensitive);
+  completer->setFilterMode(Qt::MatchContains);
+  completer->setMaxVisibleItems(15);
+  search_->setCompleter(completer);
+  graph->addWidget(search_);
+  connect(search_, &QLineEdit::returnPressed, this, [this] {
+    if (!search(search_->text()))
+      statusBar()->showMessage(tr("Nothing matches “%1”").arg(search_->text()), 5000);
+  });
+  connect(completer, qOverload<const QString&>(&QCompleter::activated), this,
+          [this](const QString& text) { search(text); });
+
+  auto* view = menuBar()->addMenu(tr("&View"));
+  auto* find = view->addAction(tr("&Find…"), this, [this] {
+    search_->setFocus();
+    search_->selectAll();
+  });
+  find->setShortcut(QKeySequence::Find);
+  auto* expand = view->addAction(tr("&Expand all layers"), this, &MainWindow::expandAll);
+  auto* collapse = view->addAction(tr("&Collapse all layers"), this, &MainWindow::collapseAll);
+  auto* fit = view->addAction(tr("&Fit to window"), view_, &GraphView::fitAll);
+  fit->setShortcut(Qt::CTRL | Qt::Key_0);
+  auto* zoom_in = view->addAction(tr("Zoom &in"), this, [this] { view_->scale(1.25, 1.25); });
+  zoom_in->setShortcut(QKeySequence::ZoomIn);
+  auto* zoom_out = view->addAction(tr("Zoom &out"), this, [this] { view_->scale(0.8, 0.8); });
+  zoom_out->setShortcut(QKeySequence::ZoomOut);
+  auto* show_overview = view->addAction(tr("O&verview"));
+  show_overview->setCheckable(true);
+  show_overview->setChecked(true);
+  connect(show_overview, &QAction::toggled, overview_, &QWidget::setVisible);
+  graph->addAction(expand);
+  graph->addAction(collapse);
+  graph->addAction(fit);
+  graph->addSeparator();
+  graph->addWidget(new QLabel(tr(" Colour by ")));
+  overlay_ = new QComboBox;
+  overlay_->setObjectName("overlay");
+  for (const auto& name : overlayNames())
+    overlay_->addItem(name, name);
+  graph->addWidget(overlay_);
+  connect(overlay_, &QComboBox::currentIndexChanged, this,
+          [this] { setOverlay(overlay_->currentData().toString()); });
+
+  view->addSeparator();
+  auto* theme = view->addMenu(tr("&Theme"));
+  auto* themes = new QActionGroup(this);
+  for (const auto& [name, label] : {std::pair<QString, QString>{"light", tr("&Light")},
+                                    {"dark", tr("&Dark")},
+                                    {"system", tr("&System")}}) {
+    auto* a = theme->addAction(label, this, [this, name = name] { setTheme(name); });
+    a->setCheckable(true);
+    a->setData(name);
+    themes->addAction(a);
+  }
+  view->addSeparator();
+  auto* panels = view->addMenu(tr("&Panels"));
+  for (auto* d : findChildren<QDockWidget*>())
+    panels->addAction(d->toggleViewAction());
+  panels->addAction(graph->toggleViewAction());
+
+  auto* tools = menuBar()->addMenu(tr("&Tools"));
+  auto* ppl = tools->addAction(tr("Evaluate &perplexity…"), this, [this] { runTextTask(false); });
+  auto* knowledge = tools->addAction(tr("&Knowledge distribution analysis…"), this,
+                                     [this] { runTextTask(true); });
+  model_actions_ = {ppl, knowledge};
+  for (auto* a : model_actions_)
+    a->setEnabled(false);
+  tools->addSeparator();
+  auto* cancel = tools->addAction(tr("&Cancel the running task"), engine_, &Engine::cancel);
+  cancel->setShortcut(Qt::Key_Escape);
+
+  auto* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&About"), this, [this] {
+    QMessageBox::about(
+        this, tr("About LoRAShear Studio"),
+        tr("<h3>LoRAShear Studio %1</h3><p>Structured pruning with knowledge "
+           "recovery for LLaMA-family models (LoRAShear, arXiv 2310.18356).</p>"
+           "<p>%2</p>")
+            .arg(QString::fromStdString(version()), QString::fromStdString(runtime_description())));
+  });
+}
+
+QStringList MainWindow::overlayNames() const {
+  return {"kind", "parameters", "variable groups", "prunable", "importance"};
+}
+
+void MainWindow::setTheme(const QString& name) {
+  dark_ = apply_theme(name);
+  view_->setDark(dark_);
+  for (auto* a : findChildren<QAction*>())
+    if (a->isCheckable() && a->data().toString() == name) a->setChecked(true);
+  if (name != theme_ && !theme_.isEmpty()) saveSetting("theme", name);
+  theme_ = name;
+  applyOverlay();
+}
+
+// ---- opening
+
+bool MainWindow::openModel(const QString& path) {
+  if (engine_->busy()) {
+    statusBar()->showMessage(tr("Busy with %1: cancel it first").arg(engine_->currentTask()), 5000);
+    return false;
+  }
+  spdlog::info("opening {}", path.toStdString());
+  return engine_->openModel(QFileInfo(path).absoluteFilePath());
+}
+
+void MainWindow::openDialog(bool folder) {
+  QSettings settings;
+  const auto dir = settings.value("lastDir", QDir::homePath()).toString();
+  const QString path =
+      folder ? QFileDialog::getExistingDirectory(this, tr("Open a Hugging Face model folder"), dir)
+             : QFileDialog::getOpenFileName(
+                   this, tr("Open a model or a configuration"), dir,
+                   tr("Models (*.bin *.gguf *.safetensors *.json);;All files (*)"));
+  if (path.isEmpty()) return;
+  saveSetting("lastDir", QFileInfo(path).absolutePath());
+  // A weights file inside a Hugging Face folder opens the folder.
+  const QFileInfo info(path);
+  openModel(info.suffix() == "safetensors" ? info.absolutePath() : path);
+}
+
+void MainWindow::addRecent(const QString& path) {
+  const auto before = recent_;
+  recent_.removeAll(path);
+  recent_.prepend(path);
+  while (recent_.size() > kMaxRecent)
+    recent_.removeLast();
+  if (recent_ == before) return;
+  saveSetting("recentFiles", recent_);
+  updateRecentMenu();
+}
+
+QStringList MainWindow::recentFiles() const {
+  return recent_;
+}
+
+void MainWindow::updateRecentMenu() {
+  recent_menu_->clear();
+  const auto recent = recentFiles();
+  for (const auto& path : recent) {
+    auto* a = recent_menu_->addAction(path, this, [this, path] { openModel(path); });
+    a->setEnabled(QFileInfo::exists(path));
+  }
+  if (recent.isEmpty()) recent_menu_->addAction(tr("(none yet)"))->setEnabled(false);
+  recent_menu_->addSeparator();
+  recent_menu_->addAction(tr("Clear the list"), this, [this] {
+    recent_.clear();
+    saveSetting("recentFiles", recent_);
+    updateRecentMenu();
+  });
+}
+
+void MainWindow::documentChanged() {
+  const auto doc = document();
+  if (!doc) return;
+  selection_kind_ = 0;
+  selection_ = -1;
+  groups_->setDocument(doc);
+  inspector_->setDocument(doc);
+  summary_->setDocument(doc);
+  const auto n_layers = doc->trace.config.n_layers();
+  std::set<int64_t> expanded;
+  if (n_layers <= kExpandedByDefault)
+    for (int64_t l = 0; l < n_layers; ++l)
+      expanded.insert(l);
+  expanded_ = expanded;
+  layouts_->reset([doc](const std::set<int64_t>& layers) {
+    return layout_graph(doc->trace, doc->deps, layers);
+  });
+  QStringList names;
+  for (const auto& n : doc->trace.nodes)
+    names << QString::fromStdString(n.name);
+  for (const auto& g : doc->deps.node_groups)
+    names << QString::fromStdString(g.id);
+  static_cast<QStringListModel*>(search_->completer()->model())->setStringList(names);
+  for (auto* a : model_actions_)
+    a->setEnabled(doc->has_weights);
+  if (overlay_->currentData().toString() == "importance") overlay_->setCurrentIndex(0);
+  const auto path = QString::fromStdString(doc->path);
+  setWindowTitle(tr("%1 — LoRAShear Studio").arg(QFileInfo(path).fileName()));
+  addRecent(path);
+  requestLayout();
+}
+
+// ---- the graph
+
+void MainWindow::requestLayout() {
+  if (!document()) return;
+  layout_requested_ = true;
+  request_started_ns_ = now_ns();
+  statusBar()->showMessage(tr("Laying out the graph…"));
+  layouts_->request(expanded_);
+}
+
+void MainWindow::showLayoutResult(std::shared_ptr<const GraphLayout> layout,
+                                  const std::set<int64_t>& expanded, double seconds, bool cached) {
+  if (expanded != expanded_) return;  // a newer request follows
+  const auto doc = document();
+  const bool same_graph = shown_document_ == doc.get();
+  view_->showLayout(*layout, same_graph);
+  shown_document_ = doc.get();
+  applyOverlay();
+  applySelection();
+  if (view_->isVisible()) view_->viewport()->repaint();
+  last_paint_ms_ = static_cast<double>(now_ns() - request_started_ns_) / 1e6;
+  layout_requested_ = false;
+  statusBar()->showMessage(
+      tr("%1 layers (%2 expanded), %3 operators — %4, shown %5 ms after the request; "
+         "double-click a layer to expand or collapse it")
+          .arg(doc->trace.config.n_layers())
+          .arg(expanded_.size())
+          .arg(doc->trace.nodes.size())
+          .arg(cached ? tr("layout from the cache")
+                      : tr("laid out in %1 ms").arg(seconds * 1000, 0, 'f', 0))
+          .arg(last_paint_ms_, 0, 'f', 0),
+      20000);
+  placeOverlays();
+  emit graphShown();
+}
+
+void MainWindow::setExpanded(const std::set<int64_t>& layers) {
+  expanded_ = layers;
+  requestLayout();
+}
+
+void MainWindow::expandAll() {
+  const auto doc = document();
+  if (!doc) return;
+  std::set<int64_t> all;
+  for (int64_t l = 0; l < doc->trace.config.n_layers(); ++l)
+    all.insert(l);
+  setExpanded(all);
+}
+
+void MainWindow::collapseAll() {
+  setExpanded({});
+}
+
+void MainWindow::setOverlay(const QString& name) {
+  const int index = overlay_->findData(name);
+  if (index >= 0 && index != overlay_->currentIndex()) {
+    overlay_->setCurrentIndex(index);  // comes back here through the signal
+    return;
+  }
+  if (name == "importance" && engine_->importance().empty()) {
+    statusBar()->showMessage(
+        tr("No importance yet: run Tools ▸ Knowledge distribution analysis first"), 8000);
+  }
+  applyOverlay();
+}
+
+void MainWindow::applyOverlay() {
+  const auto doc = document();
+  const auto name = overlay_ ? overlay_->currentData().toString() : QString("kind");
+  GraphOverlay o;
+  if (doc && name != "kind") {
+    const auto& deps = doc->deps;
+    std::map<int64_t, std::vector<double>> per_layer;
+    auto put = [&](const NodeGroup& g, double v) {
+      o.groups[g.id] = v;
+      if (g.layer >= 0) per_layer[g.layer].push_back(v);
+    };
+    if (name == "importance") {
+      o.title = tr("importance (knowledge delta, normalised)");
+      for (const auto& [id, v] : engine_->importance()) {
+        const auto g = deps.find_node_group(id);
+        if (g >= 0) put(deps.node_groups[static_cast<size_t>(g)], v);
+      }
+    } else {
+      for (const auto& g : deps.node_groups) {
+        if (name == "parameters")
+          put(g, static_cast<double>(g.total().params));
+        else if (name == "variable groups")
+          put(g, static_cast<double>(g.size));
+        else if (name == "prunable")
+          put(g, g.prunable ? 1.0 : 0.0);
+      }
+      o.title = name == "parameters"        ? tr("parameters per node group")
+                : name == "variable groups" ? tr("variable groups per node group")
+                                            : tr("prunable (1) or not (0)");
+    }
+    for (auto& [layer, values] : per_layer) {
+      double sum = 0;
+      for (auto v : values)
+        sum += v;
+      o.layers[layer] = name == "prunable" ? *std::max_element(values.begin(), values.end())
+                                           : sum / static_cast<double>(values.size());
+    }
+    if (!o.groups.empty()) {
+      o.low = 0;
+      o.high = 0;
+      for (const auto& [id, v] : o.groups)
+        o.high = std::max(o.high, v);
+      if (o.high <= 0) o.high = 1;
+    }
+  }
+  view_->setOverlay(o);
+  if (o.empty())
+    legend_->setKinds(view_->kindColours());
+  else
+    legend_->setScale(o.title, o.low, o.high);
+  placeOverlays();
+}
+
+void MainWindow::placeOverlays() {
+  const auto area = view_->viewport()->geometry();
+  legend_->adjustSize();
+  legend_->move(area.left() + 8, area.bottom() - legend_->height() - 8);
+  legend_->raise();
+  const double w = view_->sceneRect().width(), h = view_->sceneRect().height();
+  int ow = 180, oh = 180;
+  if (w > 0 && h > 0) {
+    if (h > w)
+      ow = std::max(60, static_cast<int>(oh * w / h));
+    else
+      oh = std::max(60, static_cast<int>(ow * h / w));
+  }
+  oh = std::min(oh, std::max(60, area.height() / 3));
+  overview_->setGeometry(area.right() - ow - 8, area.top() + 8, ow, oh);
+  overview_->refit();
+  overview_->raise();
+}
+
+bool MainWindow::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == view_ && event->type() == QEvent::Resize) placeOverlays();
+  return QMainWindow::eventFilter(watched, event);
+}
+
+// ---- selection
+
+void MainWindow::selectOperator(qint64 op, bool from_tree) {
+  const auto doc = document();
+  if (!doc || op < 0 || op >= static_cast<qint64>(doc->trace.nodes.size())) return;
+  selection_kind_ = 1;
+  selection_ = op;
+  centre_pending_ = true;
+  inspector_->showOperator(op);
+  const auto home = doc->deps.home_group[static_cast<size_t>(op)];
+  if (!from_tree && home >= 0) {
+    selecting_ = true;
+    const auto index = groups_->groupIndex(static_cast<int>(home));
+    tree_->setCurrentIndex(index);
+    tree_->scrollTo(index);
+    selecting_ = false;
+  }
+  const auto layer = doc->trace.nodes[static_cast<size_t>(op)].layer;
+  if (layer >= 0 && !expanded_.count(layer)) {
+    auto expanded = expanded_;
+    expanded.insert(layer);
+    setExpanded(expanded);  // the selection is applied once it is drawn
+    return;
+  }
+  applySelection();
+}
+
+void MainWindow::selectNodeGroup(qint64 group, bool from_tree) {
+  const auto doc = document();
+  if (!doc || group < 0 || group >= static_cast<qint64>(doc->deps.node_groups.size())) return;
+  selection_kind_ = 2;
+  selection_ = group;
+  centre_pending_ = true;
+  inspector_->showNodeGroup(group);
+  if (!from_tree) {
+    selecting_ = true;
+    const auto index = groups_->groupIndex(static_cast<int>(group));
+    tree_->setCurrentIndex(index);
+    tree_->scrollTo(index);
+    selecting_ = false;
+  }
+  const auto layer = doc->deps.node_groups[static_cast<size_t>(group)].layer;
+  if (layer >= 0 && !expanded_.count(layer)) {
+    auto expanded = expanded_;
+    expanded.insert(layer);
+    setExpanded(expanded);
+    return;
+  }
+  applySelection();
+}
+
+void MainWindow::applySelection() {
+  const auto doc = document();
+  std::vector<std::string> ids;
+  if (doc && selection_ >= 0) {
+    std::set<std::string> seen;
+    auto add = [&](int64_t op) {
+      const auto layer = doc->trace.nodes[static_cast<size_t>(op)].layer;
+      const std::string id = layer >= 0 && !expanded_.count(layer) ? "L" + std::to_string(layer)
+                                                                   : "n" + std::to_string(op);
+      if (seen.insert(id).second) ids.push_back(id);
+    };
+    if (selection_kind_ == 1)
+      add(selection_);
+    else if (selection_kind_ == 2)
+      for (auto op : doc->deps.node_groups[static_cast<size_t>(selection_)].nodes)
+        add(op);
+  }
+  view_->setHighlighted(ids);
+  if (centre_pending_ && !ids.empty()) {
+    view_->centerOnNode(ids.front());
+    centre_pending_ = false;
+  }
+}
+
+bool MainWindow::search(const QString& text) {
+  const auto doc = document();
+  if (!doc) return false;
+  const auto matches = find_matches(*doc, text);
+  if (matches.empty()) return false;
+  search_position_ =
+      text == last_search_ ? (search_position_ + 1) % static_cast<int>(matches.size()) : 0;
+  last_search_ = text;
+  const auto& m = matches[static_cast<size_t>(search_position_)];
+  if (m.group)
+    selectNodeGroup(static_cast<qint64>(m.index));
+  else
+    selectOperator(static_cast<qint64>(m.index));
+  statusBar()->showMessage(tr("Match %1 of %2 for “%3” (Enter: next)")
+                               .arg(search_position_ + 1)
+                               .arg(matches.size())
+                               .arg(text),
+                           8000);
+  return true;
+}
+
+// ---- tasks
+
+void MainWindow::taskStarted(const QString& task) {
+  last_error_.clear();
+  status_->setText(task + "…");
+  progress_->setRange(0, 0);
+  progress_->show();
+  cancel_->show();
+  cancel_->setEnabled(true);
+  time_left_->clear();
+}
+
+void MainWindow::progress(const EngineProgress& p) {
+  QString text = p.task;
+  if (!p.stage.isEmpty()) text += " — " + p.stage;
+  if (!p.message.isEmpty()) text += ": " + p.message;
+  status_->setText(text);
+  if (p.total > 0) {
+    progress_->setRange(0, 1000);
+    progress_->setValue(
+        static_cast<int>(1000.0 * static_cast<double>(p.done) / static_cast<double>(p.total)));
+    progress_->setFormat(QString("%1 / %2").arg(p.done).arg(p.total));
+  } else {
+    progress_->setRange(0, 0);
+  }
+  time_left_->setText(p.eta >= 0 ? tr("%1 s left").arg(p.eta, 0, 'f', p.eta < 10 ? 1 : 0)
+                                 : tr("%1 s").arg(p.elapsed, 0, 'f', 1));
+}
+
+void MainWindow::taskEnded() {
+  progress_->hide();
+  cancel_->hide();
+  time_left_->clear();
+  status_->setText(tr("Ready"));
+  emit engineIdle();
+}
+
+void MainWindow::runTextTask(bool knowledge) {
+  QSettings settings;
+  QString dir = settings.value("lastTextDir").toString();
+  if (dir.isEmpty()) {
+    const auto shared =
+        QDir(QApplication::applicationDirPath()).absoluteFilePath("../shared/data/text");
+    dir = QFileInfo::exists(shared) ? shared : QDir::homePath();
+  }
+  const auto path = QFileDialog::getOpenFileName(
+      this, knowledge ? tr("Text for the knowledge analysis") : tr("Text to evaluate"), dir,
+      tr("Text (*.txt *.jsonl *.json);;All files (*)"));
+  if (path.isEmpty()) return;
+  saveSetting("lastTextDir", QFileInfo(path).absolutePath());
+  if (knowledge)
+    engine_->analyzeKnowledge(path);
+  else
+    engine_->evaluatePerplexity(path, 200);
+}
+
+void MainWindow::showError(const QString& title, const QString& message) {
+  last_error_ = message;
+  auto* box = new QMessageBox(QMessageBox::Critical, title, message, QMessageBox::Ok, this);
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  box->setObjectName("errorDialog");
+  box->open();  // window-modal, does not block the event loop
+}
+
+void MainWindow::exportGraph(bool png) {
+  if (!document()) return;
+  const auto path = QFileDialog::getSaveFileName(
+      this, png ? tr("Export the graph as PNG") : tr("Export the graph as SVG"),
+      QSettings().value("lastDir", QDir::homePath()).toString() +
+          (png ? "/graph.png" : "/graph.svg"),
+      png ? tr("PNG image (*.png)") : tr("SVG drawing (*.svg)"));
+  if (path.isEmpty()) return;
+  QString error;
+  const bool ok = png ? view_->exportPng(path, 2.0, &error) : view_->exportSvg(path, &error);
+  if (!ok)
+    showError(tr("Cannot export the graph"), error);
+  else
+    statusBar()->showMessage(tr("Wrote %1").arg(path), 8000);
+}
+
+// ---- window
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  engine_->cancel();
+  settings_writer_->waitForDone();
+  QSettings settings;
+  settings.setValue("window/geometry", saveGeometry());
+  settings.setValue("window/state", saveState());
+  event->accept();
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+  const auto* mime = event->mimeData();
+  if (mime->hasUrls() && !mime->urls().isEmpty() && mime->urls().front().isLocalFile())
+    event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+  const auto path = event->mimeData()->urls().front().toLocalFile();
+  const QFileInfo info(path);
+  openModel(info.suffix() == "safetensors" ? info.absolutePath() : path);
+  event->acceptProposedAction();
+}
+
+}  // namespace lorashear
