@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine (run as root; idempotent):
 #   scripts/bootstrap.sh run    install packages, build, run the app on the bundled demo model
+#                               (in a window with a display; else the CLI demo and a screenshot)
 #   scripts/bootstrap.sh test   install packages, build, run every test (what .ci/run does)
 #   scripts/bootstrap.sh build  install packages and build only
 # Environment: BUILD_DIR (default build), JOBS (default: number of cores).
@@ -47,6 +48,12 @@ demo="$root/resources/demo-model"
 case "$mode" in
   build) ;;
   run)
+    studio="$build/app/studio/lorashear-studio"
+    if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+      say "lorashear-studio $demo"
+      exec "$studio" "$demo"
+    fi
+    say "No display (DISPLAY / WAYLAND_DISPLAY unset): the demo from the command line instead"
     say "lorashear info $demo"
     "$cli" info "$demo"
     say "lorashear generate $demo --prompt 'Once upon a time' -n 80"
@@ -58,6 +65,10 @@ case "$mode" in
     else
       say "Skipping eval ppl: $text not found (../shared is absent)"
     fi
+    say "lorashear-studio --screenshot $build/studio-demo.png --find layers.2.mlp.down_proj $demo"
+    QT_QPA_PLATFORM=offscreen "$studio" --screenshot "$build/studio-demo.png" \
+      --find layers.2.mlp.down_proj "$demo"
+    say "With a display, the same command opens the app: $studio"
     ;;
   test)
     say "Running every test (ctest; labels unit, model, slow, cli)"

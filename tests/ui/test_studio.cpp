@@ -8,6 +8,7 @@
 #include <QDockWidget>
 #include <QGraphicsItem>
 #include <QMessageBox>
+#include <QMimeData>
 #include <QSettings>
 #include <QTableWidget>
 #include <QTemporaryDir>
@@ -32,6 +33,7 @@
 #include "lorashear/ui/node_group_model.h"
 #include "lorashear/ui/summary_view.h"
 #include "lorashear/viewers/graph_legend.h"
+#include "lorashear/viewers/graph_overview.h"
 #include "lorashear/viewers/graph_view.h"
 #include "test_support.h"
 
@@ -196,6 +198,38 @@ class TestStudio : public QObject {
       w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT"));
   }
 
+  void analysesRunFromTheEngine() {
+    MainWindow w;
+    w.show();
+    QVERIFY(open_and_wait(w, demo_));
+    QSignalSpy finished(w.engine(), &Engine::taskFinished);
+    QVERIFY(w.engine()->evaluatePerplexity(big_text_, 8));
+    QVERIFY(finished.wait(60000));
+    QVERIFY2(finished.last().at(1).toString().startsWith("perplexity "),
+             qPrintable(finished.last().at(1).toString()));
+    // The knowledge analysis feeds the importance overlay.
+    QVERIFY(w.engine()->importance().empty());
+    QVERIFY(w.engine()->analyzeKnowledge(big_text_, 4));
+    QVERIFY(finished.wait(60000));
+    QTRY_VERIFY(!w.engine()->importance().empty());
+    QCOMPARE(w.engine()->importance().size(), size_t(8));  // 4 attention + 4 MLP node groups
+    QVERIFY(w.graphView()->overlay().groups.count("L1.mlp"));
+    QVERIFY(w.legend()->text().startsWith("importance"));
+    // A configuration without weights cannot be evaluated: a message, not a crash.
+    QVERIFY(open_and_wait(w, config8_));
+    QSignalSpy failed(w.engine(), &Engine::taskFailed);
+    QVERIFY(w.engine()->evaluatePerplexity(big_text_, 8));
+    QVERIFY(failed.wait(10000));
+    QVERIFY(failed.first().at(1).toString().contains("without weights"));
+    // The overview moves the main view.
+    w.graphView()->scale(3, 3);
+    const auto before = w.overview()->visibleArea().center();
+    const auto target =
+        w.overview()->mapFromScene(w.graphView()->sceneRect().bottomRight() - QPointF(30, 30));
+    QTest::mouseClick(w.overview()->viewport(), Qt::LeftButton, {}, target);
+    QVERIFY(w.overview()->visibleArea().center().y() > before.y());
+  }
+
   void collapsedLayersExpandOnDemand() {
     MainWindow w;
     w.resize(1000, 700);
@@ -228,6 +262,36 @@ class TestStudio : public QObject {
     QTest::mouseDClick(view->viewport(), Qt::LeftButton, {}, at);
     QVERIFY(wait_drawn(w));
     QCOMPARE(w.expandedLayers(), std::set<int64_t>{2});
+  }
+
+  void treeFilterAndDrop() {
+    MainWindow w;
+    w.show();
+    // Dropping a model folder on the window opens it.
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(demo_)});
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QDragEnterEvent enter(QPoint(50, 50), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&w, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(50, 50), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&w, &drop);
+    QVERIFY(shown.wait(30000));
+    QCOMPARE(w.documentPath(), QFileInfo(demo_).absoluteFilePath());
+    // The tree's filter keeps matching node groups, whose children still open.
+    auto* model = w.nodeGroupModel();
+    model->setFilter("l3.");
+    QCOMPARE(model->rowCount(), 3);  // L3.attn, L3.mlp, L3.attn.kv_repeat
+    for (int r = 0; r < 3; ++r)
+      QVERIFY(model->index(r, 0).data().toString().startsWith("L3."));
+    const auto mlp = model->groupIndex(static_cast<int>(deps_.find_node_group("L3.mlp")));
+    QVERIFY(mlp.isValid());
+    QCOMPARE(model->rowCount(mlp), 256);
+    QCOMPARE(model->parent(model->index(5, 0, mlp)), mlp);
+    QCOMPARE(model->index(5, 0, mlp).data().toString(), QString("L3.mlp.c5"));
+    QVERIFY(!model->groupIndex(static_cast<int>(deps_.find_node_group("L0.mlp"))).isValid());
+    model->setFilter("");
+    QCOMPARE(model->rowCount(), static_cast<int>(deps_.node_groups.size()));
   }
 
   void failedOpenKeepsThePreviousModel() {

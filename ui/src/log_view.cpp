@@ -27,6 +27,8 @@ class StoreSink : public spdlog::sinks::base_sink<std::mutex> {
 };
 
 void qt_message(QtMsgType type, const QMessageLogContext&, const QString& text) {
+  // The offscreen platform's notice on every window, noise for a user.
+  if (text.contains("does not support propagateSizeHints")) return;
   switch (type) {
     case QtDebugMsg:
       spdlog::debug("Qt: {}", text.toStdString());
