@@ -29,23 +29,26 @@ class StoreSink : public spdlog::sinks::base_sink<std::mutex> {
 void qt_message(QtMsgType type, const QMessageLogContext&, const QString& text) {
   // The offscreen platform's notice on every window, noise for a user.
   if (text.contains("does not support propagateSizeHints")) return;
+  spdlog::level::level_enum level = spdlog::level::info;
   switch (type) {
     case QtDebugMsg:
-      spdlog::debug("Qt: {}", text.toStdString());
+      level = spdlog::level::debug;
       break;
     case QtInfoMsg:
-      spdlog::info("Qt: {}", text.toStdString());
+      level = spdlog::level::info;
       break;
     case QtWarningMsg:
-      spdlog::warn("Qt: {}", text.toStdString());
+      level = spdlog::level::warn;
       break;
     case QtCriticalMsg:
-      spdlog::error("Qt: {}", text.toStdString());
+      level = spdlog::level::err;
       break;
     case QtFatalMsg:
-      spdlog::critical("Qt: {}", text.toStdString());
-      std::abort();
+      level = spdlog::level::critical;
+      break;
   }
+  spdlog::log(level, "Qt: {}", text.toStdString());
+  if (type == QtFatalMsg) std::abort();
 }
 
 const char* level_name(int level) {

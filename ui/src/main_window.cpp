@@ -595,47 +595,33 @@ bool MainWindow::eventFilter(QObject* watched, QEvent* event) {
 void MainWindow::selectOperator(qint64 op, bool from_tree) {
   const auto doc = document();
   if (!doc || op < 0 || op >= static_cast<qint64>(doc->trace.nodes.size())) return;
-  selection_kind_ = 1;
-  selection_ = op;
-  centre_pending_ = true;
   inspector_->showOperator(op);
-  const auto home = doc->deps.home_group[static_cast<size_t>(op)];
-  if (!from_tree && home >= 0) {
-    selecting_ = true;
-    const auto index = groups_->groupIndex(static_cast<int>(home));
-    tree_->setCurrentIndex(index);
-    tree_->scrollTo(index);
-    selecting_ = false;
-  }
-  const auto layer = doc->trace.nodes[static_cast<size_t>(op)].layer;
-  if (layer >= 0 && !expanded_.count(layer)) {
-    auto expanded = expanded_;
-    expanded.insert(layer);
-    setExpanded(expanded);  // the selection is applied once it is drawn
-    return;
-  }
-  applySelection();
+  select(1, op, doc->deps.home_group[static_cast<size_t>(op)],
+         doc->trace.nodes[static_cast<size_t>(op)].layer, !from_tree);
 }
 
 void MainWindow::selectNodeGroup(qint64 group, bool from_tree) {
   const auto doc = document();
   if (!doc || group < 0 || group >= static_cast<qint64>(doc->deps.node_groups.size())) return;
-  selection_kind_ = 2;
-  selection_ = group;
-  centre_pending_ = true;
   inspector_->showNodeGroup(group);
-  if (!from_tree) {
+  select(2, group, group, doc->deps.node_groups[static_cast<size_t>(group)].layer, !from_tree);
+}
+
+void MainWindow::select(int kind, qint64 index, int64_t tree_group, int64_t layer, bool sync_tree) {
+  selection_kind_ = kind;
+  selection_ = index;
+  centre_pending_ = true;
+  if (sync_tree && tree_group >= 0) {
     selecting_ = true;
-    const auto index = groups_->groupIndex(static_cast<int>(group));
-    tree_->setCurrentIndex(index);
-    tree_->scrollTo(index);
+    const auto row = groups_->groupIndex(static_cast<int>(tree_group));
+    tree_->setCurrentIndex(row);
+    tree_->scrollTo(row);
     selecting_ = false;
   }
-  const auto layer = doc->deps.node_groups[static_cast<size_t>(group)].layer;
   if (layer >= 0 && !expanded_.count(layer)) {
     auto expanded = expanded_;
     expanded.insert(layer);
-    setExpanded(expanded);
+    setExpanded(expanded);  // the selection is applied once it is drawn
     return;
   }
   applySelection();

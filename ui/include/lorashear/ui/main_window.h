@@ -109,6 +109,9 @@ class MainWindow : public QMainWindow {
   void updateRecentMenu();
   void selectOperator(qint64 op, bool from_tree = false);
   void selectNodeGroup(qint64 group, bool from_tree = false);
+  /// Records the selection (1 operator, 2 node group), selects `tree_group` in the tree when
+  /// `sync_tree`, and highlights it in the graph, expanding `layer` first when it is collapsed.
+  void select(int kind, qint64 index, int64_t tree_group, int64_t layer, bool sync_tree);
   void applySelection();
   void applyOverlay();
   void placeOverlays();
