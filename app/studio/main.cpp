@@ -85,7 +85,16 @@ int main(int argc, char** argv) {
   parser.addOption(export_graph);
   parser.addOption(expand);
   parser.addOption(screenshot);
+  QCommandLineOption device("device", "cpu, cuda or cuda:N (default: the preferences)", "DEVICE");
+  QCommandLineOption dtype("dtype",
+                           "weights in float32, bfloat16 or float16 (default: the "
+                           "preferences)",
+                           "DTYPE");
+  QCommandLineOption adapter("adapter", "attach the LoRA adapter in DIR (PEFT layout)", "DIR");
   parser.addOption(theme);
+  parser.addOption(device);
+  parser.addOption(dtype);
+  parser.addOption(adapter);
   parser.addOption(find);
   parser.process(app);
   const auto args = parser.positionalArguments();
@@ -139,7 +148,10 @@ int main(int argc, char** argv) {
           QApplication::exit(3);
         }
       });
-    w.openModel(path);
+    if (parser.isSet(device) || parser.isSet(dtype))
+      w.setOpenOptions(parser.isSet(device) ? parser.value(device) : w.device(),
+                       parser.isSet(dtype) ? parser.value(dtype) : w.dtype());
+    w.openModel(path, parser.value(adapter));
     return app.exec();
   } catch (const UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "lorashear/model/interrupt.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/runtime.h"
 
@@ -169,6 +170,32 @@ class TestLlamaModel : public QObject {
     QCOMPARE(sd.at("model.layers.2.self_attn.k_proj.weight").sizes().vec(),
              (std::vector<int64_t>{8, 48}));
     QCOMPARE(m->num_parameters(), cfg.num_parameters());
+  }
+
+  void forwardInterruptStopsBetweenLayers() {
+    LlamaModel m(gqa_config());
+    m->init_random(3);
+    torch::NoGradGuard ng;
+    const auto tokens = torch::randint(0, gqa_config().vocab_size, {1, 5}, torch::kLong);
+    std::atomic<bool> cancel{false};
+    TaskContext ctx;
+    ctx.cancel = &cancel;
+    {
+      ForwardInterrupt interrupt(&ctx);
+      QCOMPARE(ForwardInterrupt::current(), &ctx);
+      m->forward(tokens);  // not cancelled: runs through
+      cancel = true;
+      bool stopped = false;
+      try {
+        m->forward(tokens);
+      } catch (const CancelledError&) {
+        stopped = true;
+      }
+      QVERIFY(stopped);
+    }
+    // Outside the scope the flag is not looked at.
+    QVERIFY(ForwardInterrupt::current() == nullptr);
+    QCOMPARE(m->forward(tokens).size(1), 5);
   }
 };
 

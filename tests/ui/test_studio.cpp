@@ -25,6 +25,7 @@
 #include "lorashear/graph/dependency.h"
 #include "lorashear/graph/trace.h"
 #include "lorashear/io/loader.h"
+#include "lorashear/model/lora.h"
 #include "lorashear/runtime.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/inspector.h"
@@ -294,6 +295,37 @@ class TestStudio : public QObject {
     QCOMPARE(model->rowCount(), static_cast<int>(deps_.node_groups.size()));
   }
 
+  void openOptions() {
+    MainWindow w;
+    w.show();
+    // An adapter (PEFT layout) is attached when the model opens: its LoRA operators are traced.
+    const auto adapter = fs::path(dir_.path().toStdString()) / "adapter";
+    {
+      auto loaded = load_model(demo_.toStdString());
+      LoraConfig lc;
+      lc.rank = 4;
+      attach_lora(*loaded.model, lc);
+      save_lora_adapter(*loaded.model, adapter.string());
+    }
+    QVERIFY(w.openModel(demo_, QString::fromStdString(adapter.string())));
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(shown.wait(30000));
+    QVERIFY(w.summaryView()->text().contains("adapter"));
+    QVERIFY(w.search("q_proj/lora_A") || w.search("q_proj.lora_A"));
+    // Half precision weights.
+    w.setOpenOptions("cpu", "bfloat16");
+    QVERIFY(open_and_wait(w, demo_));
+    QVERIFY(w.summaryView()->text().contains("demo-model"));
+    // A device this machine does not have: a message naming it; the model stays open.
+    w.setOpenOptions("cuda:7", "float32");
+    QSignalSpy idle(&w, &MainWindow::engineIdle);
+    QVERIFY(w.openModel(big_model_));
+    QVERIFY(idle.wait(30000));
+    QVERIFY2(w.lastError().contains("cuda"), qPrintable(w.lastError()));
+    QCOMPARE(w.documentPath(), QFileInfo(demo_).absoluteFilePath());
+    w.setOpenOptions("cpu", "float32");
+  }
+
   void failedOpenKeepsThePreviousModel() {
     MainWindow w;
     w.show();
@@ -339,6 +371,24 @@ class TestStudio : public QObject {
     QCOMPARE(cancelled.count(), 1);
     QVERIFY(!w.engine()->busy());
     QVERIFY(w.document() != nullptr);
+
+    // A knowledge analysis cancelled while node groups are zeroed leaves the weights as they were.
+    QSignalSpy finished(w.engine(), &Engine::taskFinished);
+    QElapsedTimer one;
+    one.start();
+    QVERIFY(w.engine()->evaluatePerplexity(big_text_, 8));
+    QVERIFY(finished.wait(60000));
+    const auto measurement = one.elapsed();  // the analysis measures this once per node group
+    const auto before = finished.last().at(1).toString();
+    QVERIFY(w.engine()->analyzeKnowledge(big_text_, 8));
+    QTest::qWait(static_cast<int>(measurement * 3 / 2));  // inside the first node group
+    QVERIFY(w.engine()->busy());
+    w.engine()->cancel();
+    QVERIFY(idle.wait(5000));
+    QCOMPARE(cancelled.count(), 2);
+    QVERIFY(w.engine()->evaluatePerplexity(big_text_, 8));
+    QVERIFY(finished.wait(60000));
+    QCOMPARE(finished.last().at(1).toString(), before);
   }
 
   void guiThreadNeverStalls() {

@@ -19,6 +19,8 @@
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/text.h"
 #include "lorashear/model/config.h"
+#include "lorashear/model/interrupt.h"
+#include "lorashear/model/llama.h"
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/tokenizer/tokenizer.h"
 
@@ -52,6 +54,18 @@ const ModelDocument& need_weights(const std::shared_ptr<const ModelDocument>& do
 // them.
 LlamaModelImpl& task_model(const ModelDocument& doc) {
   return const_cast<LlamaModelImpl&>(*doc.loaded.model);
+}
+
+// A document whose last owner, often the GUI thread, frees it on a pool thread: freeing a large
+// model's weights takes long (the global pool is waited for when the application ends).
+std::shared_ptr<ModelDocument> new_document() {
+  return std::shared_ptr<ModelDocument>(new ModelDocument, [](ModelDocument* d) {
+    auto* app = QCoreApplication::instance();
+    if (app != nullptr && QThread::currentThread() == app->thread())
+      QThreadPool::globalInstance()->start([d] { delete d; });
+    else
+      delete d;
+  });
 }
 
 }  // namespace
@@ -147,6 +161,8 @@ bool Engine::submit(const QString& name, Job job) {
         Outcome result;
         QString text;
         try {
+          // Long forward passes stop within one decoder layer on cancel.
+          ForwardInterrupt interrupt(&ctx);
           result = job(ctx, metrics_);
           text = result.summary;
         } catch (const CancelledError&) {
@@ -211,12 +227,20 @@ void Engine::finish(const QString& task, int outcome, const QString& text,
   emit idle();
 }
 
-bool Engine::openModel(const QString& path) {
+QStringList Engine::availableDevices() {
+  QStringList out{"cpu"};
+  if (torch::cuda::is_available())
+    for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i)
+      out << QString("cuda:%1").arg(i);
+  return out;
+}
+
+bool Engine::openModel(const QString& path, const OpenOptions& options) {
   const std::string p = path.toStdString();
   return submit(
       QString("Open %1").arg(QFileInfo(path).fileName()),
-      [this, p](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
-        auto doc = std::make_shared<ModelDocument>();
+      [this, p, options](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+        auto doc = new_document();
         doc->path = p;
         const std::filesystem::path fp(p);
         if (!std::filesystem::exists(fp)) throw InputError(p + ": no such file or folder");
@@ -231,7 +255,11 @@ bool Engine::openModel(const QString& path) {
           t0 = now_seconds();
           doc->trace = trace_config(config);
         } else {
-          doc->loaded = load_model(p, {}, &ctx);
+          LoadOptions lo;
+          lo.model.device = parse_device(options.device.toStdString());
+          lo.model.dtype = parse_dtype(options.dtype.toStdString());
+          lo.adapter_path = options.adapter.toStdString();
+          doc->loaded = load_model(p, lo, &ctx);
           doc->has_weights = true;
           doc->load_seconds = now_seconds() - t0;
           ctx.check();

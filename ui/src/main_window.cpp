@@ -38,6 +38,7 @@
 #include "lorashear/ui/layout_cache.h"
 #include "lorashear/ui/log_view.h"
 #include "lorashear/ui/node_group_model.h"
+#include "lorashear/ui/preferences_dialog.h"
 #include "lorashear/ui/summary_view.h"
 #include "lorashear/ui/theme.h"
 #include "lorashear/viewers/graph_legend.h"
@@ -165,6 +166,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   settings_writer_->setMaxThreadCount(1);
   QSettings settings;
   recent_ = settings.value("recentFiles").toStringList();
+  device_ = settings.value("device", "cpu").toString();
+  dtype_ = settings.value("dtype", "float32").toString();
   resize(1400, 900);
   const auto inspector_dock = findChild<QDockWidget*>("inspectorDock");
   const auto log_dock = findChild<QDockWidget*>("logDock");
@@ -247,6 +250,21 @@ void MainWindow::buildActions() {
   open->setShortcut(QKeySequence::Open);
   file->addAction(tr("Open model &folder…"), this, [this] { openDialog(true); });
   recent_menu_ = file->addMenu(tr("Open &recent"));
+  auto* adapter = file->addAction(tr("Attach a LoRA &adapter…"), this, [this] {
+    const auto doc = document();
+    if (!doc || !doc->has_weights) return;
+    const auto dir = QFileDialog::getExistingDirectory(
+        this, tr("LoRA adapter folder (adapter_config.json + adapter_model.safetensors)"),
+        QString::fromStdString(doc->path));
+    if (!dir.isEmpty()) openModel(QString::fromStdString(doc->path), dir);
+  });
+  adapter->setObjectName("attachAdapter");
+  file->addSeparator();
+  auto* preferences = file->addAction(tr("&Preferences…"), this, [this] {
+    PreferencesDialog dialog(device_, dtype_, this);
+    if (dialog.exec() == QDialog::Accepted) setOpenOptions(dialog.device(), dialog.dtype());
+  });
+  preferences->setShortcut(QKeySequence::Preferences);
   file->addSeparator();
   file->addAction(tr("Export graph as &SVG…"), this, [this] { exportGraph(false); });
   file->addAction(tr("Export graph as &PNG…"), this, [this] { exportGraph(true); });
@@ -325,7 +343,7 @@ void MainWindow::buildActions() {
   auto* ppl = tools->addAction(tr("Evaluate &perplexity…"), this, [this] { runTextTask(false); });
   auto* knowledge = tools->addAction(tr("&Knowledge distribution analysis…"), this,
                                      [this] { runTextTask(true); });
-  model_actions_ = {ppl, knowledge};
+  model_actions_ = {ppl, knowledge, findChild<QAction*>("attachAdapter")};
   for (auto* a : model_actions_)
     a->setEnabled(false);
   tools->addSeparator();
@@ -359,13 +377,27 @@ void MainWindow::setTheme(const QString& name) {
 
 // ---- opening
 
-bool MainWindow::openModel(const QString& path) {
+bool MainWindow::openModel(const QString& path, const QString& adapter) {
   if (engine_->busy()) {
     statusBar()->showMessage(tr("Busy with %1: cancel it first").arg(engine_->currentTask()), 5000);
     return false;
   }
-  spdlog::info("opening {}", path.toStdString());
-  return engine_->openModel(QFileInfo(path).absoluteFilePath());
+  OpenOptions o;
+  o.device = device_;
+  o.dtype = dtype_;
+  o.adapter = adapter.isEmpty() ? QString() : QFileInfo(adapter).absoluteFilePath();
+  spdlog::info("opening {} on {} in {}{}", path.toStdString(), device_.toStdString(),
+               dtype_.toStdString(),
+               adapter.isEmpty() ? "" : " with adapter " + adapter.toStdString());
+  return engine_->openModel(QFileInfo(path).absoluteFilePath(), o);
+}
+
+void MainWindow::setOpenOptions(const QString& device, const QString& dtype) {
+  if (device == device_ && dtype == dtype_) return;
+  device_ = device;
+  dtype_ = dtype;
+  saveSetting("device", device);
+  saveSetting("dtype", dtype);
 }
 
 void MainWindow::openDialog(bool folder) {

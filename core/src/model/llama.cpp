@@ -4,6 +4,7 @@
 
 #include "graph/recorder.h"
 #include "lorashear/errors.h"
+#include "lorashear/model/interrupt.h"
 #include "model/attention_kernel.h"
 
 namespace lorashear {
@@ -387,6 +388,22 @@ void LlamaModelImpl::assign_paths() {
     if (auto* m = dynamic_cast<TracedModule*>(item.value().get())) m->path = item.key();
 }
 
+namespace {
+thread_local const TaskContext* current_interrupt = nullptr;
+}
+
+ForwardInterrupt::ForwardInterrupt(const TaskContext* ctx) : previous_(current_interrupt) {
+  current_interrupt = ctx;
+}
+
+ForwardInterrupt::~ForwardInterrupt() {
+  current_interrupt = previous_;
+}
+
+const TaskContext* ForwardInterrupt::current() {
+  return current_interrupt;
+}
+
 torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache* cache) {
   if (tokens.dim() != 2) throw UsageError("tokens must have shape [batch, time]");
   const int64_t T = tokens.size(1);
@@ -397,7 +414,9 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
   auto [cos, sin] = rotary_.get(start, T, opts_.device, opts_.dtype);
   if (auto* rec = TraceRecorder::active()) rec->op("rotary", "model.rotary_emb", {}, {cos, sin});
   auto h = model->embed_tokens(tokens.to(opts_.device).contiguous());
+  const TaskContext* interrupt = ForwardInterrupt::current();
   for (size_t i = 0; i < model->layers.size(); ++i) {
+    if (interrupt != nullptr) interrupt->check();
     h = model->layers[i](h, cos, sin, start, cache ? &cache->k[i] : nullptr,
                          cache ? &cache->v[i] : nullptr);
   }

@@ -8,6 +8,7 @@
 
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <QThread>
 #include <QTimer>
 #include <QVector>
@@ -57,6 +58,14 @@ struct EngineProgress {
 /// few cores, the GUI thread wins the CPU over the engine and the layout threads.
 void lower_thread_priority();
 
+/// How a model is opened: device ("cpu", "cuda", "cuda:1"), storage dtype ("float32",
+/// "bfloat16", "float16") and a LoRA adapter folder (PEFT layout) to attach, if any.
+struct OpenOptions {
+  QString device = "cpu";
+  QString dtype = "float32";
+  QString adapter;
+};
+
 class Engine : public QObject {
   Q_OBJECT
  public:
@@ -70,9 +79,13 @@ class Engine : public QObject {
   /// Normalised knowledge deltas per node group id from the last analysis of this document.
   const std::map<std::string, double>& importance() const { return importance_; }
 
+  /// The devices this build can use: "cpu", then "cuda:N" for each visible GPU.
+  static QStringList availableDevices();
+
   /// Each returns false (and does nothing) while another task runs.
-  /// A model directory or file the CLI loads, or a config.json (traced without weights).
-  bool openModel(const QString& path);
+  /// A model directory or file the CLI loads, or a config.json (traced without weights). A bad
+  /// device, dtype or adapter fails the task with a message naming it.
+  bool openModel(const QString& path, const OpenOptions& options = {});
   /// Perplexity of the open model on a text file (windows of 128 tokens; 0 = all).
   bool evaluatePerplexity(const QString& text_path, qint64 max_windows = 0);
   /// Knowledge distribution analysis (LORASHEAR.md §2) of the open model on a text file.

@@ -47,8 +47,14 @@ class MainWindow : public QMainWindow {
   explicit MainWindow(QWidget* parent = nullptr);
   ~MainWindow() override;
 
-  /// Starts opening `path` in the engine; false when the engine is busy.
-  bool openModel(const QString& path);
+  /// Starts opening `path` in the engine (with a LoRA adapter folder, if given) on the device and
+  /// in the precision of the preferences; false when the engine is busy.
+  bool openModel(const QString& path, const QString& adapter = {});
+  /// Device ("cpu", "cuda:0") and weight dtype ("float32", "bfloat16", "float16") for the next
+  /// open; saved with the settings.
+  void setOpenOptions(const QString& device, const QString& dtype);
+  QString device() const { return device_; }
+  QString dtype() const { return dtype_; }
   /// Finds the next operator or node group whose name contains `text` (case-insensitive), shows
   /// it (expanding its layer) and selects it; false when nothing matches.
   bool search(const QString& text);
@@ -154,6 +160,7 @@ class MainWindow : public QMainWindow {
   qint64 request_started_ns_ = 0;
   bool dark_ = false;
   QString theme_;
+  QString device_ = "cpu", dtype_ = "float32";
   QStringList recent_;
   QThreadPool* settings_writer_ = nullptr;  // one thread: writes stay in order
 };
