@@ -6,6 +6,7 @@
 #include "lorashear/io/loader.h"
 #include "lorashear/prune/subnet.h"
 #include "lorashear/viewers/graph_layout.h"
+#include "lorashear/viewers/layout_cache.h"
 #include "test_support.h"
 
 using namespace lorashear;
@@ -90,7 +91,51 @@ class TestGraphLayout : public QObject {
     QVERIFY(all.nodes.size() > l.nodes.size());
     QVERIFY(all.height > l.height);
   }
+
+  void cacheComputesOffThreadAndKeepsTheLatestRequest() {
+    LayoutCache cache;
+    std::atomic<int> computed{0};
+    std::atomic<bool> on_gui_thread{false};
+    QThread* gui = QThread::currentThread();
+    cache.reset([&](const std::set<int64_t>& expanded) {
+      ++computed;
+      if (QThread::currentThread() == gui) on_gui_thread = true;
+      return layout_graph(graph_, deps_, expanded);
+    });
+    QSignalSpy ready(&cache, &LayoutCache::layoutReady);
+    auto expanded_of = [&](int i) { return ready.at(i).at(1).value<std::set<int64_t>>(); };
+    cache.request({});
+    QVERIFY(cache.computing());
+    QVERIFY(ready.wait(30000));
+    QCOMPARE(ready.last().at(3).toBool(), false);  // computed, not from the cache
+    QVERIFY(!on_gui_thread);
+    // The same request again: answered at once from the cache.
+    cache.request({});
+    QCOMPARE(ready.size(), 2);
+    QCOMPARE(ready.last().at(3).toBool(), true);
+    QCOMPARE(computed.load(), 1);
+    // Clicks in a row while one computes: only the last one is drawn.
+    ready.clear();
+    cache.request({1});
+    cache.request({2});
+    cache.request({3});
+    QTRY_VERIFY_WITH_TIMEOUT(!ready.isEmpty() && !cache.computing(), 30000);
+    QCOMPARE(ready.size(), 1);
+    QCOMPARE(expanded_of(0), std::set<int64_t>{3});
+    QCOMPARE(computed.load(), 3);  // {1} (already running) and {3}; {2} was never computed
+    QVERIFY(ready.at(0).at(0).value<std::shared_ptr<const GraphLayout>>()->find("L3") < 0);
+    // A new graph drops the cache.
+    cache.reset([&](const std::set<int64_t>& expanded) {
+      ++computed;
+      return layout_graph(graph_, deps_, expanded);
+    });
+    QCOMPARE(cache.size(), size_t(0));
+    ready.clear();
+    cache.request({});
+    QVERIFY(ready.wait(30000));
+    QCOMPARE(computed.load(), 4);
+  }
 };
 
-QTEST_APPLESS_MAIN(TestGraphLayout)
+QTEST_GUILESS_MAIN(TestGraphLayout)
 #include "test_graph_layout.moc"

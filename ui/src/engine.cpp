@@ -7,11 +7,6 @@
 
 #include <chrono>
 
-#ifdef __linux__
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 #include <filesystem>
 
 #include "document.h"
@@ -23,6 +18,7 @@
 #include "lorashear/model/llama.h"
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/tokenizer/tokenizer.h"
+#include "lorashear/viewers/threads.h"
 
 namespace lorashear {
 
@@ -69,12 +65,6 @@ std::shared_ptr<ModelDocument> new_document() {
 }
 
 }  // namespace
-
-void lower_thread_priority() {
-#ifdef __linux__
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5);
-#endif
-}
 
 // ---- MetricsBuffer
 

@@ -35,7 +35,6 @@
 #include "lorashear/runtime.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/inspector.h"
-#include "lorashear/ui/layout_cache.h"
 #include "lorashear/ui/log_view.h"
 #include "lorashear/ui/node_group_model.h"
 #include "lorashear/ui/preferences_dialog.h"
@@ -44,6 +43,7 @@
 #include "lorashear/viewers/graph_legend.h"
 #include "lorashear/viewers/graph_overview.h"
 #include "lorashear/viewers/graph_view.h"
+#include "lorashear/viewers/layout_cache.h"
 
 namespace lorashear {
 

@@ -54,10 +54,6 @@ struct EngineProgress {
   double eta = -1;     ///< seconds left in the current stage; < 0 when unknown
 };
 
-/// Lowers the calling thread's scheduling priority (nice +5 on Linux) so that, on a machine with
-/// few cores, the GUI thread wins the CPU over the engine and the layout threads.
-void lower_thread_priority();
-
 /// How a model is opened: device ("cpu", "cuda", "cuda:1"), storage dtype ("float32",
 /// "bfloat16", "float16") and a LoRA adapter folder (PEFT layout) to attach, if any.
 struct OpenOptions {

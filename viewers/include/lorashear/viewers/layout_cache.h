@@ -1,8 +1,8 @@
 #pragma once
-// Graph layouts computed off the GUI thread (QtConcurrent) and cached by the set of expanded
-// layers: a request answers at once from the cache, otherwise when the computation ends. While
-// one computation runs, only the latest further request is kept (a user clicking through layers
-// waits for the last click, not for every one).
+// Graph layouts computed off the GUI thread (QtConcurrent, at a lower priority than the GUI) and
+// cached by the set of expanded layers: a request answers at once from the cache, otherwise when
+// the computation ends. While one computation runs, only the latest further request is kept (a user
+// clicking through layers waits for the last click, not for every one).
 
 #include <QFutureWatcher>
 #include <QObject>

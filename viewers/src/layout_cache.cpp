@@ -1,11 +1,11 @@
-#include "lorashear/ui/layout_cache.h"
+#include "lorashear/viewers/layout_cache.h"
 
 #include <QtConcurrent/QtConcurrentRun>
 
 #include <mutex>
 
 #include <stdexcept>
-#include "lorashear/ui/engine.h"
+#include "lorashear/viewers/threads.h"
 
 namespace lorashear {
 
