@@ -25,6 +25,15 @@ namespace {
 // Graphviz keeps global state (error handlers, symbol tables): one layout at a time.
 std::mutex graphviz_mutex;
 
+// One Graphviz context for the process, never freed. Its pango text-size plugin caches, in a
+// static, a pointer to the last font name, which lives in the context's font dictionary: after
+// gvFreeContext the next layout compares against freed memory (AddressSanitizer found it). Keeping
+// the context also saves loading the plugins for every layout. Call with graphviz_mutex held.
+GVC_t* graphviz_context() {
+  static GVC_t* gvc = gvContext();
+  return gvc;
+}
+
 void set(void* obj, const char* name, const std::string& value) {
   agsafeset(obj, const_cast<char*>(name), const_cast<char*>(value.c_str()), const_cast<char*>(""));
 }
@@ -133,7 +142,7 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
   // ---- Graphviz
   std::lock_guard<std::mutex> lock(graphviz_mutex);
   const auto t0 = std::chrono::steady_clock::now();
-  GVC_t* gvc = gvContext();
+  GVC_t* gvc = graphviz_context();
   Agraph_t* root = agopen(const_cast<char*>("lorashear"), Agdirected, nullptr);
   set(root, "rankdir", "TB");
   set(root, "newrank", "true");
@@ -207,7 +216,6 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
   }
   if (gvLayout(gvc, root, "dot") != 0) {
     agclose(root);
-    gvFreeContext(gvc);
     throw std::runtime_error("Graphviz could not lay out the graph");
   }
   // ---- read the layout back (Graphviz y grows upwards: flip it)
@@ -239,7 +247,6 @@ GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
   }
   gvFreeLayout(gvc, root);
   agclose(root);
-  gvFreeContext(gvc);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
