@@ -678,7 +678,7 @@ void MainWindow::applySelection() {
   }
   view_->setHighlighted(ids);
   if (centre_pending_ && !ids.empty()) {
-    view_->centerOnNode(ids.front());
+    view_->centerOnNodes(ids);
     centre_pending_ = false;
   }
 }

@@ -113,7 +113,7 @@ void GraphView::showLayout(const GraphLayout& layout, bool keep_view) {
     for (size_t k = 1; k + 2 < e.points.size(); k += 3)
       path.cubicTo(qt(e.points[k]), qt(e.points[k + 1]), qt(e.points[k + 2]));
     QPen pen(e.faint ? faint_ink : ink, e.faint ? 0.6 : 1.0);
-    if (e.faint) pen.setStyle(Qt::DotLine);
+    // Faint (rotary-table) edges solid: dash patterns along long curves are slow to rasterise.
     // The arrow head: from the curve's end to Graphviz's tip.
     const QPointF end = path.currentPosition();
     const QPointF tip = e.has_tip ? qt(e.tip) : end;
@@ -228,6 +228,21 @@ void GraphView::centerOnNode(const std::string& id) {
   if (item == nullptr) return;
   if (transform().m11() < 1.0) setTransform(QTransform::fromScale(1.2, 1.2));
   centerOn(item);
+  emit viewChanged();
+}
+
+void GraphView::centerOnNodes(const std::vector<std::string>& ids) {
+  QRectF area;
+  for (const auto& id : ids)
+    if (auto* item = nodeItem(id)) area |= item->sceneBoundingRect();
+  if (area.isNull()) return;
+  const auto port = viewport()->rect();
+  const double fit =
+      std::min(port.width() / (area.width() + 40.0), port.height() / (area.height() + 40.0));
+  if (fit < 0.5) return centerOnNode(ids.front());  // too large to read whole
+  const double s = std::min(1.2, fit);
+  setTransform(QTransform::fromScale(s, s));
+  centerOn(area.center());
   emit viewChanged();
 }
 

@@ -49,6 +49,9 @@ class GraphView : public QGraphicsView {
   const std::vector<std::string>& highlighted() const { return highlighted_; }
   /// Scrolls the node into the middle of the view, zooming in until its label is readable.
   void centerOnNode(const std::string& id);
+  /// Shows these nodes together when they fit at a readable scale (zooming to them), else the
+  /// first one as centerOnNode does.
+  void centerOnNodes(const std::vector<std::string>& ids);
   /// Colours nodes by `overlay` (empty: by node group kind). Survives showLayout.
   void setOverlay(const GraphOverlay& overlay);
   const GraphOverlay& overlay() const { return overlay_; }
