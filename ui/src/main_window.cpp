@@ -37,6 +37,7 @@
 #include "lorashear/ui/inspector.h"
 #include "lorashear/ui/log_view.h"
 #include "lorashear/ui/node_group_model.h"
+#include "lorashear/ui/plan_editor.h"
 #include "lorashear/ui/preferences_dialog.h"
 #include "lorashear/ui/summary_view.h"
 #include "lorashear/ui/theme.h"
@@ -113,19 +114,21 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   buildDocks();
   buildActions();
 
-  status_ = new QLabel(tr("Ready"));
+  status_ = new QLabel;
   time_left_ = new QLabel;
   progress_ = new QProgressBar;
   progress_->setMaximumWidth(220);
   progress_->setTextVisible(true);
   cancel_ = new QPushButton(tr("Cancel"));
   cancel_->setToolTip(tr("Stop the running task (Esc)"));
-  statusBar()->addWidget(status_, 1);
+  // The running task on the right (permanent widgets); temporary messages on the left.
+  statusBar()->addPermanentWidget(status_);
   statusBar()->addPermanentWidget(time_left_);
   statusBar()->addPermanentWidget(progress_);
   statusBar()->addPermanentWidget(cancel_);
   progress_->hide();
   cancel_->hide();
+  status_->hide();
 
   connect(cancel_, &QPushButton::clicked, engine_, &Engine::cancel);
   connect(engine_, &Engine::taskStarted, this, &MainWindow::taskStarted);
@@ -145,7 +148,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(engine_, &Engine::taskCancelled, this, [this](const QString& task) {
     statusBar()->showMessage(tr("%1: cancelled").arg(task), 8000);
   });
-  connect(engine_, &Engine::importanceChanged, this, [this] { setOverlay("importance"); });
+  connect(engine_, &Engine::importanceChanged, this, [this] {
+    plan_->setImportance(engine_->importance());
+    setOverlay("importance");
+  });
+  connect(plan_, &PlanEditor::analysisRequested, this, [this] { runTextTask(true); });
   connect(layouts_, &LayoutCache::layoutReady, this, &MainWindow::showLayoutResult);
   connect(layouts_, &LayoutCache::layoutFailed, this, [this](const QString& message) {
     layout_requested_ = false;
@@ -172,7 +179,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   const auto inspector_dock = findChild<QDockWidget*>("inspectorDock");
   const auto log_dock = findChild<QDockWidget*>("logDock");
   resizeDocks({inspector_dock}, {330}, Qt::Horizontal);
-  resizeDocks({log_dock}, {160}, Qt::Vertical);
+  resizeDocks({log_dock}, {220}, Qt::Vertical);
   restoreGeometry(settings.value("window/geometry").toByteArray());
   restoreState(settings.value("window/state").toByteArray());
   setTheme(settings.value("theme", "light").toString());
@@ -241,7 +248,11 @@ void MainWindow::buildDocks() {
   inspector_ = new Inspector;
   dock(tr("Inspector"), "inspectorDock", inspector_, Qt::RightDockWidgetArea);
   log_ = new LogView;
-  dock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
+  auto* log_dock = dock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
+  plan_ = new PlanEditor;
+  auto* plan_dock = dock(tr("Plan"), "planDock", plan_, Qt::BottomDockWidgetArea);
+  tabifyDockWidget(log_dock, plan_dock);
+  log_dock->raise();
 }
 
 void MainWindow::buildActions() {
@@ -453,6 +464,8 @@ void MainWindow::documentChanged() {
   selection_ = -1;
   groups_->setDocument(doc);
   inspector_->setDocument(doc);
+  plan_->model()->setDocument(doc);
+  plan_->setImportance({});
   summary_->setDocument(doc);
   const auto n_layers = doc->trace.config.n_layers();
   std::set<int64_t> expanded;
@@ -618,7 +631,9 @@ void MainWindow::placeOverlays() {
 }
 
 bool MainWindow::eventFilter(QObject* watched, QEvent* event) {
-  if (watched == view_ && event->type() == QEvent::Resize) placeOverlays();
+  // After the view's own resize handling, which moves the viewport.
+  if (watched == view_ && event->type() == QEvent::Resize)
+    QTimer::singleShot(0, this, &MainWindow::placeOverlays);
   return QMainWindow::eventFilter(watched, event);
 }
 
@@ -709,6 +724,7 @@ bool MainWindow::search(const QString& text) {
 void MainWindow::taskStarted(const QString& task) {
   last_error_.clear();
   status_->setText(task + "…");
+  status_->show();
   progress_->setRange(0, 0);
   progress_->show();
   cancel_->show();
@@ -737,7 +753,7 @@ void MainWindow::taskEnded() {
   progress_->hide();
   cancel_->hide();
   time_left_->clear();
-  status_->setText(tr("Ready"));
+  status_->hide();
   emit engineIdle();
 }
 

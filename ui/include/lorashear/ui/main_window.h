@@ -36,6 +36,7 @@ class Inspector;
 class LayoutCache;
 class LogView;
 class NodeGroupModel;
+class PlanEditor;
 class SummaryView;
 struct EngineProgress;
 struct GraphLayout;
@@ -77,6 +78,7 @@ class MainWindow : public QMainWindow {
   Inspector* inspector() const { return inspector_; }
   LogView* logView() const { return log_; }
   SummaryView* summaryView() const { return summary_; }
+  PlanEditor* planEditor() const { return plan_; }
   std::shared_ptr<const ModelDocument> document() const;
   /// The open model's path ("" when none).
   QString documentPath() const;
@@ -137,6 +139,7 @@ class MainWindow : public QMainWindow {
   Inspector* inspector_ = nullptr;
   LogView* log_ = nullptr;
   SummaryView* summary_ = nullptr;
+  PlanEditor* plan_ = nullptr;
   QLineEdit* search_ = nullptr;
   QComboBox* overlay_ = nullptr;
   QLabel* status_ = nullptr;

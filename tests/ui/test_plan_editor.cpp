@@ -1,0 +1,194 @@
+// The plan editor on the demo model (4 layers; 2 kv groups and 256 MLP channels per layer): edits
+// move the estimates to what the engine's accounting gives for the same plan, infeasible edits are
+// refused with the reason, locks and presets, MLP rounding, and save → load gives the same table.
+#include <QtTest>
+
+#include <QDockWidget>
+#include <QElapsedTimer>
+#include <QTemporaryDir>
+
+#include <nlohmann/json.hpp>
+
+#include "lorashear/graph/dependency.h"
+#include "lorashear/graph/trace.h"
+#include "lorashear/io/loader.h"
+#include "lorashear/prune/plan.h"
+#include "lorashear/runtime.h"
+#include "lorashear/ui/main_window.h"
+#include "lorashear/ui/plan_editor.h"
+#include "test_support.h"
+
+using namespace lorashear;
+
+namespace {
+
+QStringList snapshot(const PlanModel& m) {
+  QStringList cells;
+  for (int r = 0; r < m.rowCount(); ++r)
+    for (int c = 0; c < m.columnCount(); ++c) {
+      const auto index = m.index(r, c);
+      cells << index.data().toString() + "|" + index.data(Qt::CheckStateRole).toString();
+    }
+  return cells;
+}
+
+// What the accounting says a plan removes: parameters and FLOPs per token.
+Cost removed_by(const PruningPlan& plan, const DependencyGraph& deps) {
+  const auto resolved = resolve_plan(plan, deps);
+  std::vector<std::string> ids;
+  for (const auto& e : resolved.entries)
+    for (int64_t k = 0; k < e.remove; ++k)
+      ids.push_back(deps.node_groups[e.node_group].variable_group_id(k));
+  return deps.removal_cost(ids).total;
+}
+
+}  // namespace
+
+class TestPlanEditor : public QObject {
+  Q_OBJECT
+  DependencyGraph deps_;
+  QString demo_;
+
+ private slots:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    init_runtime();
+    demo_ = QString::fromStdString(test::source_path("resources/demo-model").string());
+    auto loaded = load_model(demo_.toStdString());
+    deps_ = analyze_dependencies(trace_model(*loaded.model));
+  }
+
+  void editsFollowTheAccounting() {
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(shown.wait(30000));
+    auto* editor = w.planEditor();
+    auto* m = editor->model();
+    QCOMPARE(m->rowCount(), 4);
+    QCOMPARE(m->targetRatio(), 0.2);
+    {
+      PruningPlan plan;  // the default: 20% at one shared ratio
+      const auto e = m->estimate();
+      QVERIFY(e.valid);
+      QCOMPARE(e.params_before - e.params_after, removed_by(plan, deps_).params);
+    }
+    // Half of layer 1's MLP channels.
+    QVERIFY(m->setData(m->index(1, PlanModel::MlpRatio), "50 %"));
+    QCOMPARE(m->index(1, PlanModel::MlpKept).data().toString(), QString("128 / 256"));
+    PruningPlan plan;
+    plan.node_group_ratios["L1.mlp"] = 0.5;
+    auto e = m->estimate();
+    const auto expected = removed_by(plan, deps_);
+    QCOMPARE(e.params_after, deps_.total.params - expected.params);
+    QCOMPARE(e.flops_after, deps_.total.flops - expected.flops);
+    QVERIFY(e.speedup > 1.0);
+    QVERIFY(editor->estimateText().contains("expected speed-up"));
+    // The target moves every node group without a ratio of its own.
+    QVERIFY(m->setTargetRatio(0.3));
+    plan.target_ratio = 0.3;
+    QCOMPARE(m->estimate().params_after, deps_.total.params - removed_by(plan, deps_).params);
+    QCOMPARE(m->index(1, PlanModel::MlpKept).data().toString(), QString("128 / 256"));
+
+    // Infeasible edits are refused with the reason; nothing changes.
+    const auto before = snapshot(*m);
+    QSignalSpy refused(m, &PlanModel::editRefused);
+    QVERIFY(!m->setData(m->index(0, PlanModel::AttentionRatio), "100"));
+    QVERIFY2(m->lastError().contains("kv group"), qPrintable(m->lastError()));
+    QVERIFY(editor->messageText().contains("Not applied"));
+    QVERIFY(!m->setData(m->index(0, PlanModel::MlpRatio), "lots"));
+    QVERIFY(!m->setTargetRatio(0.97));  // more than the prunable groups hold
+    QCOMPARE(refused.count(), 3);
+    QCOMPARE(snapshot(*m), before);
+
+    // Locks keep a node group whole.
+    QVERIFY(m->setData(m->index(3, PlanModel::MlpLock), Qt::Checked, Qt::CheckStateRole));
+    QCOMPARE(m->index(3, PlanModel::MlpKept).data().toString(), QString("256 / 256"));
+    QVERIFY(m->planJson().contains("L3.mlp"));
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT")) {
+      w.show();
+      w.findChild<QDockWidget*>("planDock")->raise();
+      QTest::qWait(300);
+      w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT"));
+    }
+  }
+
+  void presetsRoundingAndFiles() {
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(shown.wait(30000));
+    auto* m = w.planEditor()->model();
+    QVERIFY(m->presetProtectEnds());
+    for (int layer : {0, 3}) {
+      QCOMPARE(m->index(layer, PlanModel::AttentionLock).data(Qt::CheckStateRole).toInt(),
+               int(Qt::Checked));
+      QCOMPARE(m->index(layer, PlanModel::MlpKept).data().toString(), QString("256 / 256"));
+    }
+    QVERIFY(m->estimate().valid);
+    QVERIFY(m->roundMlpWidths(64));
+    for (int layer : {1, 2}) {
+      const auto kept = m->index(layer, PlanModel::MlpKept).data().toString().section(' ', 0, 0);
+      QCOMPARE(kept.toInt() % 64, 0);
+    }
+    // Save → load gives the same table, in the file format the CLI reads.
+    QTemporaryDir dir;
+    const auto path = dir.filePath("plan.json");
+    QVERIFY(m->save(path));
+    const auto saved = snapshot(*m);
+    const auto cli_plan = PruningPlan::load(path.toStdString());
+    QVERIFY(cli_plan.unprunable.count("L0.attn"));
+    QVERIFY(m->presetUniform());
+    QVERIFY(snapshot(*m) != saved);
+    QVERIFY(m->load(path));
+    QCOMPARE(snapshot(*m), saved);
+    // A broken file is refused, naming it; the plan stays.
+    QFile bad(dir.filePath("bad.json"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("{\"format\": \"lorashear-plan\", \"target_ratio\": \"a lot\"}");
+    bad.close();
+    QVERIFY(!m->load(bad.fileName()));
+    QVERIFY2(m->lastError().contains("bad.json"), qPrintable(m->lastError()));
+    QCOMPARE(snapshot(*m), saved);
+    // From the analysis: the most important node groups are locked.
+    QVERIFY(!m->presetFromImportance({}));
+    QVERIFY(m->presetFromImportance(
+        {{"L0.attn", 1.0}, {"L1.mlp", 0.2}, {"L2.mlp", 0.1}, {"L3.mlp", 0.05}, {"L1.attn", 0.0}}));
+    QCOMPARE(m->index(0, PlanModel::AttentionLock).data(Qt::CheckStateRole).toInt(),
+             int(Qt::Checked));
+    QCOMPARE(m->index(1, PlanModel::MlpLock).data(Qt::CheckStateRole).toInt(), int(Qt::Unchecked));
+  }
+
+  // The estimates follow each edit on a Llama-2-7B configuration (32 layers, 352 256 prunable
+  // variable groups); the time per edit is printed, the GUI does it on its own thread.
+  void largeModelEditsStayLive() {
+    QTemporaryDir dir;
+    auto c = ModelConfig::uniform(32000, 4096, 32, 32, 32, 11008);
+    c.max_position_embeddings = 4096;
+    const auto path = dir.filePath("llama2-7b.json");
+    {
+      QFile f(path);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QByteArray::fromStdString(c.to_hf_json().dump()));
+    }
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(path));
+    QVERIFY(shown.wait(30000));
+    auto* m = w.planEditor()->model();
+    QCOMPARE(m->rowCount(), 32);
+    QElapsedTimer t;
+    t.start();
+    constexpr int kEdits = 10;
+    for (int i = 0; i < kEdits; ++i) {
+      QVERIFY(m->setData(m->index(i, PlanModel::MlpRatio), QString::number(10 + i)));
+      QVERIFY(!w.planEditor()->estimateText().isEmpty());
+    }
+    const double ms = static_cast<double>(t.nsecsElapsed()) / 1e6 / kEdits;
+    qInfo("plan edit + estimate on Llama-2-7B: %.2f ms", ms);
+    QVERIFY(m->estimate().valid);
+  }
+};
+
+QTEST_MAIN(TestPlanEditor)
+#include "test_plan_editor.moc"
