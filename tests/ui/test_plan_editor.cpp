@@ -108,6 +108,8 @@ class TestPlanEditor : public QObject {
     if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT")) {
       w.show();
       w.findChild<QDockWidget*>("planDock")->raise();
+      w.planEditor()->setImportance({{"L0.attn", 1.0}, {"L0.mlp", 0.6}, {"L1.attn", 0.3},
+                                     {"L1.mlp", 0.2}, {"L2.attn", 0.25}, {"L2.mlp", 0.1}});
       QTest::qWait(300);
       w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT"));
     }
@@ -157,6 +159,12 @@ class TestPlanEditor : public QObject {
     QCOMPARE(m->index(0, PlanModel::AttentionLock).data(Qt::CheckStateRole).toInt(),
              int(Qt::Checked));
     QCOMPARE(m->index(1, PlanModel::MlpLock).data(Qt::CheckStateRole).toInt(), int(Qt::Unchecked));
+    // The analysis is drawn as bars per layer.
+    w.planEditor()->setImportance({{"L0.attn", 1.0}, {"L1.mlp", 0.2}});
+    const auto bars = m->index(1, PlanModel::Knowledge).data(PlanModel::ImportanceRole).toList();
+    QCOMPARE(bars.size(), 2);
+    QCOMPARE(bars[0].toDouble(), -1.0);  // L1.attn not measured
+    QCOMPARE(bars[1].toDouble(), 0.2);
   }
 
   // The estimates follow each edit on a Llama-2-7B configuration (32 layers, 352 256 prunable

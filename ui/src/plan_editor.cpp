@@ -6,7 +6,9 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QPainter>
 #include <QPushButton>
+#include <QStyledItemDelegate>
 #include <QTableView>
 #include <QVBoxLayout>
 #include <nlohmann/json.hpp>
@@ -17,6 +19,7 @@
 
 #include "document.h"
 #include "lorashear/errors.h"
+#include "lorashear/graph/export.h"
 #include "lorashear/prune/plan.h"
 #include "lorashear/ui/node_group_model.h"
 
@@ -30,8 +33,34 @@ QString percent(double r) {
 
 }  // namespace
 
+// Two bars per layer in the Knowledge column: attention (its kind's colour) above MLP.
+class ImportanceDelegate : public QStyledItemDelegate {
+ public:
+  using QStyledItemDelegate::QStyledItemDelegate;
+  void paint(QPainter* p, const QStyleOptionViewItem& option,
+             const QModelIndex& index) const override {
+    QStyledItemDelegate::paint(p, option, index);
+    const auto values = index.data(PlanModel::ImportanceRole).toList();
+    if (values.size() != 2) return;
+    const QRect r = option.rect.adjusted(4, 3, -4, -3);
+    const int h = (r.height() - 2) / 2;
+    const char* colours[] = {node_group_colour("attention"), node_group_colour("mlp")};
+    for (int i = 0; i < 2; ++i) {
+      const double v = values[i].toDouble();
+      if (v < 0) continue;
+      const QRect bar(r.left(), r.top() + i * (h + 2),
+                      static_cast<int>(r.width() * std::clamp(v, 0.0, 1.0)), h);
+      p->fillRect(bar, QColor(colours[i]).darker(120));
+    }
+  }
+  QSize sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const override {
+    return QSize(120, QStyledItemDelegate::sizeHint(option, index).height());
+  }
+};
+
 struct PlanModel::Impl {
   std::shared_ptr<const ModelDocument> doc;
+  std::map<std::string, double> importance;
   PruningPlan plan;
   ResolvedPlan resolved;
   std::vector<int64_t> attention, mlp;  // node group index per layer, -1 if none
@@ -80,6 +109,11 @@ bool PlanModel::commit(std::unique_ptr<Impl> candidate) {
   if (rowCount() > 0) emit dataChanged(index(0, 0), index(rowCount() - 1, ColumnCount - 1));
   emit planChanged();
   return true;
+}
+
+void PlanModel::setImportance(const std::map<std::string, double>& importance) {
+  d_->importance = importance;
+  if (rowCount() > 0) emit dataChanged(index(0, Knowledge), index(rowCount() - 1, Knowledge));
 }
 
 double PlanModel::targetRatio() const {
@@ -251,6 +285,23 @@ QVariant PlanModel::data(const QModelIndex& index, int role) const {
   const auto g = (attention ? d_->attention : d_->mlp)[layer];
   if (col == Layer)
     return role == Qt::DisplayRole ? QVariant(tr("layer %1").arg(layer)) : QVariant();
+  if (col == Knowledge) {
+    auto value = [&](int64_t gi) -> double {
+      if (gi < 0) return -1;
+      auto it = d_->importance.find(deps.node_groups[static_cast<size_t>(gi)].id);
+      return it == d_->importance.end() ? -1 : it->second;
+    };
+    const double a = value(d_->attention[layer]), m = value(d_->mlp[layer]);
+    if (role == ImportanceRole) return QVariantList{a, m};
+    if (role == Qt::ToolTipRole && (a >= 0 || m >= 0))
+      return tr("knowledge importance (loss increase when half the node group is zeroed, "
+                "normalised): attention %1, MLP %2")
+          .arg(a, 0, 'f', 2)
+          .arg(m, 0, 'f', 2);
+    if (role == Qt::DisplayRole && a < 0 && m < 0) return tr("run the analysis");
+    if (role == Qt::ForegroundRole) return QColor(150, 150, 150);
+    return {};
+  }
   if (col == ParamsRemoved) {
     if (role != Qt::DisplayRole) return {};
     int64_t removed = 0;
@@ -359,6 +410,8 @@ QVariant PlanModel::headerData(int section, Qt::Orientation orientation, int rol
       return tr("lock");
     case ParamsRemoved:
       return tr("parameters removed");
+    case Knowledge:
+      return tr("knowledge (attention / MLP)");
   }
   return {};
 }
@@ -402,6 +455,7 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   layout->addLayout(presets);
   table_ = new QTableView;
   table_->setModel(model_);
+  table_->setItemDelegateForColumn(PlanModel::Knowledge, new ImportanceDelegate(table_));
   table_->verticalHeader()->hide();
   table_->verticalHeader()->setDefaultSectionSize(22);
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
@@ -442,6 +496,7 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
 
 void PlanEditor::setImportance(const std::map<std::string, double>& importance) {
   importance_ = importance;
+  model_->setImportance(importance);
   from_analysis_->setEnabled(!importance_.empty());
 }
 

@@ -46,8 +46,11 @@ class PlanModel : public QAbstractTableModel {
     MlpRatio,
     MlpLock,
     ParamsRemoved,
+    Knowledge,
     ColumnCount
   };
+  /// On the Knowledge column: QVariantList {attention, mlp} normalised importance, -1 if unknown.
+  static constexpr int ImportanceRole = Qt::UserRole + 10;
   explicit PlanModel(QObject* parent = nullptr);
   ~PlanModel() override;
   /// A new model: the plan starts at a uniform 20% target.
@@ -64,6 +67,8 @@ class PlanModel : public QAbstractTableModel {
   bool presetUniform();
   bool presetProtectEnds();
   bool presetFromImportance(const std::map<std::string, double>& importance, double gamma = 0.2);
+  /// The knowledge analysis' normalised importance per node group, shown as bars.
+  void setImportance(const std::map<std::string, double>& importance);
   /// Kept MLP widths rounded to a multiple of `multiple` (1 = off), as fixed ratios.
   bool roundMlpWidths(int multiple);
 
