@@ -4,6 +4,7 @@
 #include <QCoreApplication>
 #include <QFileInfo>
 #include <QThreadPool>
+#include <QTimer>
 
 #include <chrono>
 
@@ -17,6 +18,8 @@
 #include "lorashear/model/interrupt.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/prune/knowledge.h"
+#include "lorashear/prune/pipeline.h"
+#include "lorashear/prune/plan.h"
 #include "lorashear/tokenizer/tokenizer.h"
 #include "lorashear/viewers/threads.h"
 
@@ -107,6 +110,16 @@ Engine::~Engine() {
   thread_.wait();
 }
 
+void Engine::setPaused(bool paused) {
+  if (!busy_ || pause_ == paused) return;
+  pause_ = paused;
+  spdlog::info("{}: {}", task_.toStdString(), paused ? "paused" : "resumed");
+}
+
+qint64 Engine::documentParameters() const {
+  return document_ ? document_->deps.total.params : 0;
+}
+
 void Engine::cancel() {
   if (!busy_) return;
   cancel_ = true;
@@ -121,6 +134,8 @@ bool Engine::submit(const QString& name, Job job) {
   busy_ = true;
   task_ = name;
   cancel_ = false;
+  pause_ = false;
+  document_modified_ = false;
   metrics_.drain();
   started_ = stage_started_ = now_seconds();
   {
@@ -137,6 +152,7 @@ bool Engine::submit(const QString& name, Job job) {
       [this, name, job = std::move(job)] {
         TaskContext ctx;
         ctx.cancel = &cancel_;
+        ctx.pause = &pause_;
         ctx.on_progress = [this](const Progress& p) {
           std::lock_guard<std::mutex> lock(progress_mutex_);
           const auto stage = QString::fromStdString(p.stage);
@@ -215,6 +231,11 @@ void Engine::finish(const QString& task, int outcome, const QString& text,
     emit taskFailed(task, text);
   }
   emit idle();
+  if (outcome != kFinished && document_modified_ && document_) {
+    // The task changed the weights in memory before it stopped: read them again.
+    spdlog::info("reopening {}: the stopped task had changed it in memory", document_->path);
+    openModel(QString::fromStdString(document_->path), open_options_);
+  }
 }
 
 QStringList Engine::availableDevices() {
@@ -227,6 +248,8 @@ QStringList Engine::availableDevices() {
 
 bool Engine::openModel(const QString& path, const OpenOptions& options) {
   const std::string p = path.toStdString();
+  if (busy_) return false;
+  open_options_ = options;
   return submit(
       QString("Open %1").arg(QFileInfo(path).fileName()),
       [this, p, options](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
@@ -325,6 +348,79 @@ bool Engine::analyzeKnowledge(const QString& text_path, qint64 windows) {
                               .arg(r.protected_ids.size())
                               .arg(QString::fromStdString(r.protocol))};
                 });
+}
+
+}  // namespace lorashear
+
+namespace lorashear {
+
+bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
+  auto doc = document_;
+  const auto open_options = open_options_;
+  const bool ok = submit(
+      "Prune",
+      [this, doc, settings, plan_json](const TaskContext& ctx, MetricsBuffer& metrics) -> Outcome {
+        const auto& d = need_weights(doc);
+        PruneOptions o;
+        o.plan = PruningPlan::from_json(nlohmann::json::parse(plan_json.toStdString()),
+                                        "the plan editor's plan");
+        o.method = settings.method.toStdString();
+        o.analyze = false;  // the plan editor's locks are the protections
+        o.lora.rank = settings.lora_rank;
+        o.lora.alpha = 2.0 * static_cast<double>(settings.lora_rank);
+        o.lhspg.periods = settings.periods;
+        o.lhspg.split_budget(settings.steps);
+        o.lhspg.lr = settings.lr;
+        o.lhspg.epsilon = settings.epsilon;
+        o.lhspg.lambda = settings.lambda;
+        o.lhspg.batch_size = settings.batch;
+        o.seq_len = settings.seq_len;
+        o.eval_windows = settings.eval_windows;
+        o.out_dir = settings.out_dir.toStdString();
+        o.overwrite = true;
+        o.checkpoint_every = settings.checkpoint_every;
+        o.resume = settings.resume;
+        o.validate();
+        const auto t0 = std::chrono::steady_clock::now();
+        auto wall = [t0] {
+          return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        };
+        document_modified_ = true;  // from here on the weights in memory change
+        auto& loaded = const_cast<LoadedModel&>(d.loaded);
+        const auto report =
+            prune_model(loaded, settings.text.toStdString(), o, &ctx, [&](const LhspgMetrics& m) {
+              const auto x = static_cast<double>(m.step);
+              const double w = wall();
+              metrics.push("loss", x, m.loss, w);
+              metrics.push("lr", x, m.lr, w);
+              metrics.push("tokens/s", x, m.tokens_per_second, w);
+              metrics.push("zeroed", x, static_cast<double>(m.zeroed), w);
+              metrics.push("scheduled", x, static_cast<double>(m.scheduled), w);
+              metrics.push("period", x, static_cast<double>(m.period), w);
+              for (const auto& [id, v] : m.sparsity)
+                metrics.push(QString("sparsity:%1").arg(QString::fromStdString(id)), x, v, w);
+            });
+        const auto ppl = report.value("ppl", nlohmann::json::object());
+        return {{},
+                QString("wrote %1; perplexity %2 → %3")
+                    .arg(settings.out_dir)
+                    .arg(ppl.value("before", 0.0), 0, 'f', 3)
+                    .arg(ppl.value("pruned", ppl.value("after", 0.0)), 0, 'f', 3)};
+      });
+  if (ok) {
+    // Once it succeeds, the pruned model replaces the document (the one in memory was changed).
+    auto* once = new QObject(this);
+    connect(this, &Engine::taskFinished, once,
+            [this, once, settings, open_options](const QString& task) {
+              if (task == "Prune")  // after this task's idle()
+                QTimer::singleShot(0, this, [this, settings, open_options] {
+                  openModel(settings.out_dir, open_options);
+                });
+              once->deleteLater();
+            });
+    connect(this, &Engine::idle, once, [once] { once->deleteLater(); });
+  }
+  return ok;
 }
 
 }  // namespace lorashear

@@ -39,6 +39,7 @@
 #include "lorashear/ui/node_group_model.h"
 #include "lorashear/ui/plan_editor.h"
 #include "lorashear/ui/preferences_dialog.h"
+#include "lorashear/ui/run_panel.h"
 #include "lorashear/ui/summary_view.h"
 #include "lorashear/ui/theme.h"
 #include "lorashear/viewers/graph_legend.h"
@@ -252,7 +253,17 @@ void MainWindow::buildDocks() {
   plan_ = new PlanEditor;
   auto* plan_dock = dock(tr("Plan"), "planDock", plan_, Qt::BottomDockWidgetArea);
   tabifyDockWidget(log_dock, plan_dock);
+  run_ = new RunPanel(engine_, plan_->model());
+  auto* run_dock = dock(tr("Run"), "runDock", run_, Qt::BottomDockWidgetArea);
+  tabifyDockWidget(plan_dock, run_dock);
   log_dock->raise();
+  // The graph follows a run: nodes coloured by their node group's sparsity.
+  connect(run_, &RunPanel::sparsityChanged, this, [this] {
+    if (overlay_->currentData().toString() == "sparsity")
+      applyOverlay();
+    else
+      setOverlay("sparsity");
+  });
 }
 
 void MainWindow::buildActions() {
@@ -373,7 +384,7 @@ void MainWindow::buildActions() {
 }
 
 QStringList MainWindow::overlayNames() const {
-  return {"kind", "parameters", "variable groups", "prunable", "importance"};
+  return {"kind", "parameters", "variable groups", "prunable", "importance", "sparsity"};
 }
 
 void MainWindow::setTheme(const QString& name) {
@@ -484,7 +495,10 @@ void MainWindow::documentChanged() {
   static_cast<QStringListModel*>(search_->completer()->model())->setStringList(names);
   for (auto* a : model_actions_)
     a->setEnabled(doc->has_weights);
-  if (overlay_->currentData().toString() == "importance") overlay_->setCurrentIndex(0);
+  // Importance and a run's sparsity belong to the model they were measured on.
+  if (overlay_->currentData().toString() == "importance" ||
+      overlay_->currentData().toString() == "sparsity")
+    overlay_->setCurrentIndex(0);
   const auto path = QString::fromStdString(doc->path);
   setWindowTitle(tr("%1 — LoRAShear Studio").arg(QFileInfo(path).fileName()));
   addRecent(path);
@@ -564,14 +578,14 @@ void MainWindow::applyOverlay() {
   GraphOverlay o;
   if (doc && name != "kind") {
     const auto& deps = doc->deps;
-    std::map<int64_t, std::vector<double>> per_layer;
-    auto put = [&](const NodeGroup& g, double v) {
-      o.groups[g.id] = v;
-      if (g.layer >= 0) per_layer[g.layer].push_back(v);
-    };
-    if (name == "importance") {
-      o.title = tr("importance (knowledge delta, normalised)");
-      for (const auto& [id, v] : engine_->importance()) {
+    auto put = [&](const NodeGroup& g, double v) { o.groups[g.id] = v; };
+    if (name == "importance" || name == "sparsity") {
+      o.title = name == "importance" ? tr("importance (knowledge delta, normalised)")
+                                     : tr("sparsity (fraction of variable groups at zero)");
+      if (name == "sparsity" && !run_->sparsity().empty())
+        for (const auto& g : deps.node_groups)
+          if (g.prunable) put(g, 0.0);  // groups the plan leaves whole stay at zero
+      for (const auto& [id, v] : name == "importance" ? engine_->importance() : run_->sparsity()) {
         const auto g = deps.find_node_group(id);
         if (g >= 0) put(deps.node_groups[static_cast<size_t>(g)], v);
       }
@@ -588,6 +602,12 @@ void MainWindow::applyOverlay() {
                 : name == "variable groups" ? tr("variable groups per node group")
                                             : tr("prunable (1) or not (0)");
     }
+    // A collapsed layer shows the mean (prunable: the max) of its node groups' values.
+    std::map<int64_t, std::vector<double>> per_layer;
+    for (const auto& [id, v] : o.groups) {
+      const auto layer = deps.node_groups[static_cast<size_t>(deps.find_node_group(id))].layer;
+      if (layer >= 0) per_layer[layer].push_back(v);
+    }
     for (auto& [layer, values] : per_layer) {
       double sum = 0;
       for (auto v : values)
@@ -600,7 +620,7 @@ void MainWindow::applyOverlay() {
       o.high = 0;
       for (const auto& [id, v] : o.groups)
         o.high = std::max(o.high, v);
-      if (o.high <= 0) o.high = 1;
+      if (o.high <= 0 || name == "sparsity") o.high = 1;
     }
   }
   view_->setOverlay(o);

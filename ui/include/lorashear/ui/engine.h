@@ -62,6 +62,21 @@ struct OpenOptions {
   QString adapter;
 };
 
+/// A pruning run from the GUI (the CLI's `prune` options the run panel exposes). The plan comes
+/// from the plan editor as the CLI's plan JSON.
+struct RunSettings {
+  QString text;     ///< training text; its last 10% is held out for perplexity
+  QString out_dir;  ///< where the pruned model is written (Hugging Face layout)
+  QString method = "lhspg";
+  qint64 steps = 200;  ///< split 5% warm-up / 35% periods / 60% recovery
+  qint64 periods = 4;
+  double lr = 1e-3, epsilon = 0.9, lambda = 1e-2;
+  qint64 lora_rank = 8, batch = 8, seq_len = 128;
+  qint64 eval_windows = 0;  ///< held-out windows scored (0 = all)
+  qint64 checkpoint_every = 50;
+  bool resume = false;  ///< continue from OUT.checkpoint when it exists
+};
+
 class Engine : public QObject {
   Q_OBJECT
  public:
@@ -86,6 +101,14 @@ class Engine : public QObject {
   bool evaluatePerplexity(const QString& text_path, qint64 max_windows = 0);
   /// Knowledge distribution analysis (LORASHEAR.md §2) of the open model on a text file.
   bool analyzeKnowledge(const QString& text_path, qint64 windows = 64);
+  /// Prunes the open model with `plan_json` (the CLI's plan format) and LHSPG or a baseline,
+  /// streaming metrics: loss, lr, tokens/s, zeroed, scheduled, and "sparsity:<node group>".
+  /// On success the pruned model is opened; on failure or cancel the model is reopened from its
+  /// file (the run changed it in memory).
+  bool runPruning(const RunSettings& settings, const QString& plan_json);
+  /// Parameters of the open document by the accounting (0 when none).
+  qint64 documentParameters() const;
+  bool paused() const { return pause_; }
 
   /// A task is a function run on the worker thread; it returns what to apply on the GUI thread
   /// when it succeeds (may be empty) and a one-line result. It should call ctx.check() often.
@@ -99,6 +122,8 @@ class Engine : public QObject {
  public slots:
   /// Asks the running task to stop; taskCancelled follows within one of its steps.
   void cancel();
+  /// Holds the running task at its next check (even between two decoder layers) / lets it go on.
+  void setPaused(bool paused);
 
  signals:
   void taskStarted(const QString& task);
@@ -126,6 +151,9 @@ class Engine : public QObject {
   bool busy_ = false;
   QString task_;
   std::atomic<bool> cancel_{false};
+  std::atomic<bool> pause_{false};
+  std::atomic<bool> document_modified_{false};  // the task changed the document's weights
+  OpenOptions open_options_;                    // of the open document, to reopen it
   std::shared_ptr<const ModelDocument> document_;
   std::map<std::string, double> importance_;
   MetricsBuffer metrics_;

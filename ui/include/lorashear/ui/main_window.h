@@ -37,6 +37,7 @@ class LayoutCache;
 class LogView;
 class NodeGroupModel;
 class PlanEditor;
+class RunPanel;
 class SummaryView;
 struct EngineProgress;
 struct GraphLayout;
@@ -79,6 +80,7 @@ class MainWindow : public QMainWindow {
   LogView* logView() const { return log_; }
   SummaryView* summaryView() const { return summary_; }
   PlanEditor* planEditor() const { return plan_; }
+  RunPanel* runPanel() const { return run_; }
   std::shared_ptr<const ModelDocument> document() const;
   /// The open model's path ("" when none).
   QString documentPath() const;
@@ -140,6 +142,7 @@ class MainWindow : public QMainWindow {
   LogView* log_ = nullptr;
   SummaryView* summary_ = nullptr;
   PlanEditor* plan_ = nullptr;
+  RunPanel* run_ = nullptr;
   QLineEdit* search_ = nullptr;
   QComboBox* overlay_ = nullptr;
   QLabel* status_ = nullptr;
