@@ -15,6 +15,7 @@
 #include "lorashear/viewers/graph_view.h"
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QMessageBox>
 #include <QTimer>
 // clang-format on
 
@@ -151,6 +152,15 @@ int main(int argc, char** argv) {
     if (parser.isSet(device) || parser.isSet(dtype))
       w.setOpenOptions(parser.isSet(device) ? parser.value(device) : w.device(),
                        parser.isSet(dtype) ? parser.value(dtype) : w.dtype());
+    // A run the app did not finish (closed or killed): offer to continue it.
+    if (!parser.isSet(screenshot) && !parser.isSet(find) && w.hasInterruptedRun()) {
+      const auto answer = QMessageBox::question(
+          &w, QObject::tr("Resume the pruning run?"),
+          QObject::tr("A pruning run was interrupted when LoRAShear Studio last closed. Continue "
+                      "it from its last checkpoint?"));
+      if (answer == QMessageBox::Yes && w.resumeRun()) return app.exec();
+      w.discardInterruptedRun();
+    }
     w.openModel(path, parser.value(adapter));
     return app.exec();
   } catch (const UsageError& e) {

@@ -88,6 +88,44 @@ class TestRun : public QObject {
     }
   }
 
+  void resumeAfterTheAppWasClosed() {
+    const auto out = dir_.filePath("resumed");
+    qint64 expected = 0;
+    {
+      MainWindow w;
+      w.show();
+      QVERIFY(w.openModel(demo_));
+      QVERIFY(wait_open(w));
+      expected = w.planEditor()->model()->estimate().params_after;
+      auto* run = w.runPanel();
+      auto s = run->settings();
+      s.text = text_;
+      s.out_dir = out;
+      s.steps = 100;
+      s.checkpoint_every = 10;
+      run->setSettings(s);
+      QVERIFY(run->start());
+      QTRY_VERIFY_WITH_TIMEOUT(run->lossChart()->pointCount("loss") >= 25, 60000);
+      w.close();  // mid-run: the run stops, its checkpoint stays
+    }
+    QVERIFY(QFileInfo::exists(out + ".checkpoint"));
+    QVERIFY(!QFileInfo::exists(out));
+    MainWindow w;
+    w.show();
+    QVERIFY(w.hasInterruptedRun());
+    QVERIFY(w.resumeRun());
+    auto* run = w.runPanel();
+    QTRY_VERIFY_WITH_TIMEOUT(run->lossChart()->pointCount("loss") >= 1, 60000);
+    QTRY_VERIFY_WITH_TIMEOUT(run->messageText().startsWith("Done"), 120000);
+    QTRY_VERIFY_WITH_TIMEOUT(w.documentPath() == QFileInfo(out).absoluteFilePath(), 60000);
+    QTRY_VERIFY_WITH_TIMEOUT(!w.engine()->busy(), 30000);
+    // It went on from a checkpoint (step 20 or later), not from the start.
+    QVERIFY(run->lossChart()->pointCount("loss") <= 80);
+    QCOMPARE(w.engine()->documentParameters(), expected);
+    QVERIFY(!w.hasInterruptedRun());
+    QVERIFY(!QFileInfo::exists(out + ".checkpoint"));
+  }
+
   void cancelledRunRestoresTheModel() {
     MainWindow w;
     w.show();

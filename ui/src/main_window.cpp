@@ -174,6 +174,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   settings_writer_->setMaxThreadCount(1);
   QSettings settings;
   recent_ = settings.value("recentFiles").toStringList();
+  interrupted_run_ = settings.value("run/active").toString();
   device_ = settings.value("device", "cpu").toString();
   dtype_ = settings.value("dtype", "float32").toString();
   resize(1400, 900);
@@ -257,6 +258,15 @@ void MainWindow::buildDocks() {
   auto* run_dock = dock(tr("Run"), "runDock", run_, Qt::BottomDockWidgetArea);
   tabifyDockWidget(plan_dock, run_dock);
   log_dock->raise();
+  // A run is recorded while it goes, so that a restart can offer to resume it.
+  connect(run_, &RunPanel::runStarted, this, [this] {
+    interrupted_run_ =
+        run_record(run_->settings(), plan_->model()->planJson(), documentPath(), device_, dtype_);
+    saveSetting("run/active", interrupted_run_);
+  });
+  connect(run_, &RunPanel::runEnded, this, [this] {
+    if (!closing_) discardInterruptedRun();
+  });
   // The graph follows a run: nodes coloured by their node group's sparsity.
   connect(run_, &RunPanel::sparsityChanged, this, [this] {
     if (overlay_->currentData().toString() == "sparsity")
@@ -822,7 +832,49 @@ void MainWindow::exportGraph(bool png) {
 
 // ---- window
 
+bool MainWindow::hasInterruptedRun() const {
+  RunSettings s;
+  QString plan, model, device, dtype;
+  if (interrupted_run_.isEmpty() ||
+      !parse_run_record(interrupted_run_, &s, &plan, &model, &device, &dtype))
+    return false;
+  return QFileInfo::exists(s.out_dir + ".checkpoint");
+}
+
+void MainWindow::discardInterruptedRun() {
+  if (interrupted_run_.isEmpty()) return;
+  interrupted_run_.clear();
+  saveSetting("run/active", QString());
+}
+
+bool MainWindow::resumeRun() {
+  RunSettings s;
+  QString plan, model, device, dtype;
+  if (!hasInterruptedRun() ||
+      !parse_run_record(interrupted_run_, &s, &plan, &model, &device, &dtype))
+    return false;
+  setOpenOptions(device, dtype);
+  if (!openModel(model)) return false;
+  // Once the model is open: its plan and settings, then the run from its checkpoint.
+  auto* once = new QObject(this);
+  connect(engine_, &Engine::documentChanged, once, [this, once, s, plan] {
+    once->deleteLater();
+    QTimer::singleShot(0, this, [this, s, plan] {
+      if (!plan_->model()->setPlanJson(plan)) {
+        showError(tr("Cannot resume the run"), plan_->model()->lastError());
+        return;
+      }
+      run_->setSettings(s);
+      findChild<QDockWidget*>("runDock")->raise();
+      run_->start(/*resume=*/true);
+    });
+  });
+  connect(engine_, &Engine::taskFailed, once, [once] { once->deleteLater(); });
+  return true;
+}
+
 void MainWindow::closeEvent(QCloseEvent* event) {
+  closing_ = true;  // a run stopped by closing stays resumable
   engine_->cancel();
   settings_writer_->waitForDone();
   QSettings settings;

@@ -264,6 +264,18 @@ bool PlanModel::load(const QString& path) {
   }
 }
 
+bool PlanModel::setPlanJson(const QString& json) {
+  try {
+    auto c = std::make_unique<Impl>(*d_);
+    c->plan = PruningPlan::from_json(nlohmann::json::parse(json.toStdString()), "the saved plan");
+    return commit(std::move(c));
+  } catch (const std::exception& e) {
+    last_error_ = QString::fromStdString(e.what());
+    emit editRefused(last_error_);
+    return false;
+  }
+}
+
 QString PlanModel::planJson() const {
   return QString::fromStdString(d_->plan.to_json().dump(2));
 }

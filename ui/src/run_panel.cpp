@@ -6,6 +6,8 @@
 #include <QFileDialog>
 #include <QFormLayout>
 #include <QHBoxLayout>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -80,6 +82,12 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   batch_->setRange(1, 1024);
   batch_->setValue(8);
   form->addRow(tr("Batch"), batch_);
+  checkpoint_ = new QSpinBox;
+  checkpoint_->setRange(0, 1000000);
+  checkpoint_->setValue(50);
+  checkpoint_->setToolTip(
+      tr("A run stopped or killed continues from its last checkpoint (0: none)"));
+  form->addRow(tr("Checkpoint every"), checkpoint_);
   left->addLayout(form);
   auto* buttons = new QHBoxLayout;
   start_ = new QPushButton(tr("Start"));
@@ -132,13 +140,19 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   });
   connect(engine_, &Engine::taskFinished, this,
           [this](const QString& task, const QString& summary) {
-            if (task == "Prune") status_->setText(tr("Done: %1").arg(summary));
+            if (task != "Prune") return;
+            status_->setText(tr("Done: %1").arg(summary));
+            emit runEnded();
           });
   connect(engine_, &Engine::taskFailed, this, [this](const QString& task, const QString& message) {
-    if (task == "Prune") status_->setText(tr("Failed: %1").arg(message));
+    if (task != "Prune") return;
+    status_->setText(tr("Failed: %1").arg(message));
+    emit runEnded();
   });
   connect(engine_, &Engine::taskCancelled, this, [this](const QString& task) {
-    if (task == "Prune") status_->setText(tr("Cancelled; the model is read again from its file."));
+    if (task != "Prune") return;
+    status_->setText(tr("Cancelled; the model is read again from its file."));
+    emit runEnded();
   });
   updateButtons();
 }
@@ -155,7 +169,70 @@ RunSettings RunPanel::settings() const {
   s.lambda = lambda_->value();
   s.lora_rank = rank_->value();
   s.batch = batch_->value();
+  s.checkpoint_every = checkpoint_->value();
   return s;
+}
+
+void RunPanel::setSettings(const RunSettings& s) {
+  text_->setText(s.text);
+  out_->setText(s.out_dir);
+  method_->setCurrentText(s.method);
+  steps_->setValue(static_cast<int>(s.steps));
+  periods_->setValue(static_cast<int>(s.periods));
+  lr_->setValue(s.lr);
+  epsilon_->setValue(s.epsilon);
+  lambda_->setValue(s.lambda);
+  rank_->setValue(static_cast<int>(s.lora_rank));
+  batch_->setValue(static_cast<int>(s.batch));
+  checkpoint_->setValue(static_cast<int>(s.checkpoint_every));
+}
+
+QString run_record(const RunSettings& s, const QString& plan_json, const QString& model,
+                   const QString& device, const QString& dtype) {
+  QJsonObject o{{"model", model},
+                {"device", device},
+                {"dtype", dtype},
+                {"plan", plan_json},
+                {"text", s.text},
+                {"out", s.out_dir},
+                {"method", s.method},
+                {"steps", s.steps},
+                {"periods", s.periods},
+                {"lr", s.lr},
+                {"epsilon", s.epsilon},
+                {"lambda", s.lambda},
+                {"rank", s.lora_rank},
+                {"batch", s.batch},
+                {"seq_len", s.seq_len},
+                {"eval_windows", s.eval_windows},
+                {"checkpoint_every", s.checkpoint_every}};
+  return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
+}
+
+bool parse_run_record(const QString& record, RunSettings* s, QString* plan_json, QString* model,
+                      QString* device, QString* dtype) {
+  const auto doc = QJsonDocument::fromJson(record.toUtf8());
+  if (!doc.isObject()) return false;
+  const auto o = doc.object();
+  if (!o.contains("model") || !o.contains("plan") || !o.contains("out")) return false;
+  *model = o["model"].toString();
+  *device = o["device"].toString("cpu");
+  *dtype = o["dtype"].toString("float32");
+  *plan_json = o["plan"].toString();
+  s->text = o["text"].toString();
+  s->out_dir = o["out"].toString();
+  s->method = o["method"].toString("lhspg");
+  s->steps = o["steps"].toInteger(200);
+  s->periods = o["periods"].toInteger(4);
+  s->lr = o["lr"].toDouble(1e-3);
+  s->epsilon = o["epsilon"].toDouble(0.9);
+  s->lambda = o["lambda"].toDouble(1e-2);
+  s->lora_rank = o["rank"].toInteger(8);
+  s->batch = o["batch"].toInteger(8);
+  s->seq_len = o["seq_len"].toInteger(128);
+  s->eval_windows = o["eval_windows"].toInteger(0);
+  s->checkpoint_every = o["checkpoint_every"].toInteger(50);
+  return true;
 }
 
 void RunPanel::setTextPath(const QString& path) {
@@ -174,8 +251,9 @@ QString RunPanel::messageText() const {
   return status_->text();
 }
 
-bool RunPanel::start() {
-  const auto s = settings();
+bool RunPanel::start(bool resume) {
+  auto s = settings();
+  s.resume = resume;
   QString problem;
   if (s.text.isEmpty())
     problem = tr("choose a training text");
@@ -195,7 +273,8 @@ bool RunPanel::start() {
     return false;
   }
   running_ = true;
-  status_->setText(tr("Running…"));
+  status_->setText(resume ? tr("Resuming from the last checkpoint…") : tr("Running…"));
+  emit runStarted();
   updateButtons();
   return true;
 }

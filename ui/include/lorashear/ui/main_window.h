@@ -89,6 +89,12 @@ class MainWindow : public QMainWindow {
   /// True while a layout is being computed or waits to be drawn.
   bool layoutPending() const;
   QStringList recentFiles() const;
+  /// A pruning run was interrupted (the app closed or was killed) and its checkpoint is there.
+  bool hasInterruptedRun() const;
+  /// Opens its model, restores its plan and settings and continues it from the checkpoint.
+  bool resumeRun();
+  /// Forgets the interrupted run.
+  void discardInterruptedRun();
   /// Time from a layout request to its drawing on screen, for the last drawing (ms).
   double lastPaintMs() const { return last_paint_ms_; }
 
@@ -166,6 +172,8 @@ class MainWindow : public QMainWindow {
   qint64 request_started_ns_ = 0;
   bool dark_ = false;
   QString theme_;
+  QString interrupted_run_;  // the record of a run that did not end (see RunPanel)
+  bool closing_ = false;
   QString device_ = "cpu", dtype_ = "float32";
   QStringList recent_;
   QThreadPool* settings_writer_ = nullptr;  // one thread: writes stay in order

@@ -78,6 +78,8 @@ class PlanModel : public QAbstractTableModel {
   bool save(const QString& path);
   bool load(const QString& path);
   QString planJson() const;
+  /// Replaces the plan with one in the CLI's JSON (false with lastError() when it cannot be met).
+  bool setPlanJson(const QString& json);
 
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;

@@ -24,16 +24,25 @@ class PlanModel;
 struct MetricPoint;
 struct RunSettings;
 
+/// A run as JSON (settings, plan, model) and back, for resuming it after a restart.
+QString run_record(const RunSettings& settings, const QString& plan_json, const QString& model,
+                   const QString& device, const QString& dtype);
+/// False when `record` is not one.
+bool parse_run_record(const QString& record, RunSettings* settings, QString* plan_json,
+                      QString* model, QString* device, QString* dtype);
+
 class RunPanel : public QWidget {
   Q_OBJECT
  public:
   RunPanel(Engine* engine, PlanModel* plan, QWidget* parent = nullptr);
   RunSettings settings() const;
+  void setSettings(const RunSettings& settings);
   void setTextPath(const QString& path);
   void setOutputDir(const QString& path);
   void setSteps(int steps);
-  /// Starts the run with the current settings and plan; false with a message when it cannot.
-  bool start();
+  /// Starts the run with the current settings and plan (continuing from OUT.checkpoint when
+  /// `resume`); false with a message when it cannot.
+  bool start(bool resume = false);
   MetricChart* lossChart() const { return loss_; }
   MetricChart* groupsChart() const { return groups_; }
   /// The latest sparsity per node group (for the graph overlay).
@@ -42,6 +51,10 @@ class RunPanel : public QWidget {
 
  signals:
   void sparsityChanged();
+  /// A run started (the window records it, to offer to resume it after a restart).
+  void runStarted();
+  /// The run will not be resumed: it finished, failed, or the user cancelled it.
+  void runEnded();
 
  private:
   void metrics(const QVector<MetricPoint>& points);
@@ -55,6 +68,7 @@ class RunPanel : public QWidget {
   QSpinBox* periods_ = nullptr;
   QSpinBox* rank_ = nullptr;
   QSpinBox* batch_ = nullptr;
+  QSpinBox* checkpoint_ = nullptr;
   QDoubleSpinBox* lr_ = nullptr;
   QDoubleSpinBox* epsilon_ = nullptr;
   QDoubleSpinBox* lambda_ = nullptr;
