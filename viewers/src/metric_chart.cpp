@@ -1,12 +1,48 @@
 #include "lorashear/viewers/metric_chart.h"
 
 #include <QChart>
+#include <QContextMenuEvent>
+#include <QFile>
+#include <QFileDialog>
 #include <QLineSeries>
+#include <QMenu>
+#include <QSaveFile>
+#include <QTextStream>
+#include <QToolTip>
 #include <QValueAxis>
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 
 namespace lorashear {
+
+QList<QPointF> downsample(const std::vector<QPointF>& points, int buckets) {
+  QList<QPointF> out;
+  if (points.size() <= static_cast<size_t>(3 * std::max(1, buckets))) {
+    out.reserve(static_cast<qsizetype>(points.size()));
+    for (const auto& p : points)
+      out.append(p);
+    return out;
+  }
+  const double x0 = points.front().x(), x1 = points.back().x();
+  const double width = (x1 - x0) / buckets;
+  size_t i = 0;
+  out.reserve(3 * buckets);
+  for (int b = 0; b < buckets && i < points.size(); ++b) {
+    const double end = b + 1 == buckets ? x1 : x0 + width * (b + 1);
+    size_t lo = i, hi = i, last = i;
+    for (; i < points.size() && (points[i].x() <= end || b + 1 == buckets); ++i) {
+      if (points[i].y() < points[lo].y()) lo = i;
+      if (points[i].y() > points[hi].y()) hi = i;
+      last = i;
+    }
+    std::set<size_t> keep{lo, hi, last};  // in x order, without repeats
+    for (auto k : keep)
+      out.append(points[k]);
+  }
+  return out;
+}
 
 MetricChart::MetricChart(const QString& title, QWidget* parent) : QChartView(parent) {
   auto* chart = new QChart;
@@ -17,15 +53,20 @@ MetricChart::MetricChart(const QString& title, QWidget* parent) : QChartView(par
   x_->setTitleText(tr("step"));
   x_->setLabelFormat("%d");
   y_ = new QValueAxis;
+  y_->setLabelFormat("%.3g");
   chart->addAxis(x_, Qt::AlignBottom);
   chart->addAxis(y_, Qt::AlignLeft);
   setChart(chart);
   setRenderHint(QPainter::Antialiasing);
   setMinimumHeight(180);
+  redraw_.setSingleShot(true);
+  redraw_.setInterval(100);
+  connect(&redraw_, &QTimer::timeout, this, &MetricChart::redraw);
 }
 
 void MetricChart::addSeries(const QString& name, const QColor& colour, double ema) {
   Series s;
+  s.name = name;
   s.alpha = ema;
   s.raw = new QLineSeries;
   s.raw->setName(ema > 0 ? name + tr(" (raw)") : name);
@@ -43,25 +84,36 @@ void MetricChart::addSeries(const QString& name, const QColor& colour, double em
     s.smooth->attachAxis(x_);
     s.smooth->attachAxis(y_);
   }
+  // Hover: the exact value of the nearest received point.
+  auto hover = [this, name](const QPointF& at, bool state) {
+    if (!state) return QToolTip::hideText();
+    const auto& pts = series_[name].points;
+    if (pts.empty()) return;
+    auto it = std::lower_bound(pts.begin(), pts.end(), at.x(),
+                               [](const QPointF& p, double x) { return p.x() < x; });
+    if (it == pts.end()) --it;
+    if (it != pts.begin() && std::abs((it - 1)->x() - at.x()) < std::abs(it->x() - at.x())) --it;
+    QToolTip::showText(QCursor::pos(),
+                       QString("%1 at step %2: %3").arg(name).arg(it->x()).arg(it->y(), 0, 'g', 6),
+                       this);
+  };
+  connect(s.raw, &QLineSeries::hovered, this, hover);
+  if (s.smooth) connect(s.smooth, &QLineSeries::hovered, this, hover);
   series_[name] = s;
+  order_.push_back(name);
 }
 
 void MetricChart::append(const QString& name, const QList<QPointF>& points) {
   auto it = series_.find(name);
   if (it == series_.end() || points.isEmpty()) return;
   auto& s = it->second;
-  s.raw->append(points);
-  if (s.smooth) {
-    QList<QPointF> smooth;
-    smooth.reserve(points.size());
-    for (const auto& p : points) {
+  for (const auto& p : points) {
+    s.points.push_back(p);
+    if (s.smooth) {
       s.ema = s.started ? s.alpha * p.y() + (1 - s.alpha) * s.ema : p.y();
       s.started = true;
-      smooth.append({p.x(), s.ema});
+      s.smoothed.push_back({p.x(), s.ema});
     }
-    s.smooth->append(smooth);
-  }
-  for (const auto& p : points) {
     if (empty_) {
       y_min_ = y_max_ = p.y();
       empty_ = false;
@@ -70,6 +122,21 @@ void MetricChart::append(const QString& name, const QList<QPointF>& points) {
     y_min_ = std::min(y_min_, p.y());
     y_max_ = std::max(y_max_, p.y());
   }
+  if (!redraw_.isActive()) redraw_.start();
+}
+
+void MetricChart::flush() {
+  redraw_.stop();
+  redraw();
+}
+
+void MetricChart::redraw() {
+  // One bucket per pixel column of the plot area.
+  const int buckets = std::max(50, static_cast<int>(chart()->plotArea().width()));
+  for (auto& [name, s] : series_) {
+    s.raw->replace(downsample(s.points, buckets));
+    if (s.smooth) s.smooth->replace(downsample(s.smoothed, buckets));
+  }
   x_->setRange(0, x_max_);
   const double pad = std::max(1e-9, (y_max_ - y_min_) * 0.05);
   y_->setRange(y_min_ - pad, y_max_ + pad);
@@ -77,24 +144,98 @@ void MetricChart::append(const QString& name, const QList<QPointF>& points) {
 
 int MetricChart::pointCount(const QString& name) const {
   auto it = series_.find(name);
+  return it == series_.end() ? 0 : static_cast<int>(it->second.points.size());
+}
+
+int MetricChart::drawnCount(const QString& name) const {
+  auto it = series_.find(name);
   return it == series_.end() ? 0 : static_cast<int>(it->second.raw->count());
 }
 
 double MetricChart::lastValue(const QString& name) const {
   auto it = series_.find(name);
-  if (it == series_.end() || it->second.raw->count() == 0) return 0;
-  const auto* line = it->second.smooth ? it->second.smooth : it->second.raw;
-  return line->at(line->count() - 1).y();
+  if (it == series_.end() || it->second.points.empty()) return 0;
+  return it->second.smooth ? it->second.smoothed.back().y() : it->second.points.back().y();
 }
 
 void MetricChart::clear() {
   for (auto& [name, s] : series_) {
     s.raw->clear();
     if (s.smooth) s.smooth->clear();
+    s.points.clear();
+    s.smoothed.clear();
     s.started = false;
   }
   empty_ = true;
   x_max_ = 1;
+}
+
+bool MetricChart::exportPng(const QString& path, QString* error) {
+  flush();
+  if (!grab().save(path, "PNG")) {
+    if (error) *error = path + ": cannot write the PNG";
+    return false;
+  }
+  return true;
+}
+
+bool MetricChart::exportCsv(const QString& path, QString* error) const {
+  // Rows by x over every series; written to a temporary file and renamed.
+  std::map<double, std::vector<QString>> rows;
+  int columns = 0;
+  QStringList header{"step"};
+  for (const auto& name : order_) {
+    const auto& s = series_.at(name);
+    const std::vector<const std::vector<QPointF>*> sets =
+        s.smooth ? std::vector<const std::vector<QPointF>*>{&s.points, &s.smoothed}
+                 : std::vector<const std::vector<QPointF>*>{&s.points};
+    for (size_t k = 0; k < sets.size(); ++k) {
+      header << (s.smooth && k == 0 ? name + " (raw)" : s.smooth ? name + " (EMA)" : name);
+      for (const auto& p : *sets[k]) {
+        auto& row = rows[p.x()];
+        row.resize(static_cast<size_t>(columns + 1));
+        row[static_cast<size_t>(columns)] = QString::number(p.y(), 'g', 9);
+      }
+      ++columns;
+    }
+  }
+  QSaveFile file(path);
+  if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
+    if (error) *error = path + ": " + file.errorString();
+    return false;
+  }
+  QTextStream out(&file);
+  out << header.join(',') << '\n';
+  for (auto& [x, values] : rows) {
+    values.resize(static_cast<size_t>(columns));
+    out << QString::number(x, 'g', 12);
+    for (const auto& v : values)
+      out << ',' << v;
+    out << '\n';
+  }
+  out.flush();
+  if (!file.commit()) {
+    if (error) *error = path + ": " + file.errorString();
+    return false;
+  }
+  return true;
+}
+
+void MetricChart::contextMenuEvent(QContextMenuEvent* event) {
+  QMenu menu(this);
+  auto* png = menu.addAction(tr("Export as PNG…"));
+  menu.addAction(tr("Export as CSV…"));
+  auto* chosen = menu.exec(event->globalPos());
+  if (chosen == nullptr) return;
+  const bool as_png = chosen == png;
+  const auto path = QFileDialog::getSaveFileName(
+      this, as_png ? tr("Export the chart as PNG") : tr("Export the chart's data as CSV"),
+      chart()->title() + (as_png ? ".png" : ".csv"),
+      as_png ? tr("PNG (*.png)") : tr("CSV (*.csv)"));
+  if (path.isEmpty()) return;
+  QString error;
+  if (!(as_png ? exportPng(path, &error) : exportCsv(path, &error)))
+    QToolTip::showText(event->globalPos(), error, this);
 }
 
 }  // namespace lorashear
