@@ -108,8 +108,12 @@ class TestPlanEditor : public QObject {
     if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT")) {
       w.show();
       w.findChild<QDockWidget*>("planDock")->raise();
-      w.planEditor()->setImportance({{"L0.attn", 1.0}, {"L0.mlp", 0.6}, {"L1.attn", 0.3},
-                                     {"L1.mlp", 0.2}, {"L2.attn", 0.25}, {"L2.mlp", 0.1}});
+      w.planEditor()->setImportance({{"L0.attn", 1.0},
+                                     {"L0.mlp", 0.6},
+                                     {"L1.attn", 0.3},
+                                     {"L1.mlp", 0.2},
+                                     {"L2.attn", 0.25},
+                                     {"L2.mlp", 0.1}});
       QTest::qWait(300);
       w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT"));
     }

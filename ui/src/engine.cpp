@@ -17,6 +17,7 @@
 #include "lorashear/model/config.h"
 #include "lorashear/model/interrupt.h"
 #include "lorashear/model/llama.h"
+#include "lorashear/model/lora.h"
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/pipeline.h"
 #include "lorashear/prune/plan.h"
@@ -421,6 +422,69 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
     connect(this, &Engine::idle, once, [once] { once->deleteLater(); });
   }
   return ok;
+}
+
+}  // namespace lorashear
+
+namespace lorashear {
+
+bool Engine::documentHasAdapter() const {
+  return document_ && document_->has_weights && document_->loaded.model->lora() != nullptr;
+}
+
+bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_adapter) {
+  auto doc = document_;
+  return submit(
+      "Export", [doc, dir, dtype, keep_adapter](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+        const auto& d = need_weights(doc);
+        auto& model = task_model(d);
+        const bool adapter = model.lora() != nullptr;
+        const std::string out = dir.toStdString();
+        SaveOptions so;
+        so.dtype = parse_dtype(dtype.toStdString());
+        ctx.report("export", 0, 3, "writing the weights");
+        {
+          torch::NoGradGuard no_grad;
+          // Merged: W + s·B·A written, then taken out again (the open model keeps its adapter).
+          const bool merge = adapter && !keep_adapter;
+          if (merge) merge_lora(model);
+          try {
+            save_hf(model, d.loaded.tokenizer.get(), out, so, &ctx);
+          } catch (...) {
+            if (merge) unmerge_lora(model);
+            throw;
+          }
+          if (merge) unmerge_lora(model);
+          if (adapter && keep_adapter) save_lora_adapter(model, out + "/adapter");
+        }
+        ctx.check();
+        // Load it back the way another tool would and compare the logits on a fixed batch.
+        ctx.report("export", 1, 3, "loading it back");
+        LoadOptions lo;
+        lo.model.device = d.loaded.model->options().device;
+        if (adapter && keep_adapter) lo.adapter_path = out + "/adapter";
+        auto back = load_model(out, lo, &ctx);
+        ctx.report("export", 2, 3, "comparing the logits");
+        torch::NoGradGuard no_grad;
+        auto tokens =
+            torch::arange(1, 33, torch::kLong).remainder(model.config().vocab_size).view({1, 32});
+        const auto expected = model.forward(tokens).to(torch::kFloat32);
+        const auto got = back.model->forward(tokens).to(torch::kFloat32);
+        const double scale = std::max(1e-6, expected.abs().max().item<double>());
+        const double diff = (expected - got).abs().max().item<double>() / scale;
+        const double tolerance = so.dtype == torch::kFloat32 ? 1e-4 : 0.1;
+        if (!(diff <= tolerance))
+          throw Error(out + ": the exported model's logits differ from the open model's by " +
+                      std::to_string(diff) + " of their range (allowed " +
+                      std::to_string(tolerance) + "): the export is wrong, do not use it");
+        return {{},
+                QString("wrote %1 (%2%3); reloaded: logits within %4 of the open model's")
+                    .arg(dir, dtype,
+                         adapter ? (keep_adapter ? QString(", adapter in adapter/")
+                                                 : QString(", adapter merged"))
+                                 : QString())
+                    .arg(diff, 0, 'g', 2)};
+      });
 }
 
 }  // namespace lorashear

@@ -34,6 +34,7 @@
 #include "document.h"
 #include "lorashear/runtime.h"
 #include "lorashear/ui/engine.h"
+#include "lorashear/ui/export_dialog.h"
 #include "lorashear/ui/inspector.h"
 #include "lorashear/ui/log_view.h"
 #include "lorashear/ui/node_group_model.h"
@@ -298,6 +299,13 @@ void MainWindow::buildActions() {
   });
   preferences->setShortcut(QKeySequence::Preferences);
   file->addSeparator();
+  auto* export_model = file->addAction(tr("E&xport model…"), this, [this] {
+    if (!document() || !document()->has_weights) return;
+    ExportDialog dialog(engine_, this);
+    dialog.setFolder(QString::fromStdString(document()->path) + "-export");
+    dialog.exec();
+  });
+  export_model->setObjectName("exportModel");
   file->addAction(tr("Export graph as &SVG…"), this, [this] { exportGraph(false); });
   file->addAction(tr("Export graph as &PNG…"), this, [this] { exportGraph(true); });
   file->addSeparator();
@@ -375,7 +383,8 @@ void MainWindow::buildActions() {
   auto* ppl = tools->addAction(tr("Evaluate &perplexity…"), this, [this] { runTextTask(false); });
   auto* knowledge = tools->addAction(tr("&Knowledge distribution analysis…"), this,
                                      [this] { runTextTask(true); });
-  model_actions_ = {ppl, knowledge, findChild<QAction*>("attachAdapter")};
+  model_actions_ = {ppl, knowledge, findChild<QAction*>("attachAdapter"),
+                    findChild<QAction*>("exportModel")};
   for (auto* a : model_actions_)
     a->setEnabled(false);
   tools->addSeparator();

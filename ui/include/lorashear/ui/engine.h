@@ -106,6 +106,14 @@ class Engine : public QObject {
   /// On success the pruned model is opened; on failure or cancel the model is reopened from its
   /// file (the run changed it in memory).
   bool runPruning(const RunSettings& settings, const QString& plan_json);
+  /// Writes the open model to `dir` in the Hugging Face layout with `dtype` ("float32",
+  /// "bfloat16", "float16"); an attached LoRA adapter is merged into the weights, or kept apart in
+  /// `dir/adapter` (PEFT layout) when `keep_adapter`. The export is then loaded back and its logits
+  /// compared with the open model's; the task fails when they differ beyond the dtype's precision.
+  /// The summary reports the measured difference.
+  bool exportModel(const QString& dir, const QString& dtype, bool keep_adapter);
+  /// Whether the open model has a LoRA adapter attached.
+  bool documentHasAdapter() const;
   /// Parameters of the open document by the accounting (0 when none).
   qint64 documentParameters() const;
   bool paused() const { return pause_; }

@@ -1,0 +1,95 @@
+// The export dialog: the open model written in float32 and bfloat16, an adapter merged or kept,
+// each export loaded back and checked before success is reported; a bad folder fails with a
+// message.
+#include <QtTest>
+
+#include <QTemporaryDir>
+
+#include "lorashear/io/loader.h"
+#include "lorashear/model/lora.h"
+#include "lorashear/runtime.h"
+#include "lorashear/ui/engine.h"
+#include "lorashear/ui/export_dialog.h"
+#include "lorashear/ui/main_window.h"
+#include "test_support.h"
+
+using namespace lorashear;
+
+class TestExport : public QObject {
+  Q_OBJECT
+  QTemporaryDir dir_;
+  QString demo_;
+
+  bool run(ExportDialog& dialog) {
+    QSignalSpy done(&dialog, &ExportDialog::done);
+    return dialog.start() && done.wait(60000) && dialog.succeeded();
+  }
+
+ private slots:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    init_runtime();
+    demo_ = QString::fromStdString(test::source_path("resources/demo-model").string());
+  }
+
+  void exportsAndChecks() {
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(shown.wait(30000));
+    for (const QString dtype : {"float32", "bfloat16"}) {
+      ExportDialog dialog(w.engine());
+      const auto out = dir_.filePath("demo-" + dtype);
+      dialog.setFolder(out);
+      dialog.setDtype(dtype);
+      QVERIFY2(run(dialog), qPrintable(dialog.resultText()));
+      QVERIFY(dialog.resultText().contains("reloaded"));
+      QVERIFY(QFileInfo::exists(out + "/model.safetensors"));
+      QVERIFY(QFileInfo::exists(out + "/config.json"));
+      QVERIFY(QFileInfo::exists(out + "/tokenizer.model"));
+      auto back = load_model(out.toStdString());
+      QCOMPARE(back.source_dtype, std::string(dtype == "float32" ? "F32" : "BF16"));
+    }
+    // A folder that cannot be created: the reason, no success.
+    ExportDialog bad(w.engine());
+    bad.setFolder("/proc/no-such-dir/model");
+    QVERIFY(!run(bad));
+    QVERIFY2(bad.resultText().startsWith("Failed"), qPrintable(bad.resultText()));
+  }
+
+  void adapterMergedOrKept() {
+    const auto adapter = dir_.filePath("adapter");
+    {
+      auto loaded = load_model(demo_.toStdString());
+      LoraConfig lc;
+      lc.rank = 4;
+      attach_lora(*loaded.model, lc);
+      torch::NoGradGuard ng;
+      for (auto& t : lora_parameters(*loaded.model))
+        t.normal_(0, 0.05);  // a trained adapter changes the outputs
+      save_lora_adapter(*loaded.model, adapter.toStdString());
+    }
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_, adapter));
+    QVERIFY(shown.wait(30000));
+    QVERIFY(w.engine()->documentHasAdapter());
+    ExportDialog merged(w.engine());
+    merged.setFolder(dir_.filePath("merged"));
+    QVERIFY2(run(merged), qPrintable(merged.resultText()));
+    QVERIFY(merged.resultText().contains("merged"));
+    QVERIFY(!QFileInfo::exists(dir_.filePath("merged/adapter")));
+    ExportDialog kept(w.engine());
+    kept.setFolder(dir_.filePath("kept"));
+    kept.setKeepAdapter(true);
+    QVERIFY2(run(kept), qPrintable(kept.resultText()));
+    QVERIFY(QFileInfo::exists(dir_.filePath("kept/adapter/adapter_config.json")));
+    // The open model still has its adapter, unmerged: a second merged export checks again.
+    ExportDialog again(w.engine());
+    again.setFolder(dir_.filePath("merged-again"));
+    QVERIFY2(run(again), qPrintable(again.resultText()));
+  }
+};
+
+QTEST_MAIN(TestExport)
+#include "test_export.moc"

@@ -1,0 +1,48 @@
+#pragma once
+// File ▸ Export model: the open (e.g. pruned) model in the Hugging Face layout, float32 / bfloat16
+// / float16, an attached LoRA adapter merged or kept as a PEFT adapter; progress in the dialog; the
+// export is loaded back and its logits checked before the dialog reports success.
+
+#include <QDialog>
+
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QProgressBar;
+class QPushButton;
+
+namespace lorashear {
+
+class Engine;
+struct EngineProgress;
+
+class ExportDialog : public QDialog {
+  Q_OBJECT
+ public:
+  ExportDialog(Engine* engine, QWidget* parent = nullptr);
+  void setFolder(const QString& dir);
+  void setDtype(const QString& dtype);
+  void setKeepAdapter(bool keep);
+  /// Starts the export; false (with the reason shown) when it cannot start.
+  bool start();
+  QString resultText() const;
+  bool succeeded() const { return succeeded_; }
+
+ signals:
+  /// The export ended (succeeded or not).
+  void done();
+
+ private:
+  Engine* engine_;
+  QLineEdit* folder_ = nullptr;
+  QComboBox* dtype_ = nullptr;
+  QCheckBox* keep_adapter_ = nullptr;
+  QProgressBar* progress_ = nullptr;
+  QLabel* result_ = nullptr;
+  QPushButton* export_ = nullptr;
+  bool running_ = false;
+  bool succeeded_ = false;
+};
+
+}  // namespace lorashear
