@@ -16,6 +16,7 @@
 #include "lorashear/ui/run_panel.h"
 #include "lorashear/viewers/graph_view.h"
 #include "lorashear/viewers/metric_chart.h"
+#include "lorashear/viewers/sparsity_bars.h"
 #include "test_support.h"
 
 using namespace lorashear;
@@ -102,6 +103,9 @@ class TestRun : public QObject {
     QCOMPARE(w.documentPath(), QFileInfo(dir_.filePath("pruned")).absoluteFilePath());
     QCOMPARE(w.engine()->documentParameters(), expected);
     QVERIFY(!run->sparsity().empty());
+    // Per-layer bars: the layers' final sparsity.
+    QCOMPARE(run->sparsityBars()->layers(), 4);
+    QCOMPARE(run->sparsityBars()->mlp(2), run->sparsity().at("L2.mlp"));
     // The opened pruned model starts with the kind colours again.
     QVERIFY(w.graphView()->overlay().empty());
   }

@@ -17,6 +17,7 @@
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/plan_editor.h"
 #include "lorashear/viewers/metric_chart.h"
+#include "lorashear/viewers/sparsity_bars.h"
 
 namespace lorashear {
 
@@ -108,8 +109,10 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   groups_ = new MetricChart(tr("Variable groups at zero"));
   groups_->addSeries("scheduled", QColor(150, 150, 150));
   groups_->addSeries("zeroed", QColor(214, 39, 40));
+  bars_ = new SparsityBars;
   layout->addWidget(loss_, 1);
   layout->addWidget(groups_, 1);
+  layout->addWidget(bars_, 1);
 
   connect(text_browse, &QPushButton::clicked, this, [this] {
     const auto path = QFileDialog::getOpenFileName(this, tr("Training text"), text_->text(),
@@ -306,7 +309,20 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
                          .arg(loss_->lastValue("loss"), 0, 'f', 3)
                          .arg(lr, 0, 'g', 3)
                          .arg(tps, 0, 'f', 0));
-  if (sparsity) emit sparsityChanged();
+  if (sparsity) {
+    // Node group ids are `L<layer>.attn` / `L<layer>.mlp`.
+    std::vector<double> attention, mlp;
+    for (const auto& [id, v] : sparsity_) {
+      const auto dot = id.find('.');
+      if (id.empty() || id[0] != 'L' || dot == std::string::npos) continue;
+      const auto layer = static_cast<size_t>(std::stoll(id.substr(1, dot - 1)));
+      auto& target = id.substr(dot + 1) == "attn" ? attention : mlp;
+      if (target.size() <= layer) target.resize(layer + 1, -1.0);
+      target[layer] = v;
+    }
+    bars_->setValues(attention, mlp);
+    emit sparsityChanged();
+  }
 }
 
 void RunPanel::updateButtons() {

@@ -20,6 +20,7 @@ namespace lorashear {
 
 class Engine;
 class MetricChart;
+class SparsityBars;
 class PlanModel;
 struct MetricPoint;
 struct RunSettings;
@@ -45,6 +46,7 @@ class RunPanel : public QWidget {
   bool start(bool resume = false);
   MetricChart* lossChart() const { return loss_; }
   MetricChart* groupsChart() const { return groups_; }
+  SparsityBars* sparsityBars() const { return bars_; }
   /// The latest sparsity per node group (for the graph overlay).
   const std::map<std::string, double>& sparsity() const { return sparsity_; }
   QString messageText() const;
@@ -78,6 +80,7 @@ class RunPanel : public QWidget {
   QLabel* status_ = nullptr;
   MetricChart* loss_ = nullptr;
   MetricChart* groups_ = nullptr;
+  SparsityBars* bars_ = nullptr;
   std::map<std::string, double> sparsity_;
   bool running_ = false;
 };
