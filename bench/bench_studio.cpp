@@ -125,8 +125,7 @@ int main(int argc, char** argv) {
   std::printf("%-32s %9s %9s %9s %9s %12s\n", "model", "open→drawn", "layout", "paint", "expand 1",
               "worst stall");
   for (const auto& c : cases) {
-    QTimer::singleShot(300, [] {});  // settle
-    QEventLoop settle;
+    QEventLoop settle;  // let the previous drawing settle
     QTimer::singleShot(300, &settle, &QEventLoop::quit);
     settle.exec();
     worst = 0;

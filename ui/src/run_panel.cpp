@@ -310,15 +310,17 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
                          .arg(lr, 0, 'g', 3)
                          .arg(tps, 0, 'f', 0));
   if (sparsity) {
-    // Node group ids are `L<layer>.attn` / `L<layer>.mlp`.
+    // Node group ids are `L<layer>.attn` / `L<layer>.mlp`; any other id has no bar.
     std::vector<double> attention, mlp;
     for (const auto& [id, v] : sparsity_) {
-      const auto dot = id.find('.');
-      if (id.empty() || id[0] != 'L' || dot == std::string::npos) continue;
-      const auto layer = static_cast<size_t>(std::stoll(id.substr(1, dot - 1)));
-      auto& target = id.substr(dot + 1) == "attn" ? attention : mlp;
-      if (target.size() <= layer) target.resize(layer + 1, -1.0);
-      target[layer] = v;
+      const auto parts = QString::fromStdString(id).split('.');
+      bool ok = false;
+      const int layer =
+          parts.size() == 2 && parts[0].startsWith('L') ? parts[0].mid(1).toInt(&ok) : -1;
+      if (!ok || layer < 0 || (parts[1] != "attn" && parts[1] != "mlp")) continue;
+      auto& target = parts[1] == "attn" ? attention : mlp;
+      if (target.size() <= static_cast<size_t>(layer)) target.resize(layer + 1, -1.0);
+      target[static_cast<size_t>(layer)] = v;
     }
     bars_->setValues(attention, mlp);
     emit sparsityChanged();
