@@ -2,7 +2,9 @@
 // bucket's extremes), the EMA, CSV with every point, PNG.
 #include <QtTest>
 
+#include <QChart>
 #include <QTemporaryDir>
+#include <QValueAxis>
 
 #include <cmath>
 
@@ -65,13 +67,44 @@ class TestMetricChart : public QObject {
     QVERIFY(f.open(QIODevice::ReadOnly));
     const auto lines = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
     QCOMPARE(lines.size(), 100001);
-    QCOMPARE(lines.front(), QString("step,loss (raw),loss (EMA),zeroed"));
-    QCOMPARE(lines[1].split(',').size(), 4);
+    QCOMPARE(lines.front(), QString("step,seconds,loss (raw),loss (EMA),zeroed"));
+    QCOMPARE(lines[1].split(',').size(), 5);
     QVERIFY(chart.exportPng(dir.filePath("loss.png")));
     QVERIFY(!QImage(dir.filePath("loss.png")).isNull());
     QString error;
     QVERIFY(!chart.exportCsv(dir.filePath("no/such/dir/x.csv"), &error));
     QVERIFY(error.contains("x.csv"));
+  }
+
+  void wallTimeAxis() {
+    // Points carry their step and their time; the axis shows either, the values stay.
+    MetricChart chart("Tokens/s");
+    chart.resize(600, 300);
+    chart.addSeries("a", MetricChart::paletteColour(0));
+    chart.addSeries("b", MetricChart::paletteColour(1));
+    QVERIFY(MetricChart::paletteColour(0) != MetricChart::paletteColour(1));
+    chart.append("a", {{1, 10}, {2, 20}, {3, 30}}, {0.5, 4.0, 9.5});
+    chart.flush();
+    auto* x = qobject_cast<QValueAxis*>(chart.chart()->axes(Qt::Horizontal).front());
+    QCOMPARE(x->max(), 3.0);
+    chart.setWallTime(true);
+    QVERIFY(chart.wallTime());
+    QCOMPARE(x->max(), 9.5);
+    QCOMPARE(x->titleText(), QString("seconds"));
+    QCOMPARE(chart.pointCount("a"), 3);
+    QTemporaryDir dir;
+    QVERIFY(chart.exportCsv(dir.filePath("t.csv")));
+    QFile f(dir.filePath("t.csv"));
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const auto lines = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(lines[2], QString("2,4.000,20,"));
+    // Series can be replaced (a new run with other categories).
+    chart.removeAllSeries();
+    QVERIFY(!chart.hasSeries("a"));
+    QCOMPARE(chart.pointCount("a"), 0);
+    chart.addSeries("c", Qt::black);
+    chart.append("c", {{1, 1}});
+    QCOMPARE(chart.pointCount("c"), 1);
   }
 };
 

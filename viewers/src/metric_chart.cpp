@@ -87,14 +87,20 @@ void MetricChart::addSeries(const QString& name, const QColor& colour, double em
   // Hover: the exact value of the nearest received point.
   auto hover = [this, name](const QPointF& at, bool state) {
     if (!state) return QToolTip::hideText();
-    const auto& pts = series_[name].points;
-    if (pts.empty()) return;
+    const auto& s = series_[name];
+    if (s.points.empty()) return;
+    const auto pts = onAxis(s, s.points);
     auto it = std::lower_bound(pts.begin(), pts.end(), at.x(),
                                [](const QPointF& p, double x) { return p.x() < x; });
     if (it == pts.end()) --it;
     if (it != pts.begin() && std::abs((it - 1)->x() - at.x()) < std::abs(it->x() - at.x())) --it;
+    const auto i = static_cast<size_t>(it - pts.begin());
     QToolTip::showText(QCursor::pos(),
-                       QString("%1 at step %2: %3").arg(name).arg(it->x()).arg(it->y(), 0, 'g', 6),
+                       tr("%1 at step %2 (%3 s): %4")
+                           .arg(name)
+                           .arg(s.points[i].x())
+                           .arg(s.seconds[i], 0, 'f', 1)
+                           .arg(s.points[i].y(), 0, 'g', 6),
                        this);
   };
   connect(s.raw, &QLineSeries::hovered, this, hover);
@@ -103,12 +109,30 @@ void MetricChart::addSeries(const QString& name, const QColor& colour, double em
   order_.push_back(name);
 }
 
-void MetricChart::append(const QString& name, const QList<QPointF>& points) {
+void MetricChart::removeAllSeries() {
+  chart()->removeAllSeries();
+  series_.clear();
+  order_.clear();
+  empty_ = true;
+  x_max_ = 1;
+}
+
+QColor MetricChart::paletteColour(int i) {
+  static const QColor colours[] = {
+      {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
+      {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+  return colours[static_cast<size_t>(i) % std::size(colours)];
+}
+
+void MetricChart::append(const QString& name, const QList<QPointF>& points,
+                         const QList<double>& seconds) {
   auto it = series_.find(name);
   if (it == series_.end() || points.isEmpty()) return;
   auto& s = it->second;
-  for (const auto& p : points) {
+  for (qsizetype i = 0; i < points.size(); ++i) {
+    const auto& p = points[i];
     s.points.push_back(p);
+    s.seconds.push_back(i < seconds.size() ? seconds[i] : p.x());
     if (s.smooth) {
       s.ema = s.started ? s.alpha * p.y() + (1 - s.alpha) * s.ema : p.y();
       s.started = true;
@@ -118,11 +142,27 @@ void MetricChart::append(const QString& name, const QList<QPointF>& points) {
       y_min_ = y_max_ = p.y();
       empty_ = false;
     }
-    x_max_ = std::max(x_max_, p.x());
     y_min_ = std::min(y_min_, p.y());
     y_max_ = std::max(y_max_, p.y());
   }
   if (!redraw_.isActive()) redraw_.start();
+}
+
+void MetricChart::setWallTime(bool wall) {
+  if (wall == wall_) return;
+  wall_ = wall;
+  x_->setTitleText(wall ? tr("seconds") : tr("step"));
+  x_->setLabelFormat(wall ? "%.0f" : "%d");
+  flush();
+}
+
+std::vector<QPointF> MetricChart::onAxis(const Series& s,
+                                         const std::vector<QPointF>& points) const {
+  if (!wall_) return points;
+  std::vector<QPointF> out(points.size());
+  for (size_t i = 0; i < points.size(); ++i)
+    out[i] = {s.seconds[i], points[i].y()};
+  return out;
 }
 
 void MetricChart::flush() {
@@ -133,9 +173,17 @@ void MetricChart::flush() {
 void MetricChart::redraw() {
   // One bucket per pixel column of the plot area.
   const int buckets = std::max(50, static_cast<int>(chart()->plotArea().width()));
+  x_max_ = 1;
   for (auto& [name, s] : series_) {
-    s.raw->replace(downsample(s.points, buckets));
-    if (s.smooth) s.smooth->replace(downsample(s.smoothed, buckets));
+    if (wall_) {
+      s.raw->replace(downsample(onAxis(s, s.points), buckets));
+      if (s.smooth) s.smooth->replace(downsample(onAxis(s, s.smoothed), buckets));
+    } else {
+      s.raw->replace(downsample(s.points, buckets));
+      if (s.smooth) s.smooth->replace(downsample(s.smoothed, buckets));
+    }
+    if (!s.points.empty())
+      x_max_ = std::max(x_max_, wall_ ? s.seconds.back() : s.points.back().x());
   }
   x_->setRange(0, x_max_);
   const double pad = std::max(1e-9, (y_max_ - y_min_) * 0.05);
@@ -164,6 +212,7 @@ void MetricChart::clear() {
     if (s.smooth) s.smooth->clear();
     s.points.clear();
     s.smoothed.clear();
+    s.seconds.clear();
     s.started = false;
   }
   empty_ = true;
@@ -182,8 +231,9 @@ bool MetricChart::exportPng(const QString& path, QString* error) {
 bool MetricChart::exportCsv(const QString& path, QString* error) const {
   // Rows by x over every series; written to a temporary file and renamed.
   std::map<double, std::vector<QString>> rows;
+  std::map<double, double> seconds;
   int columns = 0;
-  QStringList header{"step"};
+  QStringList header{"step", "seconds"};
   for (const auto& name : order_) {
     const auto& s = series_.at(name);
     const std::vector<const std::vector<QPointF>*> sets =
@@ -191,7 +241,9 @@ bool MetricChart::exportCsv(const QString& path, QString* error) const {
                  : std::vector<const std::vector<QPointF>*>{&s.points};
     for (size_t k = 0; k < sets.size(); ++k) {
       header << (s.smooth && k == 0 ? name + " (raw)" : s.smooth ? name + " (EMA)" : name);
-      for (const auto& p : *sets[k]) {
+      for (size_t i = 0; i < sets[k]->size(); ++i) {
+        const auto& p = (*sets[k])[i];
+        seconds.emplace(p.x(), s.seconds[i]);
         auto& row = rows[p.x()];
         row.resize(static_cast<size_t>(columns + 1));
         row[static_cast<size_t>(columns)] = QString::number(p.y(), 'g', 9);
@@ -208,7 +260,7 @@ bool MetricChart::exportCsv(const QString& path, QString* error) const {
   out << header.join(',') << '\n';
   for (auto& [x, values] : rows) {
     values.resize(static_cast<size_t>(columns));
-    out << QString::number(x, 'g', 12);
+    out << QString::number(x, 'g', 12) << ',' << QString::number(seconds[x], 'f', 3);
     for (const auto& v : values)
       out << ',' << v;
     out << '\n';

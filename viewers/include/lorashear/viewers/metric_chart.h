@@ -3,7 +3,8 @@
 // optionally drawn as a faint raw line with its exponential moving average on top; the axes follow
 // the data. Every point is kept, but long series are drawn downsampled per pixel column (min, max
 // and last of each bucket), so 100 000 points draw as fast as 2 000. Hover shows the exact value of
-// the nearest point; PNG and CSV export (CSV: every point, not the drawn ones).
+// the nearest point; PNG and CSV export (CSV: every point, not the drawn ones). Each point carries
+// its step and its wall-clock time, and the x-axis shows either.
 
 #include <QChartView>
 #include <QColor>
@@ -28,7 +29,15 @@ class MetricChart : public QChartView {
   /// newest point) on top; 0: the raw line alone.
   void addSeries(const QString& name, const QColor& colour, double ema = 0);
   bool hasSeries(const QString& name) const { return series_.count(name) > 0; }
-  void append(const QString& name, const QList<QPointF>& points);
+  /// Removes every series (clear() keeps them, empty).
+  void removeAllSeries();
+  /// Points (step, value); `seconds`: the wall-clock time of each point (empty: the step).
+  void append(const QString& name, const QList<QPointF>& points, const QList<double>& seconds = {});
+  /// The x-axis: steps (default) or seconds since the run started.
+  void setWallTime(bool wall);
+  bool wallTime() const { return wall_; }
+  /// A distinct colour for the i-th of several series (categories).
+  static QColor paletteColour(int i);
   /// Points received (all kept) / points drawn now (downsampled).
   int pointCount(const QString& name) const;
   int drawnCount(const QString& name) const;
@@ -38,7 +47,8 @@ class MetricChart : public QChartView {
   /// Redraws the series now (appends are otherwise drawn at most every 100 ms).
   void flush();
   bool exportPng(const QString& path, QString* error = nullptr);
-  /// One row per x: x, then each series (raw, and EMA where drawn), empty where a series has none.
+  /// One row per step: step, seconds, then each series (raw, and EMA where drawn), empty where a
+  /// series has none.
   bool exportCsv(const QString& path, QString* error = nullptr) const;
 
  protected:
@@ -52,8 +62,11 @@ class MetricChart : public QChartView {
     double alpha = 0;
     double ema = 0;
     bool started = false;
-    std::vector<QPointF> points, smoothed;  // everything received
+    std::vector<QPointF> points, smoothed;  // everything received, by step
+    std::vector<double> seconds;            // wall-clock time of each point
   };
+  /// `points` with x replaced by the wall-clock time (when the axis shows it).
+  std::vector<QPointF> onAxis(const Series& s, const std::vector<QPointF>& points) const;
   void redraw();
   std::map<QString, Series> series_;
   std::vector<QString> order_;
@@ -61,6 +74,7 @@ class MetricChart : public QChartView {
   QValueAxis* y_ = nullptr;
   QTimer redraw_;
   bool empty_ = true;
+  bool wall_ = false;
   double x_max_ = 1, y_min_ = 0, y_max_ = 1;
 };
 
