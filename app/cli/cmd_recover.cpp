@@ -74,17 +74,7 @@ void default_recovery_stages(const CLI::App& app, RecoveryOptions& r, int64_t st
   // A stage without its data is off unless its steps were asked for (then validate says why).
   if (r.domains.empty() && app.count("--stage1-steps") == 0) r.stage1.steps = 0;
   if (r.instruct.empty() && app.count("--stage2-steps") == 0) r.stage2.steps = 0;
-  if (steps <= 0) return;
-  if (r.instruct.empty()) {
-    r.stage1.steps = steps;
-    r.stage2.steps = 0;
-  } else if (r.domains.empty()) {
-    r.stage1.steps = 0;
-    r.stage2.steps = steps;
-  } else {
-    r.stage1.steps = steps * 7 / 10;
-    r.stage2.steps = steps - r.stage1.steps;
-  }
+  if (steps > 0) r.split_budget(steps);
 }
 
 void print_recovery(const nlohmann::json& rep) {

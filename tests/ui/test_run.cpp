@@ -179,6 +179,111 @@ class TestRun : public QObject {
     QVERIFY(!run->start());
     QVERIFY(run->messageText().contains("text"));
   }
+
+  void pruneThenRecoverWithItsCharts() {
+    LORASHEAR_REQUIRE_SHARED("data/text/wikitext2_valid.raw");
+    LORASHEAR_REQUIRE_SHARED("data/instruct/instruction-data.json");
+    const auto wiki =
+        QString::fromStdString(test::shared_path("data/text/wikitext2_valid.raw").string());
+    const auto instruct =
+        QString::fromStdString(test::shared_path("data/instruct/instruction-data.json").string());
+    MainWindow w;
+    w.show();
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(wait_open(w));
+    auto* plan = w.planEditor()->model();
+    QVERIFY(plan->setTargetRatio(0.2));
+    const auto expected = plan->estimate().params_after;
+    auto* run = w.runPanel();
+    auto s = run->settings();
+    s.text = text_;
+    s.out_dir = dir_.filePath("recovered");
+    s.steps = 40;
+    s.checkpoint_every = 0;
+    s.lora_targets = QStringList{"q_proj", "v_proj", "down_proj"};
+    s.recover = true;
+    run->setSettings(s);
+    // Bad settings are refused before anything runs, naming what is wrong.
+    QVERIFY(!run->start());
+    QVERIFY2(run->messageText().contains("recovery needs data"), qPrintable(run->messageText()));
+    s.domains = QStringList{text_, dir_.filePath("no-such-domain.txt")};
+    run->setSettings(s);
+    QVERIFY(!run->start());
+    QVERIFY(run->messageText().contains("no-such-domain.txt"));
+    s.domains = QStringList{text_, wiki};
+    s.lora_targets = QStringList{"none"};
+    run->setSettings(s);
+    QVERIFY(!run->start());
+    QVERIFY(run->messageText().contains("LoRA target"));
+    // Two categories, instruction data, 40 recovery steps: 28 in stage 1, 12 in stage 2. The
+    // adapters go on the layers that produce the pruned channels (o_proj and down_proj left out).
+    s.lora_targets = QStringList{"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"};
+    s.instruct = instruct;
+    s.recover_steps = 40;
+    run->setSettings(s);
+    QCOMPARE(run->settings().lora_targets, s.lora_targets);
+    QCOMPARE(run->settings().domains, s.domains);
+    QVERIFY2(run->start(), qPrintable(run->messageText()));
+    QTRY_VERIFY2_WITH_TIMEOUT(run->lossChart()->pointCount("recovery") >= 5,
+                              qPrintable(run->messageText()), 40000);
+    QVERIFY(run->messageText().startsWith("Recovery"));
+    QCOMPARE(run->lossChart()->pointCount("loss"), 40);
+    run->setWallTime(true);  // the axis by wall time while it runs
+    QVERIFY(run->categoryChart()->wallTime());
+    QTRY_VERIFY2_WITH_TIMEOUT(run->messageText().startsWith("Done"), qPrintable(run->messageText()),
+                              60000);
+    QTRY_VERIFY_WITH_TIMEOUT(w.documentPath() == QFileInfo(s.out_dir).absoluteFilePath(), 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(!w.engine()->busy(), 30000);
+    QVERIFY2(run->messageText().contains("recovered"), qPrintable(run->messageText()));
+    QCOMPARE(run->lossChart()->pointCount("recovery"), 40);
+    QCOMPARE(run->lrChart()->pointCount("lr"), 80);
+    QCOMPARE(run->speedChart()->pointCount("tokens/s"), 80);
+    // Per category: the validation loss at each re-estimate (steps 1 and 26 of stage 1) and the
+    // sampling weights, which sum to one; the instructions' validation loss in stage 2.
+    QCOMPARE(run->categoryChart()->seriesCount(), size_t(3));
+    QCOMPARE(run->weightsChart()->seriesCount(), size_t(2));
+    QCOMPARE(run->categoryChart()->pointCount("instructions"), 1);
+    double sum = 0;
+    for (const auto& c : {QString("text"), QString("wikitext2_valid")}) {
+      QVERIFY2(run->weightsChart()->hasSeries(c), qPrintable(c));
+      QCOMPARE(run->weightsChart()->pointCount(c), 2);
+      QCOMPARE(run->categoryChart()->pointCount(c), 2);
+      sum += run->weightsChart()->lastValue(c);
+    }
+    QVERIFY(std::abs(sum - 1.0) < 1e-6);
+    QCOMPARE(w.documentPath(), QFileInfo(s.out_dir).absoluteFilePath());
+    QCOMPARE(w.engine()->documentParameters(), expected);
+    QVERIFY(QFileInfo::exists(s.out_dir + "/pruning_report.json"));
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_RECOVERY")) {  // the dashboard after it
+      w.findChild<QDockWidget*>("runDock")->raise();
+      run->setWallTime(false);
+      QTest::qWait(300);
+      w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_RECOVERY"));
+    }
+  }
+
+  void runRecordKeepsEverySetting() {
+    RunSettings s;
+    s.text = "t.txt";
+    s.out_dir = "out";
+    s.lora_targets = QStringList{"q_proj"};
+    s.recover = true;
+    s.domains = QStringList{"a.txt", "b/"};
+    s.instruct = "i.json";
+    s.recover_steps = 77;
+    s.sampling = "uniform";
+    RunSettings back;
+    QString plan, model, device, dtype;
+    QVERIFY(parse_run_record(run_record(s, "{}", "m", "cpu", "float32"), &back, &plan, &model,
+                             &device, &dtype));
+    QCOMPARE(back.lora_targets, s.lora_targets);
+    QVERIFY(back.recover);
+    QCOMPARE(back.domains, s.domains);
+    QCOMPARE(back.instruct, s.instruct);
+    QCOMPARE(back.recover_steps, 77);
+    QCOMPARE(back.sampling, QString("uniform"));
+    QVERIFY(!parse_run_record("not json", &back, &plan, &model, &device, &dtype));
+  }
 };
 
 QTEST_MAIN(TestRun)

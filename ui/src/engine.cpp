@@ -369,6 +369,11 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
         o.analyze = false;  // the plan editor's locks are the protections
         o.lora.rank = settings.lora_rank;
         o.lora.alpha = 2.0 * static_cast<double>(settings.lora_rank);
+        if (!settings.lora_targets.isEmpty()) {
+          o.lora.targets.clear();
+          for (const auto& t : settings.lora_targets)
+            o.lora.targets.push_back(t.toStdString());
+        }
         o.lhspg.periods = settings.periods;
         o.lhspg.split_budget(settings.steps);
         o.lhspg.lr = settings.lr;
@@ -381,6 +386,17 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
         o.overwrite = true;
         o.checkpoint_every = settings.checkpoint_every;
         o.resume = settings.resume;
+        o.recover = settings.recover;
+        if (settings.recover) {
+          for (const auto& d : settings.domains)
+            o.recovery.domains.push_back(d.toStdString());
+          o.recovery.instruct = settings.instruct.toStdString();
+          o.recovery.sampling = settings.sampling.toStdString();
+          if (o.recovery.domains.empty() && o.recovery.instruct.empty())
+            throw UsageError(
+                "recovery needs data: add a domain (text, folder or JSONL) or instruction data");
+          o.recovery.split_budget(settings.recover_steps);
+        }
         o.validate();
         const auto t0 = std::chrono::steady_clock::now();
         auto wall = [t0] {
@@ -388,8 +404,9 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
         };
         document_modified_ = true;  // from here on the weights in memory change
         auto& loaded = const_cast<LoadedModel&>(d.loaded);
-        const auto report =
-            prune_model(loaded, settings.text.toStdString(), o, &ctx, [&](const LhspgMetrics& m) {
+        const auto report = prune_model(
+            loaded, settings.text.toStdString(), o, &ctx,
+            [&](const LhspgMetrics& m) {
               const auto x = static_cast<double>(m.step);
               const double w = wall();
               metrics.push("loss", x, m.loss, w);
@@ -400,13 +417,30 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
               metrics.push("period", x, static_cast<double>(m.period), w);
               for (const auto& [id, v] : m.sparsity)
                 metrics.push(QString("sparsity:%1").arg(QString::fromStdString(id)), x, v, w);
+            },
+            [&, recovery_step = o.lhspg.total_steps()](const RecoveryMetrics& m) mutable {
+              // Recovery steps count on after the pruning steps, across both stages.
+              const auto x = static_cast<double>(++recovery_step);
+              const double w = wall();
+              metrics.push("recovery", x, m.loss, w);
+              metrics.push("lr", x, m.lr, w);
+              metrics.push("tokens/s", x, m.tokens_per_second, w);
+              metrics.push("stage", x, m.stage, w);
+              for (const auto& [c, v] : m.category_loss)
+                metrics.push(QString("validation:%1").arg(QString::fromStdString(c)), x, v, w);
+              for (const auto& [c, v] : m.weights)
+                metrics.push(QString("weight:%1").arg(QString::fromStdString(c)), x, v, w);
+              if (m.validation_loss >= 0)
+                metrics.push("validation:instructions", x, m.validation_loss, w);
             });
         const auto ppl = report.value("ppl", nlohmann::json::object());
-        return {{},
-                QString("wrote %1; perplexity %2 → %3")
-                    .arg(settings.out_dir)
-                    .arg(ppl.value("before", 0.0), 0, 'f', 3)
-                    .arg(ppl.value("pruned", ppl.value("after", 0.0)), 0, 'f', 3)};
+        auto summary = QString("wrote %1; perplexity %2 → %3")
+                           .arg(settings.out_dir)
+                           .arg(ppl.value("before", 0.0), 0, 'f', 3)
+                           .arg(ppl.value("pruned", ppl.value("after", 0.0)), 0, 'f', 3);
+        if (settings.recover)
+          summary += QString(" → %1 recovered").arg(ppl.value("after", 0.0), 0, 'f', 3);
+        return {{}, summary};
       });
   if (ok) {
     // Once it succeeds, the pruned model replaces the document (the one in memory was changed).

@@ -1,18 +1,28 @@
 #include "lorashear/ui/run_panel.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
+#include <QFileInfo>
 #include <QFormLayout>
+#include <QGridLayout>
+#include <QGroupBox>
 #include <QHBoxLayout>
+#include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
 #include <QLineEdit>
+#include <QListWidget>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSpinBox>
+#include <QTabWidget>
 #include <QVBoxLayout>
+
+#include <optional>
 
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/plan_editor.h"
@@ -37,7 +47,113 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   auto* layout = new QHBoxLayout(this);
   layout->setContentsMargins(2, 2, 2, 2);
   auto* left = new QVBoxLayout;
-  auto* form = new QFormLayout;
+  auto* tabs = new QTabWidget;
+  tabs->addTab(pruningTab(), tr("Pruning"));
+  tabs->addTab(recoveryTab(), tr("Recovery"));
+  // The settings scroll when the dock is short (the window keeps any height); the buttons and
+  // the run's status stay in view.
+  auto* scroll = new QScrollArea;
+  scroll->setWidget(tabs);
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  scroll->setMinimumWidth(tabs->sizeHint().width() + 16);
+  left->addWidget(scroll, 1);
+  auto* buttons = new QHBoxLayout;
+  start_ = new QPushButton(tr("Start"));
+  pause_ = new QPushButton(tr("Pause"));
+  pause_->setCheckable(true);
+  cancel_ = new QPushButton(tr("Cancel"));
+  buttons->addWidget(start_);
+  buttons->addWidget(pause_);
+  buttons->addWidget(cancel_);
+  left->addLayout(buttons);
+  auto* axis_row = new QHBoxLayout;
+  axis_ = new QComboBox;
+  axis_->addItems({tr("step"), tr("wall time")});
+  axis_row->addWidget(new QLabel(tr("x-axis")));
+  axis_row->addWidget(axis_, 1);
+  left->addLayout(axis_row);
+  status_ = new QLabel;
+  status_->setWordWrap(true);
+  status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  status_->setMaximumWidth(scroll->minimumWidth());
+  left->addWidget(status_);
+  layout->addLayout(left);
+
+  // The dashboard: pruning on the first row, recovery and speed on the second.
+  loss_ = new MetricChart(tr("Training loss"));
+  loss_->addSeries("loss", QColor(31, 119, 180), 0.1);
+  loss_->addSeries("recovery", QColor(44, 160, 44), 0.1);
+  groups_ = new MetricChart(tr("Variable groups at zero"));
+  groups_->addSeries("scheduled", QColor(150, 150, 150));
+  groups_->addSeries("zeroed", QColor(214, 39, 40));
+  bars_ = new SparsityBars;
+  categories_ = new MetricChart(tr("Validation loss per category"));
+  weights_ = new MetricChart(tr("Category sampling weights"));
+  lr_chart_ = new MetricChart(tr("Learning rate"));
+  lr_chart_->addSeries("lr", QColor(148, 103, 189));
+  speed_ = new MetricChart(tr("Tokens per second"));
+  speed_->addSeries("tokens/s", QColor(255, 127, 14), 0.1);
+  auto* grid = new QGridLayout;
+  grid->setSpacing(2);
+  grid->addWidget(loss_, 0, 0, 1, 4);
+  grid->addWidget(groups_, 0, 4, 1, 4);
+  grid->addWidget(bars_, 0, 8, 1, 4);
+  grid->addWidget(categories_, 1, 0, 1, 3);
+  grid->addWidget(weights_, 1, 3, 1, 3);
+  grid->addWidget(lr_chart_, 1, 6, 1, 3);
+  grid->addWidget(speed_, 1, 9, 1, 3);
+  for (int c = 0; c < 12; ++c)
+    grid->setColumnStretch(c, 1);
+  grid->setRowStretch(0, 1);
+  grid->setRowStretch(1, 1);
+  for (auto* chart : charts())
+    chart->setMinimumHeight(120);
+  bars_->setMinimumHeight(120);
+  layout->addLayout(grid, 1);
+
+  connect(axis_, &QComboBox::currentIndexChanged, this,
+          [this](int index) { setWallTime(index == 1); });
+  connect(start_, &QPushButton::clicked, this, [this] { start(); });
+  connect(pause_, &QPushButton::toggled, this, [this](bool on) {
+    engine_->setPaused(on);
+    pause_->setText(on ? tr("Resume") : tr("Pause"));
+  });
+  connect(cancel_, &QPushButton::clicked, engine_, &Engine::cancel);
+  connect(engine_, &Engine::metricsReady, this, &RunPanel::metrics);
+  connect(engine_, &Engine::idle, this, [this] {
+    if (!running_) return;
+    running_ = false;
+    {
+      const QSignalBlocker block(pause_);
+      pause_->setChecked(false);
+      pause_->setText(tr("Pause"));
+    }
+    updateButtons();
+  });
+  connect(engine_, &Engine::taskFinished, this,
+          [this](const QString& task, const QString& summary) {
+            if (task != "Prune") return;
+            status_->setText(tr("Done: %1").arg(summary));
+            emit runEnded();
+          });
+  connect(engine_, &Engine::taskFailed, this, [this](const QString& task, const QString& message) {
+    if (task != "Prune") return;
+    status_->setText(tr("Failed: %1").arg(message));
+    emit runEnded();
+  });
+  connect(engine_, &Engine::taskCancelled, this, [this](const QString& task) {
+    if (task != "Prune") return;
+    status_->setText(tr("Cancelled; the model is read again from its file."));
+    emit runEnded();
+  });
+  updateButtons();
+}
+
+QWidget* RunPanel::pruningTab() {
+  auto* page = new QWidget;
+  auto* form = new QFormLayout(page);
   text_ = new QLineEdit;
   text_->setPlaceholderText(tr("training text (.txt); its last 10% is held out"));
   auto* text_browse = new QPushButton(tr("…"));
@@ -79,6 +195,20 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   rank_->setRange(1, 256);
   rank_->setValue(8);
   form->addRow(tr("LoRA rank"), rank_);
+  auto* targets = new QGridLayout;
+  targets->setSpacing(0);
+  int i = 0;
+  for (const char* name :
+       {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+    auto* box = new QCheckBox(QString::fromLatin1(name).chopped(5));
+    box->setObjectName(name);
+    box->setToolTip(tr("A LoRA adapter on every %1").arg(name));
+    box->setChecked(true);
+    targets->addWidget(box, i / 4, i % 4);
+    targets_.push_back(box);
+    ++i;
+  }
+  form->addRow(tr("LoRA targets"), targets);
   batch_ = new QSpinBox;
   batch_->setRange(1, 1024);
   batch_->setValue(8);
@@ -89,31 +219,6 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   checkpoint_->setToolTip(
       tr("A run stopped or killed continues from its last checkpoint (0: none)"));
   form->addRow(tr("Checkpoint every"), checkpoint_);
-  left->addLayout(form);
-  auto* buttons = new QHBoxLayout;
-  start_ = new QPushButton(tr("Start"));
-  pause_ = new QPushButton(tr("Pause"));
-  pause_->setCheckable(true);
-  cancel_ = new QPushButton(tr("Cancel"));
-  buttons->addWidget(start_);
-  buttons->addWidget(pause_);
-  buttons->addWidget(cancel_);
-  left->addLayout(buttons);
-  status_ = new QLabel;
-  status_->setWordWrap(true);
-  left->addWidget(status_);
-  left->addStretch();
-  layout->addLayout(left);
-  loss_ = new MetricChart(tr("Training loss"));
-  loss_->addSeries("loss", QColor(31, 119, 180), 0.1);
-  groups_ = new MetricChart(tr("Variable groups at zero"));
-  groups_->addSeries("scheduled", QColor(150, 150, 150));
-  groups_->addSeries("zeroed", QColor(214, 39, 40));
-  bars_ = new SparsityBars;
-  layout->addWidget(loss_, 1);
-  layout->addWidget(groups_, 1);
-  layout->addWidget(bars_, 1);
-
   connect(text_browse, &QPushButton::clicked, this, [this] {
     const auto path = QFileDialog::getOpenFileName(this, tr("Training text"), text_->text(),
                                                    tr("Text (*.txt);;All files (*)"));
@@ -124,40 +229,86 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
         QFileDialog::getSaveFileName(this, tr("Folder for the pruned model"), out_->text());
     if (!path.isEmpty()) out_->setText(path);
   });
-  connect(start_, &QPushButton::clicked, this, &RunPanel::start);
-  connect(pause_, &QPushButton::toggled, this, [this](bool on) {
-    engine_->setPaused(on);
-    pause_->setText(on ? tr("Resume") : tr("Pause"));
+  return page;
+}
+
+QWidget* RunPanel::recoveryTab() {
+  auto* page = new QWidget;
+  auto* outer = new QVBoxLayout(page);
+  recover_ = new QGroupBox(tr("Recover knowledge after pruning"));
+  recover_->setCheckable(true);
+  recover_->setChecked(false);
+  recover_->setToolTip(
+      tr("LoRA fine-tuning of the pruned model: stage 1 on the domains, each category sampled by "
+         "its loss gap to the dense model; stage 2 on instruction data (LORASHEAR.md §4)"));
+  auto* form = new QFormLayout(recover_);
+  domains_ = new QListWidget;
+  domains_->setToolTip(
+      tr("One category each: a text file, a folder of text files, or JSON Lines "
+         "(records with a \"source\" field: one category per source)"));
+  domains_->setSelectionMode(QAbstractItemView::ExtendedSelection);
+  domains_->setMaximumHeight(90);
+  auto* add_files = new QPushButton(tr("Add files…"));
+  auto* add_folder = new QPushButton(tr("Add folder…"));
+  auto* remove = new QPushButton(tr("Remove"));
+  auto* domain_buttons = new QHBoxLayout;
+  domain_buttons->addWidget(add_files);
+  domain_buttons->addWidget(add_folder);
+  domain_buttons->addWidget(remove);
+  auto* domain_box = new QVBoxLayout;
+  domain_box->addWidget(domains_);
+  domain_box->addLayout(domain_buttons);
+  form->addRow(tr("Domains"), domain_box);
+  instruct_ = new QLineEdit;
+  instruct_->setPlaceholderText(tr("Alpaca records (.json / .jsonl); empty: no stage 2"));
+  auto* instruct_browse = new QPushButton(tr("…"));
+  form->addRow(tr("Instructions"), path_row(instruct_, instruct_browse));
+  recover_steps_ = new QSpinBox;
+  recover_steps_->setRange(1, 10000000);
+  recover_steps_->setValue(200);
+  recover_steps_->setToolTip(
+      tr("Steps for both stages: 70% stage 1, 30% stage 2 (all to the stage that has data)"));
+  form->addRow(tr("Budget (steps)"), recover_steps_);
+  sampling_ = new QComboBox;
+  sampling_->addItems({"adaptive", "uniform"});
+  sampling_->setToolTip(
+      tr("adaptive: categories whose loss is furthest above the dense model's "
+         "are drawn more often"));
+  form->addRow(tr("Sampling"), sampling_);
+  outer->addWidget(recover_);
+  outer->addStretch();
+  connect(add_files, &QPushButton::clicked, this, [this] {
+    const auto paths = QFileDialog::getOpenFileNames(
+        this, tr("Recovery domains"), QString(),
+        tr("Text or JSON Lines (*.txt *.raw *.jsonl *.json);;All files (*)"));
+    for (const auto& path : paths)
+      domains_->addItem(path);
   });
-  connect(cancel_, &QPushButton::clicked, engine_, &Engine::cancel);
-  connect(engine_, &Engine::metricsReady, this, &RunPanel::metrics);
-  connect(engine_, &Engine::idle, this, [this] {
-    if (!running_) return;
-    running_ = false;
-    {
-      const QSignalBlocker block(pause_);
-      pause_->setChecked(false);
-      pause_->setText(tr("Pause"));
-    }
-    updateButtons();
+  connect(add_folder, &QPushButton::clicked, this, [this] {
+    const auto path = QFileDialog::getExistingDirectory(this, tr("A folder of text files"));
+    if (!path.isEmpty()) domains_->addItem(path);
   });
-  connect(engine_, &Engine::taskFinished, this,
-          [this](const QString& task, const QString& summary) {
-            if (task != "Prune") return;
-            status_->setText(tr("Done: %1").arg(summary));
-            emit runEnded();
-          });
-  connect(engine_, &Engine::taskFailed, this, [this](const QString& task, const QString& message) {
-    if (task != "Prune") return;
-    status_->setText(tr("Failed: %1").arg(message));
-    emit runEnded();
+  connect(remove, &QPushButton::clicked, this, [this] { qDeleteAll(domains_->selectedItems()); });
+  connect(instruct_browse, &QPushButton::clicked, this, [this] {
+    const auto path =
+        QFileDialog::getOpenFileName(this, tr("Instruction data"), instruct_->text(),
+                                     tr("Alpaca JSON (*.json *.jsonl);;All files (*)"));
+    if (!path.isEmpty()) instruct_->setText(path);
   });
-  connect(engine_, &Engine::taskCancelled, this, [this](const QString& task) {
-    if (task != "Prune") return;
-    status_->setText(tr("Cancelled; the model is read again from its file."));
-    emit runEnded();
-  });
-  updateButtons();
+  return page;
+}
+
+std::vector<MetricChart*> RunPanel::charts() const {
+  return {loss_, groups_, categories_, weights_, lr_chart_, speed_};
+}
+
+void RunPanel::setWallTime(bool wall) {
+  {
+    const QSignalBlocker block(axis_);
+    axis_->setCurrentIndex(wall ? 1 : 0);
+  }
+  for (auto* chart : charts())
+    chart->setWallTime(wall);
 }
 
 RunSettings RunPanel::settings() const {
@@ -173,6 +324,14 @@ RunSettings RunPanel::settings() const {
   s.lora_rank = rank_->value();
   s.batch = batch_->value();
   s.checkpoint_every = checkpoint_->value();
+  for (auto* box : targets_)
+    if (box->isChecked()) s.lora_targets << box->objectName();
+  s.recover = recover_->isChecked();
+  for (int i = 0; i < domains_->count(); ++i)
+    s.domains << domains_->item(i)->text();
+  s.instruct = instruct_->text();
+  s.recover_steps = recover_steps_->value();
+  s.sampling = sampling_->currentText();
   return s;
 }
 
@@ -188,6 +347,14 @@ void RunPanel::setSettings(const RunSettings& s) {
   rank_->setValue(static_cast<int>(s.lora_rank));
   batch_->setValue(static_cast<int>(s.batch));
   checkpoint_->setValue(static_cast<int>(s.checkpoint_every));
+  for (auto* box : targets_)
+    box->setChecked(s.lora_targets.isEmpty() || s.lora_targets.contains(box->objectName()));
+  recover_->setChecked(s.recover);
+  domains_->clear();
+  domains_->addItems(s.domains);
+  instruct_->setText(s.instruct);
+  recover_steps_->setValue(static_cast<int>(s.recover_steps));
+  sampling_->setCurrentText(s.sampling);
 }
 
 QString run_record(const RunSettings& s, const QString& plan_json, const QString& model,
@@ -208,7 +375,13 @@ QString run_record(const RunSettings& s, const QString& plan_json, const QString
                 {"batch", s.batch},
                 {"seq_len", s.seq_len},
                 {"eval_windows", s.eval_windows},
-                {"checkpoint_every", s.checkpoint_every}};
+                {"checkpoint_every", s.checkpoint_every},
+                {"lora_targets", QJsonArray::fromStringList(s.lora_targets)},
+                {"recover", s.recover},
+                {"domains", QJsonArray::fromStringList(s.domains)},
+                {"instruct", s.instruct},
+                {"recover_steps", s.recover_steps},
+                {"sampling", s.sampling}};
   return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
 }
 
@@ -235,6 +408,16 @@ bool parse_run_record(const QString& record, RunSettings* s, QString* plan_json,
   s->seq_len = o["seq_len"].toInteger(128);
   s->eval_windows = o["eval_windows"].toInteger(0);
   s->checkpoint_every = o["checkpoint_every"].toInteger(50);
+  s->lora_targets.clear();
+  for (const auto& t : o["lora_targets"].toArray())
+    s->lora_targets << t.toString();
+  s->recover = o["recover"].toBool(false);
+  s->domains.clear();
+  for (const auto& d : o["domains"].toArray())
+    s->domains << d.toString();
+  s->instruct = o["instruct"].toString();
+  s->recover_steps = o["recover_steps"].toInteger(200);
+  s->sampling = o["sampling"].toString("adaptive");
   return true;
 }
 
@@ -258,18 +441,34 @@ bool RunPanel::start(bool resume) {
   auto s = settings();
   s.resume = resume;
   QString problem;
+  auto missing = [](const QString& path) { return !path.isEmpty() && !QFileInfo::exists(path); };
   if (s.text.isEmpty())
     problem = tr("choose a training text");
+  else if (missing(s.text))
+    problem = tr("the training text %1 does not exist").arg(s.text);
   else if (s.out_dir.isEmpty())
     problem = tr("choose an output folder");
   else if (!plan_->estimate().valid)
     problem = tr("the plan cannot be met: %1").arg(plan_->lastError());
+  else if (s.lora_targets.isEmpty())
+    problem = tr("choose at least one LoRA target");
+  else if (s.recover && s.domains.isEmpty() && s.instruct.isEmpty())
+    problem = tr("recovery needs data: add a domain or instruction data (Recovery tab)");
+  if (problem.isEmpty() && s.recover) {
+    for (const auto& path : s.domains + QStringList{s.instruct})
+      if (missing(path)) {
+        problem = tr("the recovery data %1 does not exist").arg(path);
+        break;
+      }
+  }
   if (!problem.isEmpty()) {
     status_->setText(tr("Not started: %1").arg(problem));
     return false;
   }
-  loss_->clear();
-  groups_->clear();
+  for (auto* chart : {loss_, groups_, lr_chart_, speed_})
+    chart->clear();
+  categories_->removeAllSeries();
+  weights_->removeAllSeries();
   sparsity_.clear();
   if (!engine_->runPruning(s, plan_->planJson())) {
     status_->setText(tr("Not started: the engine is busy with %1").arg(engine_->currentTask()));
@@ -284,31 +483,61 @@ bool RunPanel::start(bool resume) {
 
 void RunPanel::metrics(const QVector<MetricPoint>& points) {
   if (!running_) return;
-  std::map<QString, QList<QPointF>> batches;
+  struct Batch {
+    QList<QPointF> points;
+    QList<double> seconds;
+  };
+  std::map<QString, Batch> batches;
   bool sparsity = false;
-  double lr = 0, tps = 0;
   for (const auto& p : points) {
     if (p.series.startsWith("sparsity:")) {
       sparsity_[p.series.mid(9).toStdString()] = p.y;
       sparsity = true;
-    } else if (p.series == "lr") {
-      lr = p.y;
-    } else if (p.series == "tokens/s") {
-      tps = p.y;
     } else {
-      batches[p.series].append({p.x, p.y});
+      auto& b = batches[p.series];
+      b.points.append({p.x, p.y});
+      b.seconds.append(p.wall);
     }
   }
-  loss_->append("loss", batches["loss"]);
-  groups_->append("scheduled", batches["scheduled"]);
-  groups_->append("zeroed", batches["zeroed"]);
-  if (!batches["loss"].isEmpty())
-    status_->setText(tr("Step %1 — loss %2 (EMA %3), lr %4, %5 tokens/s")
-                         .arg(batches["loss"].back().x())
-                         .arg(batches["loss"].back().y(), 0, 'f', 3)
-                         .arg(loss_->lastValue("loss"), 0, 'f', 3)
-                         .arg(lr, 0, 'g', 3)
-                         .arg(tps, 0, 'f', 0));
+  auto route = [](MetricChart* chart, const QString& series, const Batch& b) {
+    if (!chart->hasSeries(series))  // a category seen for the first time
+      chart->addSeries(series, MetricChart::paletteColour(static_cast<int>(chart->seriesCount())));
+    chart->append(series, b.points, b.seconds);
+  };
+  for (const auto& [name, b] : batches) {
+    if (name == "loss" || name == "recovery")
+      loss_->append(name, b.points, b.seconds);
+    else if (name == "scheduled" || name == "zeroed")
+      groups_->append(name, b.points, b.seconds);
+    else if (name == "lr")
+      lr_chart_->append(name, b.points, b.seconds);
+    else if (name == "tokens/s")
+      speed_->append(name, b.points, b.seconds);
+    else if (name.startsWith("validation:"))
+      route(categories_, name.mid(11), b);
+    else if (name.startsWith("weight:"))
+      route(weights_, name.mid(7), b);
+  }
+  auto last = [&](const QString& name) {
+    auto it = batches.find(name);
+    return it == batches.end() ? std::optional<QPointF>{} : it->second.points.back();
+  };
+  const auto lr = last("lr"), tps = last("tokens/s");
+  const auto loss = last("loss") ? last("loss") : last("recovery");
+  if (loss) {
+    const bool recovering = !last("loss");
+    const auto stage = last("stage");
+    status_->setText(
+        tr("%1 step %2 — loss %3 (EMA %4), lr %5, %6 tokens/s")
+            .arg(recovering
+                     ? tr("Recovery (stage %1),").arg(stage ? static_cast<int>(stage->y()) : 1)
+                     : tr("Pruning,"))
+            .arg(loss->x())
+            .arg(loss->y(), 0, 'f', 3)
+            .arg(loss_->lastValue(recovering ? "recovery" : "loss"), 0, 'f', 3)
+            .arg(lr ? lr->y() : 0.0, 0, 'g', 3)
+            .arg(tps ? tps->y() : 0.0, 0, 'f', 0));
+  }
   if (sparsity) {
     // Node group ids are `L<layer>.attn` / `L<layer>.mlp`; any other id has no bar.
     std::vector<double> attention, mlp;

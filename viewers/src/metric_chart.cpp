@@ -175,6 +175,12 @@ void MetricChart::redraw() {
   const int buckets = std::max(50, static_cast<int>(chart()->plotArea().width()));
   x_max_ = 1;
   for (auto& [name, s] : series_) {
+    // A sparse series (an evaluation every N steps) shows its points, or one value is invisible.
+    const auto n = s.points.size();
+    s.raw->setPointsVisible(
+        !s.smooth && n > 0 && n <= 200 &&
+        (n == 1 ||
+         (s.points.back().x() - s.points.front().x()) / static_cast<double>(n - 1) > 1.5));
     if (wall_) {
       s.raw->replace(downsample(onAxis(s, s.points), buckets));
       if (s.smooth) s.smooth->replace(downsample(onAxis(s, s.smoothed), buckets));
@@ -187,7 +193,8 @@ void MetricChart::redraw() {
   }
   x_->setRange(0, x_max_);
   const double pad = std::max(1e-9, (y_max_ - y_min_) * 0.05);
-  y_->setRange(y_min_ - pad, y_max_ + pad);
+  // Counts, losses and rates never go below zero: no negative axis for them.
+  y_->setRange(y_min_ >= 0 ? std::max(0.0, y_min_ - pad) : y_min_ - pad, y_max_ + pad);
 }
 
 int MetricChart::pointCount(const QString& name) const {

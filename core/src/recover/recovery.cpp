@@ -17,6 +17,20 @@
 
 namespace lorashear {
 
+void RecoveryOptions::split_budget(int64_t steps) {
+  if (steps <= 0) throw UsageError("the recovery budget must be at least 1 step");
+  if (instruct.empty()) {
+    stage1.steps = steps;
+    stage2.steps = 0;
+  } else if (domains.empty()) {
+    stage1.steps = 0;
+    stage2.steps = steps;
+  } else {
+    stage1.steps = steps * 7 / 10;
+    stage2.steps = steps - stage1.steps;
+  }
+}
+
 void RecoveryOptions::validate() const {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw UsageError(what);

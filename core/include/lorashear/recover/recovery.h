@@ -55,6 +55,9 @@ struct RecoveryOptions {
   std::string checkpoint_dir;
   bool resume = false;
 
+  /// Splits a total budget between the stages that have data: 70% stage 1, 30% stage 2; all of it
+  /// to the one stage when only one has data (`domains` / `instruct`).
+  void split_budget(int64_t steps);
   /// Throws UsageError naming the option.
   void validate() const;
 };

@@ -72,9 +72,18 @@ struct RunSettings {
   qint64 periods = 4;
   double lr = 1e-3, epsilon = 0.9, lambda = 1e-2;
   qint64 lora_rank = 8, batch = 8, seq_len = 128;
-  qint64 eval_windows = 0;  ///< held-out windows scored (0 = all)
+  QStringList lora_targets;  ///< leaf names (q_proj, …); empty = all seven projections
+  qint64 eval_windows = 0;   ///< held-out windows scored (0 = all)
   qint64 checkpoint_every = 50;
   bool resume = false;  ///< continue from OUT.checkpoint when it exists
+  /// Dynamic knowledge recovery after pruning (LORASHEAR.md §4): stage 1 on `domains` (text files,
+  /// folders or JSONL, one category each) sampled adaptively or uniformly, stage 2 on `instruct`
+  /// (Alpaca records); `recover_steps` split 70/30 between the stages that have data.
+  bool recover = false;
+  QStringList domains;
+  QString instruct;
+  qint64 recover_steps = 200;
+  QString sampling = "adaptive";
 };
 
 class Engine : public QObject {
@@ -102,7 +111,10 @@ class Engine : public QObject {
   /// Knowledge distribution analysis (LORASHEAR.md §2) of the open model on a text file.
   bool analyzeKnowledge(const QString& text_path, qint64 windows = 64);
   /// Prunes the open model with `plan_json` (the CLI's plan format) and LHSPG or a baseline,
-  /// streaming metrics: loss, lr, tokens/s, zeroed, scheduled, and "sparsity:<node group>".
+  /// streaming metrics: loss, lr, tokens/s, zeroed, scheduled, and "sparsity:<node group>"; with
+  /// recovery, after the pruning steps (x counts on): "recovery" (its loss), lr, tokens/s,
+  /// "validation:<category>" and "weight:<category>" at each re-estimate (stage 1), and
+  /// "validation:instructions" at each stage 2 evaluation.
   /// On success the pruned model is opened; on failure or cancel the model is reopened from its
   /// file (the run changed it in memory).
   bool runPruning(const RunSettings& settings, const QString& plan_json);

@@ -1,18 +1,24 @@
 #pragma once
-// The run panel (issue 7): LHSPG settings, training text and output folder; Start, Pause / Resume,
-// Cancel; live charts of the training loss (raw and EMA) and of the groups zeroed against those
-// scheduled, with the learning rate and tokens/s. The plan comes from the plan editor; the engine
-// runs it on its worker thread.
+// The run panel (issue 7): LHSPG settings (training text, output folder, steps, periods, learning
+// rate, epsilon, lambda, LoRA rank and targets) and knowledge recovery (domains, instruction data,
+// budget, sampling); Start, Pause / Resume, Cancel. The dashboard: training loss (raw and EMA, the
+// recovery's after the pruning's), groups zeroed against scheduled, per-layer sparsity, validation
+// loss per category and the category sampling weights during recovery, learning rate and tokens/s;
+// x-axis by step or wall time. The plan comes from the plan editor; the engine runs it on its
+// worker thread.
 
 #include <QWidget>
 
 #include <map>
 #include <string>
 
+class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
+class QGroupBox;
 class QLabel;
 class QLineEdit;
+class QListWidget;
 class QPushButton;
 class QSpinBox;
 
@@ -46,6 +52,12 @@ class RunPanel : public QWidget {
   bool start(bool resume = false);
   MetricChart* lossChart() const { return loss_; }
   MetricChart* groupsChart() const { return groups_; }
+  MetricChart* categoryChart() const { return categories_; }
+  MetricChart* weightsChart() const { return weights_; }
+  MetricChart* lrChart() const { return lr_chart_; }
+  MetricChart* speedChart() const { return speed_; }
+  /// Every chart's x-axis: steps, or seconds since the run started.
+  void setWallTime(bool wall);
   SparsityBars* sparsityBars() const { return bars_; }
   /// The latest sparsity per node group (for the graph overlay).
   const std::map<std::string, double>& sparsity() const { return sparsity_; }
@@ -61,6 +73,9 @@ class RunPanel : public QWidget {
  private:
   void metrics(const QVector<MetricPoint>& points);
   void updateButtons();
+  QWidget* pruningTab();
+  QWidget* recoveryTab();
+  std::vector<MetricChart*> charts() const;
   Engine* engine_;
   PlanModel* plan_;
   QLineEdit* text_ = nullptr;
@@ -74,12 +89,23 @@ class RunPanel : public QWidget {
   QDoubleSpinBox* lr_ = nullptr;
   QDoubleSpinBox* epsilon_ = nullptr;
   QDoubleSpinBox* lambda_ = nullptr;
+  std::vector<QCheckBox*> targets_;
+  QGroupBox* recover_ = nullptr;
+  QListWidget* domains_ = nullptr;
+  QLineEdit* instruct_ = nullptr;
+  QSpinBox* recover_steps_ = nullptr;
+  QComboBox* sampling_ = nullptr;
+  QComboBox* axis_ = nullptr;
   QPushButton* start_ = nullptr;
   QPushButton* pause_ = nullptr;
   QPushButton* cancel_ = nullptr;
   QLabel* status_ = nullptr;
   MetricChart* loss_ = nullptr;
   MetricChart* groups_ = nullptr;
+  MetricChart* categories_ = nullptr;
+  MetricChart* weights_ = nullptr;
+  MetricChart* lr_chart_ = nullptr;
+  MetricChart* speed_ = nullptr;
   SparsityBars* bars_ = nullptr;
   std::map<std::string, double> sparsity_;
   bool running_ = false;

@@ -29,6 +29,7 @@ class MetricChart : public QChartView {
   /// newest point) on top; 0: the raw line alone.
   void addSeries(const QString& name, const QColor& colour, double ema = 0);
   bool hasSeries(const QString& name) const { return series_.count(name) > 0; }
+  size_t seriesCount() const { return series_.size(); }
   /// Removes every series (clear() keeps them, empty).
   void removeAllSeries();
   /// Points (step, value); `seconds`: the wall-clock time of each point (empty: the step).
