@@ -5,11 +5,16 @@
 #include <QtTest>
 
 #include <QDockWidget>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QTableWidget>
 #include <QTemporaryDir>
 
 #include <fstream>
 
 #include "lorashear/runtime.h"
+#include "lorashear/ui/compare_panel.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/main_window.h"
 #include "lorashear/ui/plan_editor.h"
@@ -108,6 +113,81 @@ class TestRun : public QObject {
     QCOMPARE(run->sparsityBars()->mlp(2), run->sparsity().at("L2.mlp"));
     // The opened pruned model starts with the kind colours again.
     QVERIFY(w.graphView()->overlay().empty());
+  }
+
+  void compareTheResultWithTheDenseModel() {
+    // The first test's pruned model, opened, against the demo model it came from.
+    const auto pruned = dir_.filePath("pruned");
+    if (!QFileInfo::exists(pruned)) QSKIP("needs runPauseResumeAndOpenTheResult's model");
+    QCOMPARE(format_index_ranges({0, 1, 2, 3, 7, 12, 13}), QString("0–3, 7, 12–13"));
+    QCOMPARE(format_index_ranges({}), QString());
+    MainWindow w;
+    w.show();
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(wait_open(w));
+    const auto dense_params = w.engine()->documentParameters();
+    QVERIFY(w.openModel(pruned));
+    QVERIFY(wait_open(w));
+    const auto pruned_params = w.engine()->documentParameters();
+    auto* compare = w.comparePanel();
+    compare->setOtherModel("");
+    QVERIFY(!compare->compare());
+    QVERIFY(compare->messageText().contains("choose"));
+    compare->setOtherModel(dir_.filePath("missing-model"));
+    QVERIFY(!compare->compare());
+    QVERIFY(compare->messageText().contains("missing-model"));
+    compare->setOtherModel(demo_);
+    compare->setTextPath(text_);
+    QSignalSpy done(w.engine(), &Engine::comparisonChanged);
+    QVERIFY(compare->compare());
+    QVERIFY(done.wait(60000));
+    const auto& c = w.engine()->comparison();
+    QVERIFY(!c.open_is_dense);  // the open model is the pruned one
+    QCOMPARE(c.dense.parameters, dense_params);
+    QCOMPARE(c.pruned.parameters, pruned_params);
+    QVERIFY(c.dense.perplexity > 0 && c.pruned.perplexity > 0);
+    QVERIFY(c.dense.tokens_per_second > 0 && c.pruned.tokens_per_second > 0);
+    QCOMPARE(compare->figuresTable()->rowCount(), 4);
+    // The graph diff: each node group's removed indices, exactly the report's removed ids.
+    QFile report(pruned + "/pruning_report.json");
+    QVERIFY(report.open(QIODevice::ReadOnly));
+    const auto removed_ids = QJsonDocument::fromJson(report.readAll())
+                                 .object()["pruning"]
+                                 .toObject()["removed"]
+                                 .toArray();
+    QSet<QString> expected_ids, got_ids;
+    for (const auto& id : removed_ids)
+      expected_ids.insert(id.toString());
+    for (const auto& g : c.groups) {
+      QVERIFY(g.indices_known);
+      QCOMPARE(g.before - g.after, qint64(g.removed.size()));
+      const auto prefix = g.kind == "attention" ? g.id + ".kv" : g.id + ".c";
+      for (const auto k : g.removed)
+        got_ids.insert(prefix + QString::number(k));
+    }
+    QVERIFY(!expected_ids.isEmpty());
+    QCOMPARE(got_ids, expected_ids);
+    QCOMPARE(compare->groupsTable()->rowCount(), int(c.groups.size()));
+    // The graph colours node groups by the fraction removed.
+    QTRY_VERIFY(w.graphView()->overlay().title.startsWith("removed"));
+    QVERIFY(w.graphView()->overlay().groups.count("L2.mlp"));
+    // Another architecture is refused, naming it; the comparison stays.
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+    const auto other =
+        QString::fromStdString(test::shared_path("models/stories260K/stories260K.bin").string());
+    compare->setOtherModel(other);
+    compare->setTextPath("");
+    QSignalSpy failed(w.engine(), &Engine::taskFailed);
+    QVERIFY(compare->compare());
+    QVERIFY(failed.wait(60000));
+    QVERIFY2(compare->messageText().contains("not the same architecture"),
+             qPrintable(compare->messageText()));
+    QCOMPARE(w.engine()->comparison().pruned.parameters, pruned_params);
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_COMPARE")) {
+      w.findChild<QDockWidget*>("compareDock")->raise();
+      QTest::qWait(300);
+      w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_COMPARE"));
+    }
   }
 
   void resumeAfterTheAppWasClosed() {

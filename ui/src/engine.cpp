@@ -298,6 +298,7 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
         return {[this, published] {
                   document_ = published;
                   importance_.clear();
+                  comparison_ = {};
                   emit documentChanged();
                 },
                 summary};
@@ -461,6 +462,135 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
 }  // namespace lorashear
 
 namespace lorashear {
+
+namespace {
+
+// Forward tokens/s of `model` on batches of `batch` × `seq` tokens: one warm-up pass, then passes
+// until a second has gone (at least 3, at most 200).
+double forward_tokens_per_second(LlamaModelImpl& model, int64_t batch, int64_t seq,
+                                 const TaskContext& ctx) {
+  torch::NoGradGuard no_grad;
+  const auto device = model.options().device;
+  auto tokens = torch::arange(1, batch * seq + 1, torch::kLong)
+                    .remainder(model.config().vocab_size)
+                    .view({batch, seq})
+                    .to(device);
+  model.forward(tokens);
+  int passes = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  double seconds = 0;
+  while (passes < 3 || (seconds < 1.0 && passes < 200)) {
+    ctx.check();
+    model.forward(tokens);
+    ++passes;
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return static_cast<double>(passes * batch * seq) / std::max(seconds, 1e-9);
+}
+
+}  // namespace
+
+bool Engine::compareWith(const QString& other_path, const QString& text_path, qint64 windows) {
+  auto doc = document_;
+  const auto options = open_options_;
+  const bool ok = submit(
+      "Compare",
+      [this, doc, other_path, text_path, windows, options](const TaskContext& ctx,
+                                                           MetricsBuffer&) -> Outcome {
+        const auto& open = need_weights(doc);
+        const std::string op = other_path.toStdString();
+        if (!std::filesystem::exists(op)) throw InputError(op + ": no such file or folder");
+        ctx.report("load", 0, 1, op);
+        LoadOptions lo;
+        lo.model.device = parse_device(options.device.toStdString());
+        lo.model.dtype = parse_dtype(options.dtype.toStdString());
+        auto other = new_document();
+        other->path = op;
+        other->loaded = load_model(op, lo, &ctx);
+        other->has_weights = true;
+        ctx.check();
+        ctx.report("trace", 0, 1, op);
+        other->trace = trace_model(*other->loaded.model);
+        other->deps = analyze_dependencies(other->trace);
+        const auto& a = open.trace.config;
+        const auto& b = other->trace.config;
+        if (a.n_layers() != b.n_layers() || a.hidden_size != b.hidden_size ||
+            a.vocab_size != b.vocab_size)
+          throw InputError(op + " is not the same architecture as " + open.path + ": " +
+                           std::to_string(b.n_layers()) + " layers, hidden size " +
+                           std::to_string(b.hidden_size) + ", vocabulary " +
+                           std::to_string(b.vocab_size) + " against " +
+                           std::to_string(a.n_layers()) + ", " + std::to_string(a.hidden_size) +
+                           ", " + std::to_string(a.vocab_size));
+        Comparison c;
+        c.open_is_dense = open.deps.total.params >= other->deps.total.params;
+        const ModelDocument& dense = c.open_is_dense ? open : *other;
+        const ModelDocument& pruned = c.open_is_dense ? *other : open;
+        c.text = text_path;
+        c.seq_len = std::min<int64_t>(128, a.max_position_embeddings);
+        const std::vector<const ModelDocument*> docs{&dense, &pruned};
+        for (size_t i = 0; i < docs.size(); ++i) {
+          const auto& d = *docs[i];
+          auto& f = i == 0 ? c.dense : c.pruned;
+          f.path = QString::fromStdString(d.path);
+          f.parameters = d.deps.total.params;
+          f.flops_per_token = d.deps.total.flops;
+          const auto which = std::string(i == 0 ? "dense" : "pruned");
+          if (!text_path.isEmpty()) {
+            ctx.report("perplexity", static_cast<int64_t>(i), 2, which);
+            PerplexityOptions po;
+            po.max_windows = windows;
+            const auto r = perplexity(task_model(d), tokenize_file(d, text_path), po, &ctx);
+            f.perplexity = r.ppl;
+            f.perplexity_protocol = QString::fromStdString(r.protocol());
+          }
+          ctx.report("tokens/s", static_cast<int64_t>(i), 2, which);
+          f.tokens_per_second = forward_tokens_per_second(task_model(d), c.batch, c.seq_len, ctx);
+        }
+        // Node groups by id: the variable groups each model keeps, by original index.
+        for (const auto& g : dense.deps.node_groups) {
+          if (g.size == 0 || g.group_prefix.empty()) continue;
+          GroupDiff diff;
+          diff.id = QString::fromStdString(g.id);
+          diff.kind = QString::fromStdString(g.kind);
+          diff.layer = g.layer;
+          diff.before = g.size;
+          const auto k = pruned.deps.find_node_group(g.id);
+          const NodeGroup* p = k >= 0 ? &pruned.deps.node_groups[static_cast<size_t>(k)] : nullptr;
+          diff.after = p ? p->size : 0;
+          // Indices are recorded (lorashear_original_indices) when the pruned model is ours;
+          // without them a smaller group cannot tell which variable groups went.
+          std::vector<int64_t> kept = p ? p->original_index : std::vector<int64_t>{};
+          const auto& layers = pruned.trace.config.layers;
+          const bool recorded = g.layer >= 0 && static_cast<size_t>(g.layer) < layers.size() &&
+                                (!layers[static_cast<size_t>(g.layer)].kv_origin.empty() ||
+                                 !layers[static_cast<size_t>(g.layer)].channel_origin.empty());
+          diff.indices_known = diff.after == diff.before || diff.after == 0 || recorded;
+          if (diff.indices_known) {
+            std::sort(kept.begin(), kept.end());
+            for (const auto idx : g.original_index)
+              if (!std::binary_search(kept.begin(), kept.end(), idx)) diff.removed.push_back(idx);
+          }
+          c.groups.push_back(diff);
+        }
+        const auto summary =
+            QString("%1 → %2 parameters (%3% removed), %4 → %5 tokens/s")
+                .arg(c.dense.parameters)
+                .arg(c.pruned.parameters)
+                .arg(100.0 *
+                         (1.0 - static_cast<double>(c.pruned.parameters) /
+                                    static_cast<double>(std::max<qint64>(1, c.dense.parameters))),
+                     0, 'f', 1)
+                .arg(c.dense.tokens_per_second, 0, 'f', 0)
+                .arg(c.pruned.tokens_per_second, 0, 'f', 0);
+        return {[this, c] {
+                  comparison_ = c;
+                  emit comparisonChanged();
+                },
+                summary};
+      });
+  return ok;
+}
 
 bool Engine::documentHasAdapter() const {
   return document_ && document_->has_weights && document_->loaded.model->lora() != nullptr;

@@ -33,6 +33,7 @@
 
 #include "document.h"
 #include "lorashear/runtime.h"
+#include "lorashear/ui/compare_panel.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/export_dialog.h"
 #include "lorashear/ui/inspector.h"
@@ -258,9 +259,20 @@ void MainWindow::buildDocks() {
   run_ = new RunPanel(engine_, plan_->model());
   auto* run_dock = dock(tr("Run"), "runDock", run_, Qt::BottomDockWidgetArea);
   tabifyDockWidget(plan_dock, run_dock);
+  compare_ = new ComparePanel(engine_);
+  auto* compare_dock = dock(tr("Compare"), "compareDock", compare_, Qt::BottomDockWidgetArea);
+  tabifyDockWidget(run_dock, compare_dock);
   log_dock->raise();
+  connect(compare_, &ComparePanel::nodeGroupActivated, this, [this](const QString& id) {
+    if (const auto doc = document()) selectNodeGroup(doc->deps.find_node_group(id.toStdString()));
+  });
+  // The graph shows what a comparison removed.
+  connect(engine_, &Engine::comparisonChanged, this, [this] { setOverlay("removed"); });
   // A run is recorded while it goes, so that a restart can offer to resume it.
   connect(run_, &RunPanel::runStarted, this, [this] {
+    // The model the run starts from is what its result is compared with.
+    compare_->setOtherModel(documentPath());
+    compare_->setTextPath(run_->settings().text);
     interrupted_run_ =
         run_record(run_->settings(), plan_->model()->planJson(), documentPath(), device_, dtype_);
     saveSetting("run/active", interrupted_run_);
@@ -387,6 +399,10 @@ void MainWindow::buildActions() {
                     findChild<QAction*>("exportModel")};
   for (auto* a : model_actions_)
     a->setEnabled(false);
+  tools->addAction(tr("C&ompare with another model…"), this, [this] {
+    findChild<QDockWidget*>("compareDock")->show();
+    findChild<QDockWidget*>("compareDock")->raise();
+  });
   tools->addSeparator();
   auto* cancel = tools->addAction(tr("&Cancel the running task"), engine_, &Engine::cancel);
   cancel->setShortcut(Qt::Key_Escape);
@@ -403,7 +419,7 @@ void MainWindow::buildActions() {
 }
 
 QStringList MainWindow::overlayNames() const {
-  return {"kind", "parameters", "variable groups", "prunable", "importance", "sparsity"};
+  return {"kind", "parameters", "variable groups", "prunable", "importance", "sparsity", "removed"};
 }
 
 void MainWindow::setTheme(const QString& name) {
@@ -514,9 +530,10 @@ void MainWindow::documentChanged() {
   static_cast<QStringListModel*>(search_->completer()->model())->setStringList(names);
   for (auto* a : model_actions_)
     a->setEnabled(doc->has_weights);
-  // Importance and a run's sparsity belong to the model they were measured on.
+  // Importance, a run's sparsity and a comparison belong to the model they were measured on.
   if (overlay_->currentData().toString() == "importance" ||
-      overlay_->currentData().toString() == "sparsity")
+      overlay_->currentData().toString() == "sparsity" ||
+      overlay_->currentData().toString() == "removed")
     overlay_->setCurrentIndex(0);
   const auto path = QString::fromStdString(doc->path);
   setWindowTitle(tr("%1 — LoRAShear Studio").arg(QFileInfo(path).fileName()));
@@ -598,7 +615,15 @@ void MainWindow::applyOverlay() {
   if (doc && name != "kind") {
     const auto& deps = doc->deps;
     auto put = [&](const NodeGroup& g, double v) { o.groups[g.id] = v; };
-    if (name == "importance" || name == "sparsity") {
+    if (name == "removed") {
+      o.title = tr("removed against the dense model (fraction of variable groups)");
+      for (const auto& d : engine_->comparison().groups) {
+        const auto g = deps.find_node_group(d.id.toStdString());
+        if (g >= 0 && d.before > 0)
+          put(deps.node_groups[static_cast<size_t>(g)],
+              static_cast<double>(d.before - d.after) / static_cast<double>(d.before));
+      }
+    } else if (name == "importance" || name == "sparsity") {
       o.title = name == "importance" ? tr("importance (knowledge delta, normalised)")
                                      : tr("sparsity (fraction of variable groups at zero)");
       if (name == "sparsity" && !run_->sparsity().empty())
@@ -639,7 +664,7 @@ void MainWindow::applyOverlay() {
       o.high = 0;
       for (const auto& [id, v] : o.groups)
         o.high = std::max(o.high, v);
-      if (o.high <= 0 || name == "sparsity") o.high = 1;
+      if (o.high <= 0 || name == "sparsity" || name == "removed") o.high = 1;
     }
   }
   view_->setOverlay(o);

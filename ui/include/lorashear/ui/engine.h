@@ -86,6 +86,35 @@ struct RunSettings {
   QString sampling = "adaptive";
 };
 
+/// One model's figures in a comparison.
+struct ModelFigures {
+  QString path;
+  qint64 parameters = 0;
+  double flops_per_token = 0;
+  double perplexity = -1;  ///< < 0: no text given
+  QString perplexity_protocol;
+  double tokens_per_second = 0;  ///< forward passes of `Comparison::batch` × `seq_len` tokens
+};
+
+/// One node group of the dense model against the pruned one (same id in both).
+struct GroupDiff {
+  QString id, kind;
+  qint64 layer = -1;
+  qint64 before = 0, after = 0;  ///< variable groups (kv groups, channels)
+  QVector<qint64> removed;       ///< original indices of the removed variable groups
+  bool indices_known = true;     ///< false when the pruned model does not record its indices
+};
+
+/// Dense vs pruned: the larger model by parameters is the dense one, whichever is open.
+struct Comparison {
+  ModelFigures dense, pruned;
+  bool open_is_dense = false;
+  QString text;  ///< perplexity text (empty: none)
+  qint64 batch = 1, seq_len = 128;
+  QVector<GroupDiff> groups;  ///< every node group with variable groups, in model order
+  bool empty() const { return dense.path.isEmpty(); }
+};
+
 class Engine : public QObject {
   Q_OBJECT
  public:
@@ -124,6 +153,13 @@ class Engine : public QObject {
   /// compared with the open model's; the task fails when they differ beyond the dtype's precision.
   /// The summary reports the measured difference.
   bool exportModel(const QString& dir, const QString& dtype, bool keep_adapter);
+  /// Compares the open model with another one (weights required on both): parameters, FLOPs per
+  /// token, perplexity on `text_path` (optional; `windows` of 128 tokens, 0 = all) and measured
+  /// forward tokens/s, and the node groups' variable groups before / after with the removed
+  /// indices. The two must be the same architecture (layers, hidden size, vocabulary).
+  bool compareWith(const QString& other_path, const QString& text_path, qint64 windows = 200);
+  /// The last comparison (cleared when another model is opened).
+  const Comparison& comparison() const { return comparison_; }
   /// Whether the open model has a LoRA adapter attached.
   bool documentHasAdapter() const;
   /// Parameters of the open document by the accounting (0 when none).
@@ -160,6 +196,8 @@ class Engine : public QObject {
   void documentChanged();
   /// A knowledge analysis of the open document finished (importance() holds it).
   void importanceChanged();
+  /// A comparison finished (comparison() holds it).
+  void comparisonChanged();
 
  private:
   void poll();
@@ -176,6 +214,7 @@ class Engine : public QObject {
   OpenOptions open_options_;                    // of the open document, to reopen it
   std::shared_ptr<const ModelDocument> document_;
   std::map<std::string, double> importance_;
+  Comparison comparison_;
   MetricsBuffer metrics_;
 
   mutable std::mutex progress_mutex_;

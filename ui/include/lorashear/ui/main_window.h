@@ -36,6 +36,7 @@ class Inspector;
 class LayoutCache;
 class LogView;
 class NodeGroupModel;
+class ComparePanel;
 class PlanEditor;
 class RunPanel;
 class SummaryView;
@@ -81,6 +82,7 @@ class MainWindow : public QMainWindow {
   SummaryView* summaryView() const { return summary_; }
   PlanEditor* planEditor() const { return plan_; }
   RunPanel* runPanel() const { return run_; }
+  ComparePanel* comparePanel() const { return compare_; }
   std::shared_ptr<const ModelDocument> document() const;
   /// The open model's path ("" when none).
   QString documentPath() const;
@@ -149,6 +151,7 @@ class MainWindow : public QMainWindow {
   SummaryView* summary_ = nullptr;
   PlanEditor* plan_ = nullptr;
   RunPanel* run_ = nullptr;
+  ComparePanel* compare_ = nullptr;
   QLineEdit* search_ = nullptr;
   QComboBox* overlay_ = nullptr;
   QLabel* status_ = nullptr;
