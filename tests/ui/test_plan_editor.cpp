@@ -3,6 +3,10 @@
 // refused with the reason, locks and presets, MLP rounding, and save → load gives the same table.
 #include <QtTest>
 
+#include <QLineEdit>
+#include <QSlider>
+#include <QTableView>
+
 #include <QDockWidget>
 #include <QElapsedTimer>
 #include <QTemporaryDir>
@@ -117,6 +121,49 @@ class TestPlanEditor : public QObject {
       QTest::qWait(300);
       w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT"));
     }
+  }
+
+  void slidersEditLive() {
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(shown.wait(30000));
+    w.show();
+    w.findChild<QDockWidget*>("planDock")->raise();
+    auto* editor = w.planEditor();
+    auto* m = editor->model();
+    // The target's slider and spin box are one value, in tenths of a percent.
+    editor->targetSlider()->setValue(300);
+    QCOMPARE(m->targetRatio(), 0.3);
+    QVERIFY(m->setTargetRatio(0.25));
+    QCOMPARE(editor->targetSlider()->value(), 250);
+    // A ratio cell: a slider applied while it moves (the estimate follows with the editor open),
+    // and a field for an exact percentage.
+    const auto cell = m->index(2, PlanModel::MlpRatio);
+    auto* table = editor->table();
+    table->setCurrentIndex(cell);
+    table->edit(cell);
+    QSlider* slider = nullptr;
+    QTRY_VERIFY((slider = table->viewport()->findChild<QSlider*>("ratioSlider")) != nullptr);
+    const auto before = m->estimate().params_after;
+    slider->setValue(60);
+    QCOMPARE(m->index(2, PlanModel::MlpKept).data().toString(), QString("102 / 256"));
+    QVERIFY(m->estimate().params_after < before);
+    QVERIFY(slider->isVisible());  // still editing
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_SLIDER"))
+      editor->grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_SLIDER"));
+    auto* edit = table->viewport()->findChild<QLineEdit*>("ratioEdit");
+    QVERIFY(edit);
+    edit->setText("12.5");
+    QTest::keyClick(edit, Qt::Key_Return);
+    QTRY_COMPARE(m->index(2, PlanModel::MlpKept).data().toString(), QString("224 / 256"));
+    // Typing nonsense into the field is refused with the reason, the plan unchanged.
+    table->edit(cell);
+    QTRY_VERIFY((edit = table->viewport()->findChild<QLineEdit*>("ratioEdit")) != nullptr);
+    edit->setText("lots");
+    QTest::keyClick(edit, Qt::Key_Return);
+    QTRY_VERIFY(editor->messageText().contains("not a percentage"));
+    QCOMPARE(m->index(2, PlanModel::MlpKept).data().toString(), QString("224 / 256"));
   }
 
   void presetsRoundingAndFiles() {

@@ -6,8 +6,10 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QLineEdit>
 #include <QPainter>
 #include <QPushButton>
+#include <QSlider>
 #include <QStyledItemDelegate>
 #include <QTableView>
 #include <QVBoxLayout>
@@ -55,6 +57,59 @@ class ImportanceDelegate : public QStyledItemDelegate {
   }
   QSize sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const override {
     return QSize(120, QStyledItemDelegate::sizeHint(option, index).height());
+  }
+};
+
+// A ratio cell edited with a slider (whole percentages, applied live as it moves, so the estimates
+// follow) beside a field for typing an exact percentage (empty: the target again).
+class RatioDelegate : public QStyledItemDelegate {
+ public:
+  using QStyledItemDelegate::QStyledItemDelegate;
+  QWidget* createEditor(QWidget* parent, const QStyleOptionViewItem&,
+                        const QModelIndex&) const override {
+    auto* editor = new QWidget(parent);
+    editor->setAutoFillBackground(true);
+    auto* row = new QHBoxLayout(editor);
+    row->setContentsMargins(0, 0, 0, 0);
+    row->setSpacing(2);
+    auto* slider = new QSlider(Qt::Horizontal);
+    slider->setObjectName("ratioSlider");
+    slider->setRange(0, 100);
+    slider->setToolTip(tr("Drag to set the fraction removed; the estimates follow"));
+    auto* edit = new QLineEdit;
+    edit->setObjectName("ratioEdit");
+    edit->setMaximumWidth(52);
+    edit->setToolTip(tr("Type a percentage; empty: follow the target"));
+    row->addWidget(slider, 1);
+    row->addWidget(edit);
+    editor->setFocusProxy(edit);
+    auto* self = const_cast<RatioDelegate*>(this);
+    connect(slider, &QSlider::valueChanged, editor, [self, editor, edit](int v) {
+      edit->setText(QString::number(v));
+      emit self->commitData(editor);
+    });
+    return editor;
+  }
+  void setEditorData(QWidget* editor, const QModelIndex& index) const override {
+    auto* edit = editor->findChild<QLineEdit*>("ratioEdit");
+    auto* slider = editor->findChild<QSlider*>("ratioSlider");
+    const auto text = index.data(Qt::EditRole).toString();
+    edit->setText(text);
+    bool ok = false;
+    const double v = QString(text).remove('%').trimmed().toDouble(&ok);
+    const QSignalBlocker block(slider);
+    slider->setValue(ok ? static_cast<int>(std::lround(v)) : 0);
+  }
+  void setModelData(QWidget* editor, QAbstractItemModel* model,
+                    const QModelIndex& index) const override {
+    const auto text = editor->findChild<QLineEdit*>("ratioEdit")->text();
+    if (text != index.data(Qt::EditRole).toString()) model->setData(index, text, Qt::EditRole);
+  }
+  void updateEditorGeometry(QWidget* editor, const QStyleOptionViewItem& option,
+                            const QModelIndex&) const override {
+    QRect r = option.rect;
+    r.setWidth(std::max(r.width(), 180));
+    editor->setGeometry(r);
   }
 };
 
@@ -443,6 +498,12 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   target_->setValue(20.0);
   target_->setToolTip(tr("Fraction of the model's parameters to remove"));
   top->addWidget(target_);
+  target_slider_ = new QSlider(Qt::Horizontal);
+  target_slider_->setRange(1, 990);  // tenths of a percent, as the spin box
+  target_slider_->setValue(200);
+  target_slider_->setMinimumWidth(160);
+  target_slider_->setToolTip(target_->toolTip());
+  top->addWidget(target_slider_);
   top->addWidget(new QLabel(tr("of the parameters; round MLP widths to")));
   rounding_ = new QComboBox;
   for (int m : {1, 8, 64})
@@ -468,6 +529,8 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   table_ = new QTableView;
   table_->setModel(model_);
   table_->setItemDelegateForColumn(PlanModel::Knowledge, new ImportanceDelegate(table_));
+  table_->setItemDelegateForColumn(PlanModel::AttentionRatio, new RatioDelegate(table_));
+  table_->setItemDelegateForColumn(PlanModel::MlpRatio, new RatioDelegate(table_));
   table_->verticalHeader()->hide();
   table_->verticalHeader()->setDefaultSectionSize(22);
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
@@ -481,8 +544,14 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   layout->addWidget(message_);
 
   connect(target_, &QDoubleSpinBox::valueChanged, this, [this](double v) {
+    {
+      const QSignalBlocker block(target_slider_);
+      target_slider_->setValue(static_cast<int>(std::lround(v * 10.0)));
+    }
     if (std::abs(model_->targetRatio() - v / 100.0) > 1e-9) model_->setTargetRatio(v / 100.0);
   });
+  connect(target_slider_, &QSlider::valueChanged, this,
+          [this](int v) { target_->setValue(v / 10.0); });
   connect(rounding_, &QComboBox::currentIndexChanged, this,
           [this] { model_->roundMlpWidths(rounding_->currentData().toInt()); });
   connect(uniform, &QPushButton::clicked, model_, &PlanModel::presetUniform);
@@ -536,7 +605,9 @@ void PlanEditor::render() {
   message_->clear();
   {
     const QSignalBlocker block(target_);
+    const QSignalBlocker block_slider(target_slider_);
     target_->setValue(100.0 * model_->targetRatio());
+    target_slider_->setValue(static_cast<int>(std::lround(1000.0 * model_->targetRatio())));
   }
   const auto e = model_->estimate();
   if (!e.valid) {

@@ -17,6 +17,7 @@
 class QDoubleSpinBox;
 class QComboBox;
 class QLabel;
+class QSlider;
 class QTableView;
 
 namespace lorashear {
@@ -110,6 +111,7 @@ class PlanEditor : public QWidget {
   explicit PlanEditor(QWidget* parent = nullptr);
   PlanModel* model() const { return model_; }
   QTableView* table() const { return table_; }
+  QSlider* targetSlider() const { return target_slider_; }
   /// The estimates line and the message line (for tests).
   QString estimateText();
   QString messageText() const;
@@ -130,6 +132,7 @@ class PlanEditor : public QWidget {
   PlanModel* model_ = nullptr;
   QTableView* table_ = nullptr;
   QDoubleSpinBox* target_ = nullptr;
+  QSlider* target_slider_ = nullptr;
   QComboBox* rounding_ = nullptr;
   QLabel* estimate_ = nullptr;
   QLabel* message_ = nullptr;
