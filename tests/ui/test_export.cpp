@@ -50,6 +50,41 @@ class TestExport : public QObject {
       auto back = load_model(out.toStdString());
       QCOMPARE(back.source_dtype, std::string(dtype == "float32" ? "F32" : "BF16"));
     }
+    // Shards of at most 1 MiB with an index; loads back the same.
+    {
+      ExportDialog dialog(w.engine());
+      const auto out = dir_.filePath("demo-sharded");
+      dialog.setFolder(out);
+      dialog.setShardMiB(1);
+      QVERIFY2(run(dialog), qPrintable(dialog.resultText()));
+      QVERIFY2(dialog.resultText().contains("2 shards"), qPrintable(dialog.resultText()));
+      QVERIFY(QFileInfo::exists(out + "/model-00001-of-00002.safetensors"));
+      QVERIFY(QFileInfo::exists(out + "/model.safetensors.index.json"));
+      QVERIFY(!QFileInfo::exists(out + "/model.safetensors"));
+      auto back = load_model(out.toStdString());
+      QCOMPARE(back.model->num_parameters(), w.engine()->documentParameters());
+    }
+    // Cancel: the folder already there (the float32 export) is left as it was, nothing staged
+    // stays behind.
+    {
+      const auto out = dir_.filePath("demo-float32");
+      const auto stamp = QFileInfo(out + "/model.safetensors").lastModified();
+      ExportDialog dialog(w.engine());
+      dialog.setFolder(out);
+      dialog.setDtype("bfloat16");
+      QSignalSpy done(&dialog, &ExportDialog::done);
+      QVERIFY(dialog.start());
+      dialog.cancel();
+      QVERIFY(done.wait(60000));
+      QVERIFY(!dialog.succeeded());
+      QVERIFY2(dialog.resultText().startsWith("Cancelled"), qPrintable(dialog.resultText()));
+      QCOMPARE(QFileInfo(out + "/model.safetensors").lastModified(), stamp);
+      QCOMPARE(load_model(out.toStdString()).source_dtype, std::string("F32"));
+      QCOMPARE(QDir(dir_.path())
+                   .entryList(QStringList{".demo-float32*"}, QDir::AllEntries | QDir::Hidden)
+                   .size(),
+               0);
+    }
     // A folder that cannot be created: the reason, no success.
     ExportDialog bad(w.engine());
     bad.setFolder("/proc/no-such-dir/model");

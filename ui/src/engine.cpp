@@ -13,6 +13,7 @@
 #include "document.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
+#include "lorashear/io/files.h"
 #include "lorashear/io/text.h"
 #include "lorashear/model/config.h"
 #include "lorashear/model/interrupt.h"
@@ -596,16 +597,22 @@ bool Engine::documentHasAdapter() const {
   return document_ && document_->has_weights && document_->loaded.model->lora() != nullptr;
 }
 
-bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_adapter) {
+bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_adapter,
+                         qint64 shard_bytes) {
   auto doc = document_;
   return submit(
-      "Export", [doc, dir, dtype, keep_adapter](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+      "Export",
+      [doc, dir, dtype, keep_adapter, shard_bytes](const TaskContext& ctx,
+                                                   MetricsBuffer&) -> Outcome {
         const auto& d = need_weights(doc);
         auto& model = task_model(d);
         const bool adapter = model.lora() != nullptr;
-        const std::string out = dir.toStdString();
         SaveOptions so;
         so.dtype = parse_dtype(dtype.toStdString());
+        so.max_shard_bytes = shard_bytes;
+        // Written beside the target and swapped in once checked; an old export stays until then.
+        io::StagedDirectory staged(dir.toStdString(), /*overwrite=*/true);
+        const std::string out = staged.path();
         ctx.report("export", 0, 3, "writing the weights");
         {
           torch::NoGradGuard no_grad;
@@ -622,6 +629,11 @@ bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_ada
           if (adapter && keep_adapter) save_lora_adapter(model, out + "/adapter");
         }
         ctx.check();
+        int shards = 0;
+        for (const auto& entry : std::filesystem::directory_iterator(out)) {
+          const auto name = entry.path().filename().string();
+          if (name.rfind("model-", 0) == 0 && entry.path().extension() == ".safetensors") ++shards;
+        }
         // Load it back the way another tool would and compare the logits on a fixed batch.
         ctx.report("export", 1, 3, "loading it back");
         LoadOptions lo;
@@ -630,20 +642,26 @@ bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_ada
         auto back = load_model(out, lo, &ctx);
         ctx.report("export", 2, 3, "comparing the logits");
         torch::NoGradGuard no_grad;
-        auto tokens =
-            torch::arange(1, 33, torch::kLong).remainder(model.config().vocab_size).view({1, 32});
+        auto tokens = torch::arange(1, 33, torch::kLong)
+                          .remainder(model.config().vocab_size)
+                          .view({1, 32})
+                          .to(lo.model.device);
         const auto expected = model.forward(tokens).to(torch::kFloat32);
         const auto got = back.model->forward(tokens).to(torch::kFloat32);
         const double scale = std::max(1e-6, expected.abs().max().item<double>());
         const double diff = (expected - got).abs().max().item<double>() / scale;
         const double tolerance = so.dtype == torch::kFloat32 ? 1e-4 : 0.1;
         if (!(diff <= tolerance))
-          throw Error(out + ": the exported model's logits differ from the open model's by " +
+          throw Error(dir.toStdString() +
+                      ": the exported model's logits differ from the open model's by " +
                       std::to_string(diff) + " of their range (allowed " +
-                      std::to_string(tolerance) + "): the export is wrong, do not use it");
+                      std::to_string(tolerance) + "): the export was not kept");
+        ctx.check();
+        back = {};
+        staged.commit();
         return {{},
-                QString("wrote %1 (%2%3); reloaded: logits within %4 of the open model's")
-                    .arg(dir, dtype,
+                QString("wrote %1 (%2%3%4); reloaded: logits within %5 of the open model's")
+                    .arg(dir, dtype, shards > 0 ? QString(", %1 shards").arg(shards) : QString(),
                          adapter ? (keep_adapter ? QString(", adapter in adapter/")
                                                  : QString(", adapter merged"))
                                  : QString())

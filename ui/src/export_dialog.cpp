@@ -10,6 +10,7 @@
 #include <QLineEdit>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSpinBox>
 
 #include "lorashear/ui/engine.h"
 
@@ -29,6 +30,16 @@ ExportDialog::ExportDialog(Engine* engine, QWidget* parent) : QDialog(parent), e
   dtype_->addItem(tr("bfloat16"), "bfloat16");
   dtype_->addItem(tr("float16"), "float16");
   form->addRow(tr("Weights"), dtype_);
+  shard_ = new QSpinBox;
+  shard_->setRange(0, 1 << 20);
+  shard_->setSingleStep(1024);
+  shard_->setSuffix(tr(" MiB"));
+  shard_->setSpecialValueText(tr("one file"));
+  shard_->setValue(0);
+  shard_->setToolTip(
+      tr("Split the weights into model-0000i-of-0000n.safetensors of at most this "
+         "size, with model.safetensors.index.json"));
+  form->addRow(tr("Shards"), shard_);
   keep_adapter_ = new QCheckBox(tr("Keep the LoRA adapter apart (PEFT layout in adapter/)"));
   keep_adapter_->setEnabled(engine_->documentHasAdapter());
   keep_adapter_->setToolTip(engine_->documentHasAdapter()
@@ -46,6 +57,8 @@ ExportDialog::ExportDialog(Engine* engine, QWidget* parent) : QDialog(parent), e
   form->addRow(result_);
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
   export_ = buttons->addButton(tr("Export"), QDialogButtonBox::AcceptRole);
+  cancel_ = buttons->addButton(tr("Cancel export"), QDialogButtonBox::ActionRole);
+  cancel_->setEnabled(false);
   form->addRow(buttons);
   connect(browse, &QPushButton::clicked, this, [this] {
     const auto dir =
@@ -53,6 +66,7 @@ ExportDialog::ExportDialog(Engine* engine, QWidget* parent) : QDialog(parent), e
     if (!dir.isEmpty()) folder_->setText(dir);
   });
   connect(export_, &QPushButton::clicked, this, &ExportDialog::start);
+  connect(cancel_, &QPushButton::clicked, this, &ExportDialog::cancel);
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   connect(engine_, &Engine::progressChanged, this, [this](const EngineProgress& p) {
     if (running_ && p.stage == "export") progress_->setValue(static_cast<int>(p.done));
@@ -64,13 +78,17 @@ ExportDialog::ExportDialog(Engine* engine, QWidget* parent) : QDialog(parent), e
     progress_->setValue(3);
     result_->setText(tr("Done: %1").arg(text));
     export_->setEnabled(true);
+    cancel_->setEnabled(false);
     emit done();
   });
   auto failed = [this](const QString& task, const QString& message) {
     if (!running_ || task != "Export") return;
     running_ = false;
-    result_->setText(message.isEmpty() ? tr("Cancelled.") : tr("Failed: %1").arg(message));
+    result_->setText(message.isEmpty() ? tr("Cancelled; the folder is as it was.")
+                                       : tr("Failed: %1").arg(message));
+    progress_->setValue(0);
     export_->setEnabled(true);
+    cancel_->setEnabled(false);
     emit done();
   };
   connect(engine_, &Engine::taskFailed, this, failed);
@@ -90,6 +108,14 @@ void ExportDialog::setKeepAdapter(bool keep) {
   keep_adapter_->setChecked(keep);
 }
 
+void ExportDialog::setShardMiB(int mib) {
+  shard_->setValue(mib);
+}
+
+void ExportDialog::cancel() {
+  if (running_) engine_->cancel();
+}
+
 QString ExportDialog::resultText() const {
   return result_->text();
 }
@@ -101,13 +127,15 @@ bool ExportDialog::start() {
     return false;
   }
   if (!engine_->exportModel(folder_->text().trimmed(), dtype_->currentData().toString(),
-                            keep_adapter_->isChecked())) {
+                            keep_adapter_->isChecked(),
+                            static_cast<qint64>(shard_->value()) << 20)) {
     result_->setText(tr("The engine is busy with %1.").arg(engine_->currentTask()));
     return false;
   }
   running_ = true;
   progress_->setValue(0);
   export_->setEnabled(false);
+  cancel_->setEnabled(true);
   result_->setText(tr("Exporting…"));
   return true;
 }

@@ -152,7 +152,11 @@ class Engine : public QObject {
   /// `dir/adapter` (PEFT layout) when `keep_adapter`. The export is then loaded back and its logits
   /// compared with the open model's; the task fails when they differ beyond the dtype's precision.
   /// The summary reports the measured difference.
-  bool exportModel(const QString& dir, const QString& dtype, bool keep_adapter);
+  /// `shard_bytes` > 0 splits the weights into shards of at most that size with an index (the
+  /// Hugging Face sharded layout). The export is written to a temporary folder beside `dir` and
+  /// put in place only once checked: a cancelled or failed export leaves `dir` as it was.
+  bool exportModel(const QString& dir, const QString& dtype, bool keep_adapter,
+                   qint64 shard_bytes = 0);
   /// Compares the open model with another one (weights required on both): parameters, FLOPs per
   /// token, perplexity on `text_path` (optional; `windows` of 128 tokens, 0 = all) and measured
   /// forward tokens/s, and the node groups' variable groups before / after with the removed

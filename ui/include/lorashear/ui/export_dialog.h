@@ -1,7 +1,8 @@
 #pragma once
 // File ▸ Export model: the open (e.g. pruned) model in the Hugging Face layout, float32 / bfloat16
-// / float16, an attached LoRA adapter merged or kept as a PEFT adapter; progress in the dialog; the
-// export is loaded back and its logits checked before the dialog reports success.
+// / float16, one file or shards with an index, an attached LoRA adapter merged or kept as a PEFT
+// adapter; progress and a cancel button in the dialog; the export is loaded back and its logits
+// checked before the dialog reports success (and before it replaces an existing folder).
 
 #include <QDialog>
 
@@ -10,6 +11,7 @@ class QComboBox;
 class QLabel;
 class QLineEdit;
 class QProgressBar;
+class QSpinBox;
 class QPushButton;
 
 namespace lorashear {
@@ -24,6 +26,10 @@ class ExportDialog : public QDialog {
   void setFolder(const QString& dir);
   void setDtype(const QString& dtype);
   void setKeepAdapter(bool keep);
+  /// Largest shard in MiB; 0: one model.safetensors.
+  void setShardMiB(int mib);
+  /// Cancels a running export (the folder is left as it was).
+  void cancel();
   /// Starts the export; false (with the reason shown) when it cannot start.
   bool start();
   QString resultText() const;
@@ -38,6 +44,8 @@ class ExportDialog : public QDialog {
   QLineEdit* folder_ = nullptr;
   QComboBox* dtype_ = nullptr;
   QCheckBox* keep_adapter_ = nullptr;
+  QSpinBox* shard_ = nullptr;
+  QPushButton* cancel_ = nullptr;
   QProgressBar* progress_ = nullptr;
   QLabel* result_ = nullptr;
   QPushButton* export_ = nullptr;
