@@ -171,6 +171,11 @@ class TestRun : public QObject {
     // The graph colours node groups by the fraction removed.
     QTRY_VERIFY(w.graphView()->overlay().title.startsWith("removed"));
     QVERIFY(w.graphView()->overlay().groups.count("L2.mlp"));
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_COMPARE")) {
+      w.findChild<QDockWidget*>("compareDock")->raise();
+      QTest::qWait(300);
+      w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_COMPARE"));
+    }
     // Another architecture is refused, naming it; the comparison stays.
     LORASHEAR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
     const auto other =
@@ -183,11 +188,6 @@ class TestRun : public QObject {
     QVERIFY2(compare->messageText().contains("not the same architecture"),
              qPrintable(compare->messageText()));
     QCOMPARE(w.engine()->comparison().pruned.parameters, pruned_params);
-    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_COMPARE")) {
-      w.findChild<QDockWidget*>("compareDock")->raise();
-      QTest::qWait(300);
-      w.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_COMPARE"));
-    }
   }
 
   void resumeAfterTheAppWasClosed() {

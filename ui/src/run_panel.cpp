@@ -89,8 +89,8 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   groups_->addSeries("scheduled", QColor(150, 150, 150));
   groups_->addSeries("zeroed", QColor(214, 39, 40));
   bars_ = new SparsityBars;
-  categories_ = new MetricChart(tr("Validation loss per category"));
-  weights_ = new MetricChart(tr("Category sampling weights"));
+  categories_ = new MetricChart(tr("Recovery: validation loss"));
+  weights_ = new MetricChart(tr("Recovery: sampling weights"));
   lr_chart_ = new MetricChart(tr("Learning rate"));
   lr_chart_->addSeries("lr", QColor(148, 103, 189));
   speed_ = new MetricChart(tr("Tokens per second"));

@@ -103,6 +103,8 @@ void MetricChart::addSeries(const QString& name, const QColor& colour, double em
                            .arg(s.points[i].y(), 0, 'g', 6),
                        this);
   };
+  s.raw->setVisible(false);  // until it has points
+  if (s.smooth) s.smooth->setVisible(false);
   connect(s.raw, &QLineSeries::hovered, this, hover);
   if (s.smooth) connect(s.smooth, &QLineSeries::hovered, this, hover);
   series_[name] = s;
@@ -177,6 +179,9 @@ void MetricChart::redraw() {
   for (auto& [name, s] : series_) {
     // A sparse series (an evaluation every N steps) shows its points, or one value is invisible.
     const auto n = s.points.size();
+    // A series without points stays out of the plot and the legend (recovery before it starts).
+    s.raw->setVisible(n > 0);
+    if (s.smooth) s.smooth->setVisible(n > 0);
     s.raw->setPointsVisible(
         !s.smooth && n > 0 && n <= 200 &&
         (n == 1 ||
@@ -192,7 +197,9 @@ void MetricChart::redraw() {
       x_max_ = std::max(x_max_, wall_ ? s.seconds.back() : s.points.back().x());
   }
   x_->setRange(0, x_max_);
-  const double pad = std::max(1e-9, (y_max_ - y_min_) * 0.05);
+  // A flat series (a constant learning rate) gets a band around its value, not a zero-height axis.
+  const double pad =
+      y_max_ > y_min_ ? (y_max_ - y_min_) * 0.05 : std::max(1e-9, std::abs(y_max_) * 0.05);
   // Counts, losses and rates never go below zero: no negative axis for them.
   y_->setRange(y_min_ >= 0 ? std::max(0.0, y_min_ - pad) : y_min_ - pad, y_max_ + pad);
 }
@@ -216,7 +223,11 @@ double MetricChart::lastValue(const QString& name) const {
 void MetricChart::clear() {
   for (auto& [name, s] : series_) {
     s.raw->clear();
-    if (s.smooth) s.smooth->clear();
+    s.raw->setVisible(false);
+    if (s.smooth) {
+      s.smooth->clear();
+      s.smooth->setVisible(false);
+    }
     s.points.clear();
     s.smoothed.clear();
     s.seconds.clear();
