@@ -14,6 +14,7 @@
 #include <QVBoxLayout>
 
 #include "lorashear/ui/engine.h"
+#include "lorashear/ui/node_group_model.h"
 
 namespace lorashear {
 
@@ -54,14 +55,6 @@ class NumberItem : public QTableWidgetItem {
  private:
   double value_;
 };
-
-QString human(double v) {
-  const double a = std::abs(v);
-  if (a >= 1e9) return QString::number(v / 1e9, 'f', 2) + " G";
-  if (a >= 1e6) return QString::number(v / 1e6, 'f', 2) + " M";
-  if (a >= 1e3) return QString::number(v / 1e3, 'f', 1) + " K";
-  return QString::number(v, 'g', 4);
-}
 
 QString change(double before, double after) {
   if (before <= 0 || after < 0) return {};
@@ -212,8 +205,8 @@ void ComparePanel::render() {
   };
   const QLocale locale;
   std::vector<Row> rows{
-      {tr("Parameters"), double(c.dense.parameters), double(c.pruned.parameters), &human},
-      {tr("FLOPs per token"), c.dense.flops_per_token, c.pruned.flops_per_token, &human},
+      {tr("Parameters"), double(c.dense.parameters), double(c.pruned.parameters), &format_count},
+      {tr("FLOPs per token"), c.dense.flops_per_token, c.pruned.flops_per_token, &format_count},
       {tr("Tokens/s (forward, %1 × %2)").arg(c.batch).arg(c.seq_len), c.dense.tokens_per_second,
        c.pruned.tokens_per_second, [](double v) { return QString::number(v, 'f', 0); }}};
   if (c.dense.perplexity >= 0)
