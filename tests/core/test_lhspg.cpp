@@ -193,6 +193,31 @@ class TestLhspg : public QObject {
     }
   }
 
+  void theLoraTargetsDecideTheSearchSpace() {
+    // Without adapters on the layers producing MLP channels (gate/up), only attention can go;
+    // with adapters only on o_proj / down_proj nothing can, and a target is refused, not met by
+    // removing nothing.
+    auto m = random_model(tiny(), 1);
+    DependencyOptions attention_only;
+    attention_only.lora_targets = {"q_proj", "v_proj", "down_proj"};
+    const auto deps = analyze_model(*m, attention_only);
+    QVERIFY(deps.node_groups[static_cast<size_t>(deps.find_node_group("L1.attn"))].prunable);
+    QVERIFY(!deps.node_groups[static_cast<size_t>(deps.find_node_group("L1.mlp"))].prunable);
+    PruningPlan plan;
+    plan.target_ratio = 0.05;
+    const auto r = resolve_plan(plan, deps);
+    for (const auto& e : r.entries)
+      QCOMPARE(deps.node_groups[e.node_group].kind, std::string("attention"));
+    DependencyOptions none;
+    none.lora_targets = {"o_proj", "down_proj"};
+    try {
+      resolve_plan(plan, analyze_model(*m, none));
+      QFAIL("a plan with nothing prunable was accepted");
+    } catch (const UsageError& e) {
+      QVERIFY2(QString(e.what()).contains("nothing can be removed"), e.what());
+    }
+  }
+
   void removalsSpreadOverPeriods() {
     using V = std::vector<int64_t>;
     QCOMPARE(spread_over_periods(3, 4), (V{1, 1, 1, 0}));  // not all three in the last period

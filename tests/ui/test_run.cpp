@@ -295,6 +295,15 @@ class TestRun : public QObject {
     run->setSettings(s);
     QVERIFY(!run->start());
     QVERIFY(run->messageText().contains("LoRA target"));
+    // Adapters only where no pruned channel is produced: the engine refuses the plan at once,
+    // before any perplexity or training, and the model stays as it was.
+    s.lora_targets = QStringList{"o_proj", "down_proj"};
+    run->setSettings(s);
+    QVERIFY(run->start());
+    QTRY_VERIFY_WITH_TIMEOUT(run->messageText().startsWith("Failed"), 20000);
+    QVERIFY2(run->messageText().contains("nothing can be removed"), qPrintable(run->messageText()));
+    QTRY_VERIFY_WITH_TIMEOUT(!w.engine()->busy(), 20000);
+    QCOMPARE(w.engine()->documentParameters(), plan->estimate().params_before);
     // Two categories, instruction data, 40 recovery steps: 28 in stage 1, 12 in stage 2. The
     // adapters go on the layers that produce the pruned channels (o_proj and down_proj left out).
     s.lora_targets = QStringList{"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"};
@@ -305,7 +314,7 @@ class TestRun : public QObject {
     QCOMPARE(run->settings().domains, s.domains);
     QVERIFY2(run->start(), qPrintable(run->messageText()));
     QTRY_VERIFY2_WITH_TIMEOUT(run->lossChart()->pointCount("recovery") >= 5,
-                              qPrintable(run->messageText()), 40000);
+                              qPrintable(run->messageText()), 90000);
     QVERIFY(run->messageText().startsWith("Recovery"));
     QCOMPARE(run->lossChart()->pointCount("loss"), 40);
     run->setWallTime(true);  // the axis by wall time while it runs

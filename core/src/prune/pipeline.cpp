@@ -69,6 +69,12 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   const auto t_start = std::chrono::steady_clock::now();
   // Fail before the long run if the output cannot be written.
   io::StagedDirectory staged(o.out_dir, o.overwrite);
+  // The LoRA targets decide what can be pruned (LORASHEAR.md §1): a node group whose producing
+  // layers have no adapter is not in the search space. Resolving the plan against that space now
+  // fails an impossible plan (too few targets for the ratio) before the perplexity and the run.
+  DependencyOptions search_space;
+  search_space.lora_targets = o.lora.targets;
+  (void)resolve_plan(o.plan, analyze_model(model, search_space));
 
   // Data: the text's tokens, the last `holdout` of them kept for perplexity.
   task_report(ctx, "data", 0, 1, "tokenising " + text_path);
@@ -117,7 +123,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
 
   // The plan's ratio is of the base model's parameters: resolve it before the adapters exist,
   // then carry the counts over to the analysis with adapters (same node group ids).
-  const auto base_deps = analyze_model(model);
+  const auto base_deps = analyze_model(model, search_space);
   // Knowledge distribution (§2) on the first windows of the training part: the top-gamma node
   // groups join the plan's unprunable marks, unless the plan gives them a ratio itself.
   PruningPlan plan = o.plan;

@@ -169,6 +169,12 @@ ResolvedPlan resolve_plan(const PruningPlan& plan, const DependencyGraph& deps) 
                      "target " +
                      pct(plan.target_ratio) + "; lower them or raise the target");
 
+  if (out.entries.empty() && plan.target_ratio > 0)
+    throw UsageError(
+        "nothing can be removed: no node group is prunable (a node group needs a "
+        "LoRA target on a layer producing its channels: q/k/v_proj for attention, "
+        "gate/up_proj for MLP channels)");
+
   // Water-filling: one common ratio over the free node groups, those that hit their cap fixed
   // at it and the rest raised.
   auto free_params = [&](size_t e) {
