@@ -39,6 +39,21 @@ class TestGraphView : public QObject {
     QVERIFY(view.nodeItem("n" + std::to_string(down)) != nullptr);
     QVERIFY(view.clusterItem("L2.mlp") != nullptr);
 
+    // An overlay that fades: a node group at the top of the scale is faint, one at zero opaque,
+    // nodes outside the overlay's groups as they were.
+    const auto up = graph_.find_node("model.layers.2.mlp.up_proj");
+    const auto q = graph_.find_node("model.layers.2.self_attn.q_proj");
+    GraphOverlay o;
+    o.groups = {{"L2.mlp", 1.0}, {"L2.attn", 0.0}};
+    o.fade = true;
+    view.setOverlay(o);
+    QVERIFY(view.nodeItem("n" + std::to_string(up))->opacity() < 0.5);
+    QCOMPARE(view.nodeItem("n" + std::to_string(q))->opacity(), 1.0);
+    o.fade = false;
+    view.setOverlay(o);
+    QCOMPARE(view.nodeItem("n" + std::to_string(up))->opacity(), 1.0);
+    view.setOverlay({});
+
     QSignalSpy toggled(&view, &GraphView::layerToggleRequested);
     view.show();
     QVERIFY(QTest::qWaitForWindowExposed(&view));

@@ -665,6 +665,8 @@ void MainWindow::applyOverlay() {
       for (const auto& [id, v] : o.groups)
         o.high = std::max(o.high, v);
       if (o.high <= 0 || name == "sparsity" || name == "removed") o.high = 1;
+      // Groups going to zero (a run) or gone (a comparison) fade out.
+      o.fade = name == "sparsity" || name == "removed";
     }
   }
   view_->setOverlay(o);

@@ -178,6 +178,7 @@ void GraphView::applyColours() {
     auto* item = dynamic_cast<QAbstractGraphicsShapeItem*>(nodeItem(n.id));
     if (item == nullptr) continue;
     QColor fill(QString::fromStdString(n.fill));
+    double opacity = 1.0;
     if (!overlay_.empty()) {
       const double span = overlay_.high - overlay_.low;
       std::optional<double> value;
@@ -188,9 +189,12 @@ void GraphView::applyColours() {
         auto it = overlay_.groups.find(n.node_group);
         if (it != overlay_.groups.end()) value = it->second;
       }
-      fill = value ? overlay_colour(span > 0 ? (*value - overlay_.low) / span : 1.0)
-                   : QColor(dark_ ? QColor(90, 90, 90) : QColor(225, 225, 225));
+      const double t =
+          span > 0 && value ? std::clamp((*value - overlay_.low) / span, 0.0, 1.0) : 1.0;
+      fill = value ? overlay_colour(t) : QColor(dark_ ? QColor(90, 90, 90) : QColor(225, 225, 225));
+      if (overlay_.fade && value) opacity = 1.0 - 0.75 * t;
     }
+    item->setOpacity(opacity);
     item->setBrush(fill);
     const bool mark = marked.count(n.id) > 0;
     item->setPen(mark ? QPen(QColor(255, 127, 14), 3.0)

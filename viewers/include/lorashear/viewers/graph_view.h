@@ -25,6 +25,8 @@ struct GraphOverlay {
   std::map<std::string, double> groups;  ///< node group id → value
   std::map<int64_t, double> layers;      ///< decoder layer → value (collapsed boxes)
   double low = 0, high = 1;              ///< the colour scale's ends
+  /// Nodes fade as their value nears `high` (sparsity, removed: groups going to zero fade out).
+  bool fade = false;
   bool empty() const { return groups.empty() && layers.empty(); }
 };
 
