@@ -523,9 +523,10 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
     return it == batches.end() ? std::optional<QPointF>{} : it->second.points.back();
   };
   const auto lr = last("lr"), tps = last("tokens/s");
-  const auto loss = last("loss") ? last("loss") : last("recovery");
+  const auto pruning = last("loss");
+  const auto loss = pruning ? pruning : last("recovery");
   if (loss) {
-    const bool recovering = !last("loss");
+    const bool recovering = !pruning;
     const auto stage = last("stage");
     status_->setText(
         tr("%1 step %2 — loss %3 (EMA %4), lr %5, %6 tokens/s")
