@@ -10,21 +10,13 @@
 
 #include "io/io_internal.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/json.h"
 
 namespace fs = std::filesystem;
 
 namespace lorashear::io {
 
 namespace {
-
-nlohmann::json read_json(const std::string& path) {
-  const std::string text = read_small_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-}
 
 // Tensors some exporters write that carry no weights of their own.
 bool ignorable(const std::string& name, const ModelConfig& cfg) {
@@ -48,7 +40,7 @@ std::optional<SourceType> source_type(const std::string& dtype) {
 LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskContext* ctx) {
   const fs::path root(dir);
   const std::string config_path = (root / "config.json").string();
-  ModelConfig cfg = ModelConfig::from_hf_json(read_json(config_path), config_path);
+  ModelConfig cfg = ModelConfig::from_hf_json(read_json_file(config_path), config_path);
   cfg.validate(config_path);
 
   // Weight files: one model.safetensors or shards named by the index.
@@ -62,7 +54,7 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
       stored[e.name] = {files.back().get(), &e};
   } else if (fs::is_regular_file(index_path)) {
     const std::string ip = index_path.string();
-    const auto index = read_json(ip);
+    const auto index = read_json_file(ip);
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       throw InputError(ip + ": missing object 'weight_map'");
     std::map<std::string, std::string> weight_map;

@@ -1,7 +1,5 @@
 #include "lorashear/model/config.h"
 
-#include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -9,6 +7,7 @@
 #include <tuple>
 
 #include "lorashear/errors.h"
+#include "lorashear/io/json.h"
 
 namespace lorashear {
 
@@ -286,15 +285,7 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-  return from_hf_json(j, path);
+  return from_hf_json(io::read_json_file(path), path);
 }
 
 }  // namespace lorashear

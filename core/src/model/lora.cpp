@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
+#include "lorashear/io/json.h"
 #include "lorashear/io/safetensors.h"
 #include "lorashear/model/llama.h"
 
@@ -162,14 +162,7 @@ void save_lora_adapter(const LlamaModelImpl& model, const std::string& dir) {
 
 void load_lora_adapter(LlamaModelImpl& model, const std::string& dir) {
   const std::string cfg_path = dir + "/adapter_config.json";
-  std::ifstream in(cfg_path);
-  if (!in) throw InputError(cfg_path + ": cannot read");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(cfg_path + ": not valid JSON: " + e.what());
-  }
+  const auto j = io::read_json_file(cfg_path);
   auto field = [&](const char* key) -> const nlohmann::json& {
     if (!j.contains(key)) throw InputError(cfg_path + ": field '" + key + "': missing");
     return j.at(key);

@@ -3,10 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <fstream>
 
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
+#include "lorashear/io/json.h"
 
 namespace lorashear {
 
@@ -85,15 +85,7 @@ void PruningPlan::save(const std::string& path) const {
 }
 
 PruningPlan PruningPlan::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot read the plan");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON: " + e.what());
-  }
-  return from_json(j, path);
+  return from_json(io::read_json_file(path), path);
 }
 
 int64_t ResolvedPlan::count(size_t node_group) const {
