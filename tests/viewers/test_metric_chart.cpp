@@ -3,7 +3,9 @@
 #include <QtTest>
 
 #include <QChart>
+#include <QLineSeries>
 #include <QTemporaryDir>
+#include <QToolTip>
 #include <QValueAxis>
 
 #include <cmath>
@@ -91,6 +93,12 @@ class TestMetricChart : public QObject {
     QVERIFY(chart.wallTime());
     QCOMPARE(x->max(), 9.5);
     QCOMPARE(x->titleText(), QString("seconds"));
+    // Hover names the nearest point on the axis shown: 4.5 s is nearest the point at 4 s.
+    chart.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&chart));
+    auto* raw = qobject_cast<QLineSeries*>(chart.chart()->series().front());
+    emit raw->hovered(QPointF(4.5, 20), true);
+    QVERIFY2(QToolTip::text().contains("at step 2 (4.0 s): 20"), qPrintable(QToolTip::text()));
     QCOMPARE(chart.pointCount("a"), 3);
     QTemporaryDir dir;
     QVERIFY(chart.exportCsv(dir.filePath("t.csv")));

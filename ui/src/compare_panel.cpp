@@ -13,23 +13,11 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "lorashear/model/config.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/node_group_model.h"
 
 namespace lorashear {
-
-QString format_index_ranges(const QVector<qint64>& indices) {
-  QStringList parts;
-  for (qsizetype i = 0; i < indices.size();) {
-    qsizetype j = i;
-    while (j + 1 < indices.size() && indices[j + 1] == indices[j] + 1)
-      ++j;
-    parts << (j == i ? QString::number(indices[i])
-                     : QString("%1–%2").arg(indices[i]).arg(indices[j]));
-    i = j + 1;
-  }
-  return parts.join(", ");
-}
 
 namespace {
 
@@ -232,8 +220,10 @@ void ComparePanel::render() {
     groups_->setItem(r, 3, new NumberItem(double(g.after), QString::number(g.after)));
     groups_->setItem(r, 4,
                      new NumberItem(double(removed), removed ? QString::number(removed) : ""));
-    auto* indices = cell(g.indices_known ? format_index_ranges(g.removed)
-                                         : tr("(not recorded by the pruned model)"));
+    // The ranges of the config's lorashear_original_indices, spaced so that the cell wraps.
+    auto* indices = cell(
+        g.indices_known ? QString::fromStdString(format_index_ranges(g.removed)).replace(",", ", ")
+                        : tr("(not recorded by the pruned model)"));
     indices->setToolTip(indices->text());
     groups_->setItem(r, 5, indices);
     if (removed > 0)

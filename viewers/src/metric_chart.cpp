@@ -89,12 +89,18 @@ void MetricChart::addSeries(const QString& name, const QColor& colour, double em
     if (!state) return QToolTip::hideText();
     const auto& s = series_[name];
     if (s.points.empty()) return;
-    const auto pts = onAxis(s, s.points);
-    auto it = std::lower_bound(pts.begin(), pts.end(), at.x(),
-                               [](const QPointF& p, double x) { return p.x() < x; });
-    if (it == pts.end()) --it;
-    if (it != pts.begin() && std::abs((it - 1)->x() - at.x()) < std::abs(it->x() - at.x())) --it;
-    const auto i = static_cast<size_t>(it - pts.begin());
+    // The nearest point on the axis shown (both steps and seconds ascend).
+    auto x_of = [&](size_t k) { return wall_ ? s.seconds[k] : s.points[k].x(); };
+    size_t lo = 0, hi = s.points.size();
+    while (lo < hi) {
+      const size_t mid = (lo + hi) / 2;
+      if (x_of(mid) < at.x())
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    size_t i = std::min(lo, s.points.size() - 1);
+    if (i > 0 && std::abs(x_of(i - 1) - at.x()) < std::abs(x_of(i) - at.x())) --i;
     QToolTip::showText(QCursor::pos(),
                        tr("%1 at step %2 (%3 s): %4")
                            .arg(name)
@@ -158,9 +164,7 @@ void MetricChart::setWallTime(bool wall) {
   flush();
 }
 
-std::vector<QPointF> MetricChart::onAxis(const Series& s,
-                                         const std::vector<QPointF>& points) const {
-  if (!wall_) return points;
+std::vector<QPointF> MetricChart::bySeconds(const Series& s, const std::vector<QPointF>& points) {
   std::vector<QPointF> out(points.size());
   for (size_t i = 0; i < points.size(); ++i)
     out[i] = {s.seconds[i], points[i].y()};
@@ -187,8 +191,8 @@ void MetricChart::redraw() {
         (n == 1 ||
          (s.points.back().x() - s.points.front().x()) / static_cast<double>(n - 1) > 1.5));
     if (wall_) {
-      s.raw->replace(downsample(onAxis(s, s.points), buckets));
-      if (s.smooth) s.smooth->replace(downsample(onAxis(s, s.smoothed), buckets));
+      s.raw->replace(downsample(bySeconds(s, s.points), buckets));
+      if (s.smooth) s.smooth->replace(downsample(bySeconds(s, s.smoothed), buckets));
     } else {
       s.raw->replace(downsample(s.points, buckets));
       if (s.smooth) s.smooth->replace(downsample(s.smoothed, buckets));

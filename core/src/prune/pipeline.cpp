@@ -74,7 +74,8 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   // fails an impossible plan (too few targets for the ratio) before the perplexity and the run.
   DependencyOptions search_space;
   search_space.lora_targets = o.lora.targets;
-  (void)resolve_plan(o.plan, analyze_model(model, search_space));
+  const auto base_deps = analyze_model(model, search_space);
+  (void)resolve_plan(o.plan, base_deps);
 
   // Data: the text's tokens, the last `holdout` of them kept for perplexity.
   task_report(ctx, "data", 0, 1, "tokenising " + text_path);
@@ -121,9 +122,8 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
     }
   }
 
-  // The plan's ratio is of the base model's parameters: resolve it before the adapters exist,
-  // then carry the counts over to the analysis with adapters (same node group ids).
-  const auto base_deps = analyze_model(model, search_space);
+  // The plan's ratio is of the base model's parameters: it is resolved on `base_deps` (before
+  // the adapters exist), then the counts carry over to the analysis with adapters (same ids).
   // Knowledge distribution (§2) on the first windows of the training part: the top-gamma node
   // groups join the plan's unprunable marks, unless the plan gives them a ratio itself.
   PruningPlan plan = o.plan;

@@ -16,9 +16,6 @@ namespace lorashear {
 
 class Engine;
 
-/// Index ranges, ascending: "0–3, 7, 12–15".
-QString format_index_ranges(const QVector<qint64>& indices);
-
 class ComparePanel : public QWidget {
   Q_OBJECT
  public:

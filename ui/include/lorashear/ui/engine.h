@@ -101,7 +101,7 @@ struct GroupDiff {
   QString id, kind;
   qint64 layer = -1;
   qint64 before = 0, after = 0;  ///< variable groups (kv groups, channels)
-  QVector<qint64> removed;       ///< original indices of the removed variable groups
+  std::vector<int64_t> removed;  ///< original indices of the removed variable groups
   bool indices_known = true;     ///< false when the pruned model does not record its indices
 };
 

@@ -66,8 +66,8 @@ class MetricChart : public QChartView {
     std::vector<QPointF> points, smoothed;  // everything received, by step
     std::vector<double> seconds;            // wall-clock time of each point
   };
-  /// `points` with x replaced by the wall-clock time (when the axis shows it).
-  std::vector<QPointF> onAxis(const Series& s, const std::vector<QPointF>& points) const;
+  /// `points` with x replaced by the wall-clock time.
+  static std::vector<QPointF> bySeconds(const Series& s, const std::vector<QPointF>& points);
   void redraw();
   std::map<QString, Series> series_;
   std::vector<QString> order_;
