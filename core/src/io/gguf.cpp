@@ -5,29 +5,18 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 
+#include "io/gguf_types.h"
 #include "io/io_internal.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/gguf.h"
 
 namespace lorashear::io {
 
 namespace {
 
-enum GgufType : uint32_t {
-  kU8 = 0,
-  kI8 = 1,
-  kU16 = 2,
-  kI16 = 3,
-  kU32 = 4,
-  kI32 = 5,
-  kF32 = 6,
-  kBool = 7,
-  kString = 8,
-  kArray = 9,
-  kU64 = 10,
-  kI64 = 11,
-  kF64 = 12,
-};
+using namespace gguf;
 
 const char* value_type_name(uint32_t t) {
   static const char* names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
@@ -204,6 +193,7 @@ class GgufFile {
       Value v = r.value(type, "metadata '" + key + "'");
       if (!kv_.emplace(key, std::move(v)).second)
         throw InputError(p + ": metadata '" + key + "' appears twice");
+      keys_.push_back(key);
     }
     for (uint64_t k = 0; k < n_tensors; ++k) {
       TensorInfo t;
@@ -281,6 +271,8 @@ class GgufFile {
     const auto it = index_.find(name);
     return it == index_.end() ? nullptr : &tensors_[it->second];
   }
+  /// Metadata keys in file order.
+  const std::vector<std::string>& keys() const { return keys_; }
   const Value* find(const std::string& key) const {
     const auto it = kv_.find(key);
     return it == kv_.end() ? nullptr : &it->second;
@@ -358,6 +350,7 @@ class GgufFile {
   std::shared_ptr<MappedFile> file_;
   uint32_t version_ = 0;
   std::map<std::string, Value> kv_;
+  std::vector<std::string> keys_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
 };
@@ -394,8 +387,25 @@ std::shared_ptr<Tokenizer> tokenizer_from_metadata(const GgufFile& g) {
       vocab[k].type = static_cast<VocabEntry::Type>(t);
     }
   }
+  // llama.cpp's defaults for SentencePiece vocabularies.
   const bool add_prefix = g.get_bool("tokenizer.ggml.add_space_prefix").value_or(true);
-  return Tokenizer::from_vocab(vocab, add_prefix, g.path());
+  const bool collapse = g.get_bool("tokenizer.ggml.remove_extra_whitespaces").value_or(false);
+  auto special = [&](const char* key) -> int64_t {
+    const auto id = g.get_int(key);
+    if (!id) return -1;
+    if (*id < 0 || *id >= static_cast<int64_t>(n))
+      throw InputError(g.path() + ": metadata '" + key + "' = " + std::to_string(*id) +
+                       " is outside the vocabulary of " + std::to_string(n));
+    return *id;
+  };
+  const int64_t bos = special("tokenizer.ggml.bos_token_id");
+  const int64_t eos = special("tokenizer.ggml.eos_token_id");
+  // SentencePiece wants BOS/EOS to be control pieces; ids naming other pieces are left to the
+  // model configuration (as before).
+  auto control = [&](int64_t id) {
+    return id >= 0 && vocab[static_cast<size_t>(id)].type == VocabEntry::Type::Control ? id : -1;
+  };
+  return Tokenizer::from_vocab(vocab, add_prefix, g.path(), collapse, control(bos), control(eos));
 }
 
 }  // namespace
@@ -403,9 +413,11 @@ std::shared_ptr<Tokenizer> tokenizer_from_metadata(const GgufFile& g) {
 LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const TaskContext* ctx) {
   GgufFile g(path);
   const std::string arch = g.get_string("general.architecture").value_or("");
-  if (arch != "llama")
+  // "deci" is llama.cpp's LLaMA with per-layer head counts and widths (what save_gguf writes for
+  // non-uniformly pruned models, and NVIDIA's Nemotron derivatives).
+  if (arch != "llama" && arch != "deci")
     throw InputError(path + ": metadata 'general.architecture' is '" + arch +
-                     "'; only 'llama' is supported");
+                     "'; only 'llama' and 'deci' (LLaMA with per-layer sizes) are supported");
   const std::string k = arch + ".";
   if (const auto scaling = g.get_string(k + "rope.scaling.type"); scaling && *scaling != "none")
     throw InputError(path + ": metadata '" + k + "rope.scaling.type' is '" + *scaling +
@@ -421,14 +433,36 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
   const auto heads = g.per_layer(k + "attention.head_count", n_layers, std::nullopt);
   const auto kv_heads = g.per_layer(k + "attention.head_count_kv", n_layers, heads);
   const auto ffn = g.per_layer(k + "feed_forward_length", n_layers, std::nullopt);
-  for (int64_t l = 0; l < n_layers; ++l)
+  for (int64_t l = 0; l < n_layers; ++l) {
+    if (heads[l] > 0 && kv_heads[l] == 0)
+      throw InputError(path + ": metadata '" + k + "attention.head_count_kv': layer " +
+                       std::to_string(l) +
+                       " has query heads but no kv heads (a linear layer in place of attention, "
+                       "as in Nemotron), which is not supported");
     cfg.layers.push_back({heads[l], kv_heads[l], ffn[l]});
+  }
+  // Which original kv heads / MLP channels each layer kept (written by save_gguf for pruned
+  // models), so variable group ids survive the round trip.
+  for (const auto& [key, kv] : {std::pair{"lorashear.original_indices.kv_heads", true},
+                                std::pair{"lorashear.original_indices.mlp_channels", false}}) {
+    const Value* v = g.get_array(key, kString);
+    if (v == nullptr) continue;
+    if (static_cast<int64_t>(v->items.size()) != n_layers)
+      throw InputError(path + ": metadata '" + key + "' has " + std::to_string(v->items.size()) +
+                       " entries, expected " + std::to_string(n_layers) + " (one per layer)");
+    for (int64_t l = 0; l < n_layers; ++l) {
+      auto& d = cfg.layers[static_cast<size_t>(l)];
+      (kv ? d.kv_origin : d.channel_origin) =
+          parse_index_ranges(v->items[static_cast<size_t>(l)].s, path,
+                             std::string(key) + "[" + std::to_string(l) + "]");
+    }
+  }
   if (const auto kl = g.get_int(k + "attention.key_length")) {
     cfg.head_dim = *kl;
   } else if (const auto rd = g.get_int(k + "rope.dimension_count")) {
     cfg.head_dim = *rd;
   } else {
-    const int64_t h0 = *std::max_element(heads.begin(), heads.end());
+    const int64_t h0 = heads.front();
     if (h0 <= 0) throw InputError(path + ": metadata '" + k + "attention.head_count' is zero");
     cfg.head_dim = cfg.hidden_size / h0;
   }
@@ -474,18 +508,28 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
       {"output_norm.weight", {"model.norm.weight", 0}},
   };
   if (!cfg.tie_word_embeddings) names["output.weight"] = {"lm_head.weight", 0};
+  std::set<std::string> prefilled;  // parameters without a tensor in the file
   for (int64_t l = 0; l < n_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     const std::string m = "model.layers." + std::to_string(l) + ".";
+    names[b + "ffn_norm.weight"] = {m + "post_attention_layernorm.weight", 0};
+    names[b + "ffn_gate.weight"] = {m + "mlp.gate_proj.weight", 0};
+    names[b + "ffn_up.weight"] = {m + "mlp.up_proj.weight", 0};
+    names[b + "ffn_down.weight"] = {m + "mlp.down_proj.weight", 0};
+    if (heads[l] == 0) {
+      // A layer without attention has no attention tensors in the file (llama.cpp's deci layout);
+      // its projections are empty and its unused norm is left at one.
+      for (const char* p :
+           {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight", "self_attn.o_proj.weight"})
+        prefilled.insert(m + p);
+      continue;
+    }
     names[b + "attn_norm.weight"] = {m + "input_layernorm.weight", 0};
     names[b + "attn_q.weight"] = {m + "self_attn.q_proj.weight", cfg.head_dim};
     names[b + "attn_k.weight"] = {m + "self_attn.k_proj.weight", cfg.head_dim};
     names[b + "attn_v.weight"] = {m + "self_attn.v_proj.weight", 0};
     names[b + "attn_output.weight"] = {m + "self_attn.o_proj.weight", 0};
-    names[b + "ffn_norm.weight"] = {m + "post_attention_layernorm.weight", 0};
-    names[b + "ffn_gate.weight"] = {m + "mlp.gate_proj.weight", 0};
-    names[b + "ffn_up.weight"] = {m + "mlp.up_proj.weight", 0};
-    names[b + "ffn_down.weight"] = {m + "mlp.down_proj.weight", 0};
     if (cfg.attention_bias) {
       names[b + "attn_q.bias"] = {m + "self_attn.q_proj.bias", cfg.head_dim};
       names[b + "attn_k.bias"] = {m + "self_attn.k_proj.bias", cfg.head_dim};
@@ -522,10 +566,59 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
   std::stable_sort(sources.begin(), sources.end(),
                    [](const auto& a, const auto& b) { return a.offset < b.offset; });
 
-  copy_sources(*model, sources, ctx);
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& name : prefilled)
+      if (name.find("layernorm") != std::string::npos) model->parameter(name).fill_(1.0);
+  }
+  copy_sources(*model, sources, ctx, prefilled);
   out.model = model;
   out.source_dtype = source_dtype;
   return out;
 }
 
 }  // namespace lorashear::io
+
+namespace lorashear {
+
+namespace {
+
+std::string value_text(const io::Value& v, int depth = 0) {
+  using namespace io::gguf;
+  switch (v.type) {
+    case kString:
+      return v.s.size() > 120 ? "\"" + v.s.substr(0, 117) + "…\"" : "\"" + v.s + "\"";
+    case kF32:
+    case kF64: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.9g", v.f);
+      return buf;
+    }
+    case kBool:
+      return v.i ? "true" : "false";
+    case kArray: {
+      const size_t n = v.items.size();
+      const size_t shown = std::min<size_t>(n, n > 16 ? 4 : 16);
+      std::string out = "[";
+      if (n > 16) out += std::to_string(n) + " " + io::value_type_name(v.elem_type) + " values: ";
+      for (size_t i = 0; i < shown; ++i)
+        out += (i ? ", " : "") + (depth < 2 ? value_text(v.items[i], depth + 1) : "…");
+      if (shown < n) out += ", …";
+      return out + "]";
+    }
+    default:
+      return v.is_unsigned() ? std::to_string(v.u) : std::to_string(v.i);
+  }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> gguf_metadata(const std::string& path) {
+  const io::GgufFile g(path);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& key : g.keys())
+    out.emplace_back(key, value_text(*g.find(key)));
+  return out;
+}
+
+}  // namespace lorashear

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,9 +52,10 @@ void check_source(const LlamaModelImpl& model, const TensorSource& src);
 
 /// Copies every source into its parameter, chunk by chunk (≤ ~16 MiB of file bytes at a time),
 /// converting dtype/device during the copy and releasing consumed pages of the mapping. Checks that
-/// every model parameter is filled exactly once. Reports progress as stage "load".
+/// every model parameter is filled exactly once (those in `prefilled` were set by the caller).
+/// Reports progress as stage "load".
 void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& sources,
-                  const TaskContext* ctx);
+                  const TaskContext* ctx, const std::set<std::string>& prefilled = {});
 
 /// Loads a tokenizer from an explicit file: *.bin → llama2.c layout (`vocab_size` entries), else
 /// SentencePiece model.

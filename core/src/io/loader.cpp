@@ -163,7 +163,7 @@ void check_source(const LlamaModelImpl& model, const TensorSource& s) {
 }
 
 void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& sources,
-                  const TaskContext* ctx) {
+                  const TaskContext* ctx, const std::set<std::string>& prefilled) {
   torch::NoGradGuard no_grad;
   const auto params = model.state_dict();
   std::map<std::string, const TensorSource*> by_param;
@@ -174,7 +174,7 @@ void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& source
                        "' is stored twice");
   }
   for (const auto& [name, t] : params)
-    if (by_param.count(name) == 0)
+    if (by_param.count(name) == 0 && prefilled.count(name) == 0)
       throw InputError((sources.empty() ? std::string("checkpoint") : sources[0].file->path()) +
                        ": missing tensor for parameter '" + name + "'");
   const auto total = static_cast<int64_t>(sources.size());

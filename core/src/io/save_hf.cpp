@@ -100,8 +100,25 @@ void save_hf(const LlamaModelImpl& model, const Tokenizer* tokenizer, const std:
     if (written.count(f) == 0) fs::remove(root / f, ec);
 
   task_check(ctx);
-  if (tokenizer != nullptr)
+  if (tokenizer != nullptr) {
     io::write_file_atomic((root / "tokenizer.model").string(), tokenizer->serialized_model_proto());
+    // What transformers' AutoTokenizer reads beside tokenizer.model (as Llama 2's files say it).
+    auto piece = [&](int64_t id) -> nlohmann::json {
+      return id >= 0 && id < tokenizer->vocab_size() ? nlohmann::json(tokenizer->piece(id))
+                                                     : nlohmann::json(nullptr);
+    };
+    const nlohmann::json tok = {{"tokenizer_class", "LlamaTokenizer"},
+                                {"bos_token", piece(tokenizer->bos_id())},
+                                {"eos_token", piece(tokenizer->eos_id())},
+                                {"unk_token", piece(tokenizer->unk_id())},
+                                {"pad_token", nullptr},
+                                {"add_bos_token", true},
+                                {"add_eos_token", false},
+                                {"legacy", false},
+                                {"clean_up_tokenization_spaces", false},
+                                {"model_max_length", cfg.max_position_embeddings}};
+    io::write_file_atomic((root / "tokenizer_config.json").string(), tok.dump(2) + "\n");
+  }
   const nlohmann::json gen = {{"_from_model_config", true},
                               {"bos_token_id", cfg.bos_token_id},
                               {"eos_token_id", cfg.eos_token_id}};

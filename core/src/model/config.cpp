@@ -89,6 +89,11 @@ std::vector<int64_t> parse_ranges(const std::string& text, const std::string& so
 
 }  // namespace
 
+std::vector<int64_t> parse_index_ranges(const std::string& text, const std::string& source,
+                                        const std::string& field) {
+  return parse_ranges(text, source, field);
+}
+
 std::string format_index_ranges(const std::vector<int64_t>& v) {
   std::string out;
   for (size_t i = 0; i < v.size();) {

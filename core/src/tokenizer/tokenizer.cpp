@@ -343,6 +343,40 @@ std::string Tokenizer::serialized_model_proto() const {
   return impl_->proto;
 }
 
+namespace {
+
+// A boolean of the ModelProto's normalizer_spec (field 3); `fallback` when absent (proto2 default).
+bool normalizer_flag(const std::string& proto, int flag, bool fallback) {
+  bool value = fallback;
+  ProtoReader model(proto);
+  int field, wire;
+  while (model.next(&field, &wire)) {
+    if (field != 3 || wire != 2) {
+      model.skip(wire);
+      continue;
+    }
+    const std::string body = model.bytes();
+    ProtoReader spec(body);
+    while (spec.next(&field, &wire)) {
+      if (field == flag && wire == 0)
+        value = spec.varint() != 0;
+      else
+        spec.skip(wire);
+    }
+  }
+  return value;
+}
+
+}  // namespace
+
+bool Tokenizer::add_dummy_prefix() const {
+  return normalizer_flag(impl_->proto, 3, true);
+}
+
+bool Tokenizer::remove_extra_whitespaces() const {
+  return normalizer_flag(impl_->proto, 4, true);
+}
+
 std::vector<VocabEntry> Tokenizer::vocab() const {
   std::vector<VocabEntry> out;
   out.reserve(static_cast<size_t>(vocab_size()));

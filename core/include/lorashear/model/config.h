@@ -73,5 +73,9 @@ struct ModelConfig {
 
 /// Ascending indices as ranges: {0,1,2,3,7} → "0-3,7".
 std::string format_index_ranges(const std::vector<int64_t>& indices);
+/// The inverse of format_index_ranges ("" → none). Throws InputError naming `source` and `field`
+/// for anything but ascending ranges.
+std::vector<int64_t> parse_index_ranges(const std::string& text, const std::string& source,
+                                        const std::string& field);
 
 }  // namespace lorashear

@@ -62,6 +62,11 @@ class Tokenizer {
   std::string serialized_model_proto() const;
   /// Vocabulary in llama2.c/GGUF form (pieces, scores, types).
   std::vector<VocabEntry> vocab() const;
+  /// The normaliser's options (GGUF `tokenizer.ggml.add_space_prefix` and
+  /// `tokenizer.ggml.remove_extra_whitespaces`); SentencePiece's defaults when the model omits
+  /// them.
+  bool add_dummy_prefix() const;
+  bool remove_extra_whitespaces() const;
 
  private:
   Tokenizer();
