@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "lorashear/io/gguf.h"
 #include "lorashear/model/lora.h"
 
 namespace lorashear::cli {
@@ -58,6 +59,18 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
                                          {"eos_id", loaded.tokenizer->eos_id()}}
                         : nlohmann::json(nullptr)}};
   const auto* lora = loaded.model->lora();
+  nlohmann::json targets = nlohmann::json::array();
+  for (const auto& t : load_targets(cfg))
+    targets.push_back({{"tool", t.tool}, {"ok", t.ok}, {"detail", t.detail}});
+  j["loads_in"] = targets;
+  std::vector<std::pair<std::string, std::string>> gguf_meta;
+  if (loaded.format == ModelFormat::Gguf) {
+    gguf_meta = gguf_metadata(path);
+    nlohmann::json m = nlohmann::json::object();
+    for (const auto& [k, v] : gguf_meta)
+      m[k] = v;
+    j["gguf_metadata"] = m;
+  }
   j["adapter"] = lora ? nlohmann::json{{"path", loaded.adapter_path},
                                        {"rank", lora->rank},
                                        {"alpha", lora->alpha},
@@ -117,6 +130,15 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
               human_bytes(double(loaded.model->weight_bytes())).c_str(),
               human_bytes(double(kv_per_token)).c_str(),
               human_bytes(double(kv_per_token * cfg.max_position_embeddings)).c_str());
+  std::string where;
+  for (const auto& t : load_targets(cfg))
+    where += (where.empty() ? "" : "; ") + t.text();
+  std::printf("  loads in         %s\n", where.c_str());
+  if (!gguf_meta.empty()) {
+    std::printf("\n  GGUF metadata (%zu keys)\n", gguf_meta.size());
+    for (const auto& [k, v] : gguf_meta)
+      std::printf("    %-44s %s\n", k.c_str(), v.c_str());
+  }
   return 0;
 }
 

@@ -12,8 +12,9 @@ namespace lorashear::cli {
 namespace {
 
 struct PruneArgs : ModelArgs {
-  std::string text, plan;
+  std::string text, plan, gguf_dtype;
   double ratio = 0;
+  bool uniform = false;
   int64_t steps = 0, recover_steps = 0;
   CLI::App* app = nullptr;
   PruneOptions o;
@@ -28,10 +29,15 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   } else {
     throw UsageError("give --ratio (fraction of parameters to remove) or --plan FILE");
   }
+  if (a.uniform) a.o.plan.uniform = true;
   if (a.steps > 0) a.o.lhspg.split_budget(a.steps);
   default_recovery_stages(*a.app, a.o.recovery, a.recover_steps);
   if (!a.o.recover && (!a.o.recovery.domains.empty() || !a.o.recovery.instruct.empty()))
     throw UsageError("--domain / --instruct are recovery data: add --recover");
+  if (!a.gguf_dtype.empty()) {
+    if (a.o.export_gguf.empty()) throw UsageError("--gguf-dtype needs --export-gguf FILE");
+    a.o.gguf_dtype = parse_gguf_dtype(a.gguf_dtype);
+  }
   a.o.validate();
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   ProgressBar bar(global);
@@ -79,6 +85,15 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
     std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
   std::printf("wrote %s (Hugging Face layout, pruning_report.json%s)\n", a.o.out_dir.c_str(),
               a.o.keep_adapter ? ", the LoRA adapter in adapter/ (PEFT layout)" : "");
+  if (report.contains("gguf"))
+    std::printf("wrote %s (GGUF for llama.cpp, architecture %s, %s)\n", a.o.export_gguf.c_str(),
+                report["gguf"]["architecture"].get<std::string>().c_str(),
+                report["gguf"]["dtype"].get<std::string>().c_str());
+  std::string where;
+  for (const auto& t : report["loads_in"])
+    where += (where.empty() ? "" : "; ") + t.get<std::string>();
+  std::printf("loads in: %s%s\n", where.c_str(),
+              report.contains("gguf") ? "" : " (llama.cpp: --export-gguf FILE)");
   return 0;
 }
 
@@ -95,6 +110,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--out", o.out_dir, "output directory (Hugging Face layout)")->required();
   app->add_option("--ratio", a->ratio, "fraction of all parameters to remove, in (0, 1)");
   app->add_option("--plan", a->plan, "plan JSON (per-layer / per-node-group ratios, protections)");
+  app->add_flag("--uniform", a->uniform,
+                "same size in every layer (kv groups, MLP width), so transformers / vLLM load the "
+                "result as a plain LLaMA; the knowledge analysis's protections are then not "
+                "applied (one would keep every layer whole)");
   app->add_option(
          "--method", o.method,
          "lhspg, or a baseline on the same plan: magnitude, random, taylor (full-gradient, "
@@ -143,6 +162,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_flag("--keep-adapter", o.keep_adapter,
                 "write the LoRA adapter apart (OUT/adapter, PEFT layout) instead of merging it; "
                 "load with --adapter OUT/adapter");
+  app->add_option("--export-gguf", o.export_gguf,
+                  "also write the pruned model as GGUF for llama.cpp to FILE (adapter merged)");
+  app->add_option("--gguf-dtype", a->gguf_dtype, "GGUF tensor type: f32 (default), f16, bf16, q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   app->add_flag("--overwrite", o.overwrite, "replace DIR if it exists (once pruning succeeded)");
   app->add_option("--checkpoint-every", o.checkpoint_every,
                   "save the run's state every N steps (0 = never) into OUT.checkpoint")

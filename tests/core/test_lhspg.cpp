@@ -157,6 +157,102 @@ class TestLhspg : public QObject {
     QCOMPARE(back.to_json().dump(), plan.to_json().dump());
   }
 
+  // Same size in every layer: equal kept counts per kind, the target met as closely as steps of
+  // one group in every layer allow, fixed counts forcing their kind, and the subnet a plain LLaMA.
+  void uniformPlans() {
+    auto m = random_model(tiny(), 1);  // 3 layers, 2 kv groups, 40 MLP channels
+    const auto deps = analyze_model(*m);
+    auto kept = [&](const ResolvedPlan& r, const std::string& kind) {
+      std::set<int64_t> k;
+      for (const auto& e : r.entries)
+        if (deps.node_groups[e.node_group].kind == kind)
+          k.insert(deps.node_groups[e.node_group].size - e.remove);
+      return k;
+    };
+    PruningPlan plan;
+    plan.uniform = true;
+    for (const double target : {0.1, 0.3, 0.5}) {
+      plan.target_ratio = target;
+      const auto r = resolve_plan(plan, deps);
+      QCOMPARE(kept(r, "attention").size(), size_t(1));
+      QCOMPARE(kept(r, "mlp").size(), size_t(1));
+      // Within half of the finest step (one MLP channel in every layer) of the target, unless
+      // the coarse attention step decides: here every combination is checked.
+      const double mlp_step = 3.0 * 3 * 32 / static_cast<double>(deps.total.params);
+      QVERIFY2(std::abs(r.achieved_ratio - target) <= mlp_step,
+               qPrintable(QString("%1 vs %2").arg(r.achieved_ratio).arg(target)));
+      std::vector<std::string> ids;
+      for (const auto& e : r.entries)
+        for (int64_t k = 0; k < e.remove; ++k)
+          ids.push_back(deps.node_groups[e.node_group].variable_group_id(k));
+      auto sub = construct_subnet(*m, deps, ids);
+      QVERIFY(sub->config().uniform_layers());
+      QVERIFY(!sub->config().to_hf_json().contains("intermediate_size_per_layer"));
+      QCOMPARE(sub->num_parameters(), m->num_parameters() - r.params_removed);
+    }
+    // A protected MLP keeps every MLP whole; attention alone carries a small target…
+    plan.target_ratio = 0.15;
+    plan.unprunable = {"L1.mlp"};
+    auto r = resolve_plan(plan, deps);
+    QCOMPARE(kept(r, "mlp"), std::set<int64_t>{40});
+    QCOMPARE(kept(r, "attention"), std::set<int64_t>{1});
+    QVERIFY(!r.notes.empty());
+    bool named = false;
+    for (const auto& n : r.notes)
+      named = named || n.find("L1.mlp is kept whole") != std::string::npos;
+    QVERIFY(named);
+    // … not a tiny one (one kv group in every layer is 18.5% here) …
+    plan.target_ratio = 0.05;
+    try {
+      resolve_plan(plan, deps);
+      QFAIL("accepted");
+    } catch (const UsageError& e) {
+      QVERIFY2(QString(e.what()).contains("rounds to removing nothing"), e.what());
+    }
+    // … nor a large one.
+    plan.target_ratio = 0.4;
+    try {
+      resolve_plan(plan, deps);
+      QFAIL("accepted");
+    } catch (const UsageError& e) {
+      QVERIFY2(QString(e.what()).contains("at most"), e.what());
+    }
+    // Fixed ratios of one kind must agree; a layer ratio counts too.
+    plan = PruningPlan{};
+    plan.uniform = true;
+    plan.target_ratio = 0.3;
+    plan.node_group_ratios = {{"L0.mlp", 0.5}};
+    r = resolve_plan(plan, deps);
+    QCOMPARE(kept(r, "mlp"), std::set<int64_t>{20});
+    plan.layer_ratios = {{2, 0.25}};
+    try {
+      resolve_plan(plan, deps);
+      QFAIL("accepted");
+    } catch (const UsageError& e) {
+      QVERIFY2(QString(e.what()).contains("L0.mlp") && QString(e.what()).contains("L2.mlp"),
+               e.what());
+    }
+    // An already pruned model (layers of different widths) is made uniform again.
+    auto uneven = construct_subnet(*m, deps, {"L0.mlp.c1", "L0.mlp.c2", "L2.mlp.c9"});
+    const auto deps2 = analyze_model(*uneven);
+    PruningPlan again;
+    again.uniform = true;
+    again.target_ratio = 0.2;
+    const auto r2 = resolve_plan(again, deps2);
+    std::set<int64_t> widths;
+    for (const auto& e : r2.entries)
+      if (deps2.node_groups[e.node_group].kind == "mlp")
+        widths.insert(deps2.node_groups[e.node_group].size - e.remove);
+    QCOMPARE(widths.size(), size_t(1));
+    QVERIFY(*widths.begin() <= 38);
+    // The JSON keeps the option.
+    QVERIFY(PruningPlan::from_json(again.to_json(), "plan").uniform);
+    QVERIFY_THROWS_EXCEPTION(InputError,
+                             PruningPlan::from_json(nlohmann::json::parse(R"({"target_ratio": 0.2,
+                                           "uniform": "yes"})"),
+                                                    "plan"));
+  }
+
   void impossiblePlansAreRefused_data() {
     QTest::addColumn<QString>("json");
     QTest::addColumn<QString>("message");

@@ -3,6 +3,7 @@
 // refused with the reason, locks and presets, MLP rounding, and save → load gives the same table.
 #include <QtTest>
 
+#include <QCheckBox>
 #include <QLineEdit>
 #include <QSlider>
 #include <QTableView>
@@ -220,6 +221,56 @@ class TestPlanEditor : public QObject {
 
   // The estimates follow each edit on a Llama-2-7B configuration (32 layers, 352 256 prunable
   // variable groups); the time per edit is printed, the GUI does it on its own thread.
+  // "Same size in every layer": equal kept counts, where the result loads, what a lock costs.
+  void sameSizeInEveryLayer() {
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(shown.wait(30000));
+    auto* editor = w.planEditor();
+    auto* m = editor->model();
+    QVERIFY(m->setData(m->index(0, PlanModel::MlpLock), Qt::Checked, Qt::CheckStateRole));
+    QVERIFY2(editor->loadsInText().contains("transformers / vLLM: needs the same size"),
+             qPrintable(editor->loadsInText()));
+    QVERIFY(editor->loadsInText().contains("llama.cpp \u2713 (deci)"));
+    // Locked L0.mlp keeps every MLP whole under the uniform option, so attention carries a 10%
+    // target alone: one kv group of two in every layer.
+    QVERIFY(m->setTargetRatio(0.1));
+    editor->uniformBox()->setChecked(true);
+    QVERIFY(m->uniform());
+    for (int l = 0; l < 4; ++l) {
+      QCOMPARE(m->index(l, PlanModel::MlpKept).data().toString(), QString("256 / 256"));
+      QCOMPARE(m->index(l, PlanModel::KvKept).data().toString(), QString("1 / 2"));
+    }
+    const auto text = editor->loadsInText();
+    QVERIFY2(
+        text.contains("transformers / vLLM \u2713") && text.contains("llama.cpp \u2713 (llama)"),
+        qPrintable(text));
+    QVERIFY2(text.contains("every MLP keeps 256 of 256 channels: L0.mlp is kept whole"),
+             qPrintable(text));
+    QVERIFY2(text.contains("instead of the target"), qPrintable(text));
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_UNIFORM")) {
+      w.show();
+      w.findChild<QDockWidget*>("planDock")->raise();
+      QTest::qWait(300);
+      editor->grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_UNIFORM"));
+    }
+    // 30% cannot be met by attention alone: refused, the box and the plan stay.
+    QVERIFY(!m->setTargetRatio(0.3));
+    QVERIFY2(m->lastError().contains("at most"), qPrintable(m->lastError()));
+    QVERIFY(m->uniform());
+    // Unlocked: both kinds share the target, every layer the same.
+    QVERIFY(m->setData(m->index(0, PlanModel::MlpLock), Qt::Unchecked, Qt::CheckStateRole));
+    QVERIFY(m->setTargetRatio(0.3));
+    const auto mlp = m->index(0, PlanModel::MlpKept).data().toString();
+    QVERIFY(mlp != "256 / 256");
+    for (int l = 1; l < 4; ++l)
+      QCOMPARE(m->index(l, PlanModel::MlpKept).data().toString(), mlp);
+    QVERIFY(m->planJson().contains("\"uniform\": true"));
+    editor->uniformBox()->setChecked(false);
+    QVERIFY(!m->uniform());
+  }
+
   void largeModelEditsStayLive() {
     QTemporaryDir dir;
     auto c = ModelConfig::uniform(32000, 4096, 32, 32, 32, 11008);

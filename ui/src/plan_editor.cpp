@@ -1,5 +1,6 @@
 #include "lorashear/ui/plan_editor.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
@@ -22,6 +23,7 @@
 #include "document.h"
 #include "lorashear/errors.h"
 #include "lorashear/graph/export.h"
+#include "lorashear/io/gguf.h"
 #include "lorashear/prune/plan.h"
 #include "lorashear/ui/node_group_model.h"
 
@@ -204,6 +206,16 @@ bool PlanModel::setLocked(const QString& id, bool locked) {
   return commit(std::move(c));
 }
 
+bool PlanModel::uniform() const {
+  return d_->plan.uniform;
+}
+
+bool PlanModel::setUniform(bool uniform) {
+  auto c = std::make_unique<Impl>(*d_);
+  c->plan.uniform = uniform;
+  return commit(std::move(c));
+}
+
 bool PlanModel::presetUniform() {
   auto c = std::make_unique<Impl>(*d_);
   c->plan.node_group_ratios.clear();
@@ -294,6 +306,24 @@ PlanEstimate PlanModel::estimate() const {
   e.speedup = e.flops_after > 0 ? e.flops_before / e.flops_after : 1.0;
   e.removed_groups = removed;
   e.total_groups = deps.prunable_variable_groups();
+  // The pruned model's shape, for where it will load.
+  ModelConfig cfg = d_->doc->trace.config;
+  for (const auto& entry : d_->resolved.entries) {
+    const auto& g = deps.node_groups[entry.node_group];
+    if (g.layer < 0 || g.layer >= cfg.n_layers() || entry.remove == 0) continue;
+    auto& d = cfg.layers[static_cast<size_t>(g.layer)];
+    if (g.kind == "attention" && d.n_kv_heads > 0) {
+      const int64_t per_kv = d.n_heads / d.n_kv_heads;
+      d.n_kv_heads -= entry.remove;
+      d.n_heads = d.n_kv_heads * per_kv;
+    } else if (g.kind == "mlp") {
+      d.intermediate_size -= entry.remove;
+    }
+  }
+  for (const auto& t : load_targets(cfg))
+    e.loads_in << QString::fromStdString(t.text());
+  for (const auto& n : d_->resolved.notes)
+    e.uniform_notes << QString::fromStdString(n);
   return e;
 }
 
@@ -509,6 +539,12 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   for (int m : {1, 8, 64})
     rounding_->addItem(m == 1 ? tr("any width") : tr("multiples of %1").arg(m), m);
   top->addWidget(rounding_);
+  uniform_ = new QCheckBox(tr("Same size in every layer"));
+  uniform_->setToolTip(
+      tr("Keep the same number of kv groups and the same MLP width in every layer (each layer "
+         "still chooses which ones go), so transformers and vLLM load the result as a plain "
+         "LLaMA. A locked node group then keeps every layer of its kind whole."));
+  top->addWidget(uniform_);
   top->addStretch();
   layout->addLayout(top);
   auto* presets = new QHBoxLayout;
@@ -538,6 +574,9 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   estimate_ = new QLabel;
   estimate_->setWordWrap(true);
   layout->addWidget(estimate_);
+  targets_ = new QLabel;
+  targets_->setWordWrap(true);
+  layout->addWidget(targets_);
   message_ = new QLabel;
   message_->setWordWrap(true);
   message_->setStyleSheet("color: #c03030");
@@ -555,6 +594,12 @@ PlanEditor::PlanEditor(QWidget* parent) : QWidget(parent) {
   connect(rounding_, &QComboBox::currentIndexChanged, this,
           [this] { model_->roundMlpWidths(rounding_->currentData().toInt()); });
   connect(uniform, &QPushButton::clicked, model_, &PlanModel::presetUniform);
+  connect(uniform_, &QCheckBox::toggled, this, [this](bool on) {
+    if (on != model_->uniform() && !model_->setUniform(on)) {
+      const QSignalBlocker block(uniform_);
+      uniform_->setChecked(model_->uniform());
+    }
+  });
   connect(ends, &QPushButton::clicked, model_, &PlanModel::presetProtectEnds);
   connect(analysis, &QPushButton::clicked, this,
           [this] { model_->presetFromImportance(importance_); });
@@ -586,6 +631,11 @@ QString PlanEditor::estimateText() {
   return estimate_->text();
 }
 
+QString PlanEditor::loadsInText() {
+  if (stale_) render();
+  return targets_->text();
+}
+
 QString PlanEditor::messageText() const {
   return message_->text();
 }
@@ -608,13 +658,26 @@ void PlanEditor::render() {
     const QSignalBlocker block_slider(target_slider_);
     target_->setValue(100.0 * model_->targetRatio());
     target_slider_->setValue(static_cast<int>(std::lround(1000.0 * model_->targetRatio())));
+    const QSignalBlocker block_uniform(uniform_);
+    uniform_->setChecked(model_->uniform());
   }
   const auto e = model_->estimate();
   if (!e.valid) {
     estimate_->setText(e.error.isEmpty() ? tr("Open a model to plan its pruning.") : QString());
+    targets_->clear();
     if (!e.error.isEmpty()) message_->setText(e.error);
     return;
   }
+  QString where = tr("The result loads in: %1").arg(e.loads_in.join(tr("; ")));
+  if (model_->uniform()) {
+    where += tr("<br>Same size in every layer: %1").arg(e.uniform_notes.join(tr("; ")));
+    // What the constraint costs: the target met only in steps of one group in every layer.
+    if (std::abs(e.achieved_ratio - model_->targetRatio()) > 0.005)
+      where += tr(" — removes %1 instead of the target %2 (one step removes a group in every "
+                  "layer)")
+                   .arg(percent(e.achieved_ratio), percent(model_->targetRatio()));
+  }
+  targets_->setText(where);
   estimate_->setText(
       tr("Parameters %1 → %2 (%3 removed) · FLOPs per token %4 → %5 · weights in 16 bits %6 → %7 "
          "· expected speed-up ×%8 · %9 of %10 variable groups removed")

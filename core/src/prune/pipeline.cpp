@@ -22,6 +22,14 @@ void PruneOptions::validate() const {
     throw UsageError(
         "--keep-adapter and --recover: recovery folds its adapters into the weights, so there "
         "is no single adapter to keep; drop one of them");
+  if (!export_gguf.empty()) {
+    const auto parent = std::filesystem::absolute(export_gguf).parent_path();
+    if (!std::filesystem::is_directory(parent))
+      throw UsageError("--export-gguf " + export_gguf + ": the folder " + parent.string() +
+                       " does not exist");
+    if (std::filesystem::is_directory(export_gguf))
+      throw UsageError("--export-gguf " + export_gguf + " is a folder; give a file name");
+  }
   if (recover) {
     auto r = recovery;
     r.seq_len = seq_len;
@@ -53,6 +61,13 @@ nlohmann::json layer_table(const ModelConfig& before, const ModelConfig& after) 
                      after.layer_attention_parameters(i) + after.layer_mlp_parameters(i) +
                          2 * after.hidden_size}}});
   }
+  return out;
+}
+
+std::vector<std::string> load_target_texts(const ModelConfig& cfg) {
+  std::vector<std::string> out;
+  for (const auto& t : load_targets(cfg))
+    out.push_back(t.text());
   return out;
 }
 
@@ -136,7 +151,13 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
                                              split, static_cast<size_t>(ko.windows * ko.seq_len))));
     const auto k = analyze_knowledge(model, base_deps, eval, ko, ctx);
     knowledge = k.to_json();
-    for (const auto& id : k.protected_ids) {
+    // Under a uniform plan one protected node group would keep every layer of its kind whole:
+    // the analysis is reported, its protections are not applied.
+    if (plan.uniform)
+      knowledge["protections_not_applied"] =
+          "same size in every layer: a protected node group would keep every layer of its kind "
+          "whole";
+    for (const auto& id : plan.uniform ? std::vector<std::string>{} : k.protected_ids) {
       const auto& g = base_deps.node_groups[static_cast<size_t>(base_deps.find_node_group(id))];
       if (plan.node_group_ratios.count(id) || plan.layer_ratios.count(g.layer)) continue;
       plan.unprunable.insert(id);
@@ -237,6 +258,7 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
          1.0 - static_cast<double>(pruned->num_parameters()) / static_cast<double>(params_before)},
         {"planned_removed_ratio", resolved.achieved_ratio}}},
       {"layers", layer_table(cfg_before, pruned->config())},
+      {"loads_in", load_target_texts(pruned->config())},
       {"knowledge", knowledge},
       {"ppl",
        {{"before", ppl_before.ppl},
@@ -255,8 +277,33 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
         {"loss", result.losses},
         {"steps", result.steps}}},
       {"seconds", {{"pruning", lhspg_seconds}, {"total", since(t_start)}}}};
+  // The GGUF goes to its own path, written atomically; a failure there must not cost the run.
+  std::string gguf_error;
+  if (!o.export_gguf.empty()) {
+    try {
+      task_report(ctx, "save", 0, 1, "GGUF " + o.export_gguf);
+      GgufSaveOptions gopts;
+      gopts.dtype = o.gguf_dtype;
+      const auto g = save_gguf(*pruned, loaded.tokenizer.get(), o.export_gguf, gopts, ctx);
+      report["gguf"] = {{"path", o.export_gguf},
+                        {"architecture", g.architecture},
+                        {"dtype", gguf_dtype_name(g.dtype)},
+                        {"bytes", g.bytes},
+                        {"as_f16", g.as_f16},
+                        {"notes", g.notes}};
+    } catch (const CancelledError&) {
+      throw;
+    } catch (const std::exception& e) {
+      gguf_error = e.what();
+      report["gguf"] = {{"path", o.export_gguf}, {"error", gguf_error}};
+    }
+  }
   io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");
   staged.commit();
+  if (!gguf_error.empty())
+    throw Error("the pruned model is saved in " + o.out_dir +
+                ", but the GGUF export failed: " + gguf_error + " (retry with: lorashear convert " +
+                o.out_dir + " --to gguf " + o.export_gguf + ")");
   std::error_code ec;
   std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
   task_report(ctx, "save", 1, 1);

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "lorashear/errors.h"
@@ -34,7 +35,8 @@ nlohmann::json PruningPlan::to_json() const {
           {"target_ratio", target_ratio},
           {"layer_ratios", layers},
           {"node_group_ratios", node_group_ratios},
-          {"unprunable", unprunable}};
+          {"unprunable", unprunable},
+          {"uniform", uniform}};
 }
 
 PruningPlan PruningPlan::from_json(const nlohmann::json& j, const std::string& source) {
@@ -70,6 +72,10 @@ PruningPlan PruningPlan::from_json(const nlohmann::json& j, const std::string& s
       p.node_group_ratios[k] = v.get<double>();
     }
   }
+  if (j.contains("uniform")) {
+    if (!j["uniform"].is_boolean()) fail("uniform", "expected true or false");
+    p.uniform = j["uniform"].get<bool>();
+  }
   if (j.contains("unprunable")) {
     if (!j["unprunable"].is_array()) fail("unprunable", "expected a list of node group ids");
     for (const auto& v : j["unprunable"]) {
@@ -93,6 +99,235 @@ int64_t ResolvedPlan::count(size_t node_group) const {
     if (e.node_group == node_group) return e.remove;
   return 0;
 }
+
+namespace {
+
+// Exact removal accounting of the chosen counts (the same as the non-uniform path).
+void finish(ResolvedPlan& out, const DependencyGraph& deps) {
+  RemovalPlan removal;
+  for (auto& e : out.entries) {
+    const auto& g = deps.node_groups[e.node_group];
+    e.ratio = static_cast<double>(e.remove) / static_cast<double>(g.size);
+    out.total_groups += e.remove;
+    for (int64_t k = 0; k < e.remove; ++k)
+      removal[e.node_group].push_back(k);  // which ones does not change the count
+  }
+  out.params_removed = deps.removal_cost(removal).total.params;
+  out.achieved_ratio =
+      static_cast<double>(out.params_removed) / static_cast<double>(deps.total.params);
+}
+
+// Uniform plans: per kind (attention, mlp), one kept count for every layer. A kind with a count
+// fixed anywhere (kept whole, or a ratio) has it everywhere; the free kinds share what the target
+// still needs at one common ratio, rounded in steps of one group in every layer.
+ResolvedPlan resolve_uniform(const PruningPlan& plan, const DependencyGraph& deps,
+                             const std::map<size_t, double>& fixed_ratio) {
+  struct Kind {
+    std::vector<size_t> groups;  // every node group of the kind, prunable or not
+    int64_t min_size = 0;
+    int64_t min_kept = 0;  // attention keeps one kv group
+    int64_t kept = -1;     // fixed by the plan, or -1
+    std::string fixed_by;  // what fixed it, for messages
+    int64_t extra = 0;     // groups removed per layer beyond equalising (free kinds)
+    double step = 0;       // parameters of one group in every layer
+    double base = 0;       // parameters removed by equalising sizes to min_size
+  };
+  std::map<std::string, Kind> kinds;
+  for (size_t i = 0; i < deps.node_groups.size(); ++i) {
+    const auto& g = deps.node_groups[i];
+    if (g.kind != "attention" && g.kind != "mlp" && !(g.prunable && g.kind == "channels")) continue;
+    auto& k = kinds[g.kind];
+    k.groups.push_back(i);
+    k.min_size = k.groups.size() == 1 ? g.size : std::min(k.min_size, g.size);
+    k.min_kept = g.kind == "attention" ? 1 : 0;
+  }
+  for (auto& [kind, k] : kinds) {
+    for (const auto i : k.groups) {
+      const auto& g = deps.node_groups[i];
+      int64_t kept = -1;
+      std::string why;
+      const auto fr = fixed_ratio.find(i);
+      const auto lr = plan.layer_ratios.find(g.layer);
+      if (!g.prunable) {
+        kept = g.size;
+        why = g.id + " is not prunable (" + g.reason + ")";
+      } else if (plan.unprunable.count(g.id)) {
+        kept = g.size;
+        why = g.id + " is kept whole";
+      } else if (fr != fixed_ratio.end() || lr != plan.layer_ratios.end()) {
+        const double r = fr != fixed_ratio.end() ? fr->second : lr->second;
+        kept = g.size - std::llround(r * static_cast<double>(g.size));
+        why = g.id + " has ratio " + pct(r) + (fr != fixed_ratio.end() ? "" : " (its layer's)");
+      }
+      if (kept < 0) continue;
+      if (k.kept >= 0 && kept != k.kept)
+        throw UsageError("same size in every layer: " + k.fixed_by + ", so every " + kind +
+                         " keeps " + std::to_string(k.kept) + ", but " + why + " and keeps " +
+                         std::to_string(kept) + "; make them agree or drop the uniform option");
+      k.kept = kept;
+      k.fixed_by = why;
+    }
+    if (k.kept >= 0 && k.kept > k.min_size)
+      throw UsageError("same size in every layer: " + k.fixed_by + " and keeps " +
+                       std::to_string(k.kept) + ", but a layer's " + kind + " has only " +
+                       std::to_string(k.min_size));
+    if (k.kept >= 0 && k.kept < k.min_kept)
+      throw UsageError("same size in every layer: " + k.fixed_by +
+                       ", which would remove every kv group of every layer");
+    for (const auto i : k.groups) {
+      const auto& g = deps.node_groups[i];
+      const double pg = static_cast<double>(g.per_group.params);
+      k.step += pg;
+      k.base += static_cast<double>(g.size - k.min_size) * pg;
+    }
+  }
+
+  const double total = static_cast<double>(deps.total.params);
+  double needed = plan.target_ratio * total;
+  std::vector<Kind*> free;
+  for (auto& [kind, k] : kinds) {
+    if (k.kept >= 0) {
+      for (const auto i : k.groups)
+        needed -= static_cast<double>(deps.node_groups[i].size - k.kept) *
+                  static_cast<double>(deps.node_groups[i].per_group.params);
+    } else {
+      needed -= k.base;
+      free.push_back(&k);
+    }
+  }
+  if (needed < 0)
+    throw UsageError("same size in every layer: the fixed counts already remove " +
+                     pct(plan.target_ratio - needed / total) +
+                     " of the parameters, more than the "
+                     "target " +
+                     pct(plan.target_ratio) + "; lower them or raise the target");
+  // Every kind fixed: like a non-uniform plan of fixed ratios, it stands as it is, unless that
+  // is nothing at all (a node group kept whole in each kind).
+  if (free.empty() && needed >= plan.target_ratio * total - 0.5) {
+    std::string why;
+    for (const auto& [kind, k] : kinds)
+      why += (why.empty() ? "" : "; ") + k.fixed_by;
+    throw UsageError("same size in every layer: nothing can be removed (" + why +
+                     "); a node group kept whole keeps every layer of its kind whole under the "
+                     "uniform option");
+  }
+
+  // Water-filling over the free kinds, in units of "one group in every layer".
+  auto cap = [](const Kind* k) { return k->min_size - k->min_kept; };
+  std::vector<Kind*> open = free;
+  double ratio = 0;
+  while (!open.empty()) {
+    double pool = 0;
+    for (const auto* k : open)
+      pool += static_cast<double>(k->min_size) * k->step;
+    ratio = pool > 0 ? needed / pool : 0;
+    std::vector<Kind*> still;
+    bool capped = false;
+    for (auto* k : open) {
+      if (ratio * static_cast<double>(k->min_size) > static_cast<double>(cap(k))) {
+        k->extra = cap(k);
+        needed -= static_cast<double>(k->extra) * k->step;
+        capped = true;
+      } else {
+        still.push_back(k);
+      }
+    }
+    open = std::move(still);
+    if (!capped) break;
+  }
+  if (!free.empty() && open.empty() && needed > 0.5) {
+    throw UsageError("target " + pct(plan.target_ratio) +
+                     " is more than a plan with the same size in every layer can remove: at most " +
+                     pct(plan.target_ratio - needed / total) +
+                     " (every layer keeps one kv group; node groups kept whole keep their kind "
+                     "whole)");
+  }
+  // Rounding: a step removes a group in every layer, and one attention step can be a tenth of
+  // the model, so rounding each kind on its own can miss the target by that much. The coarser
+  // kinds are rounded down or up, the finest kind takes what remains; the closest total wins.
+  for (auto* k : open) {
+    k->extra = std::min<int64_t>(
+        static_cast<int64_t>(std::floor(ratio * static_cast<double>(k->min_size))), cap(k));
+    needed -= static_cast<double>(k->extra) * k->step;
+  }
+  if (!open.empty()) {
+    std::sort(open.begin(), open.end(),
+              [](const Kind* a, const Kind* b) { return a->step > b->step; });
+    Kind* finest = open.back();
+    const std::vector<int64_t> floors = [&] {
+      std::vector<int64_t> f;
+      for (const auto* k : open)
+        f.push_back(k->extra);
+      return f;
+    }();
+    double best = INFINITY;
+    std::vector<int64_t> chosen = floors;
+    const size_t coarse = open.size() - 1;
+    for (uint64_t mask = 0; mask < (uint64_t{1} << coarse); ++mask) {
+      std::vector<int64_t> extra = floors;
+      double left = needed;
+      bool ok = true;
+      for (size_t i = 0; i < coarse; ++i)
+        if (mask >> i & 1) {
+          ok = ok && extra[i] < cap(open[i]);
+          ++extra[i];
+          left -= open[i]->step;
+        }
+      if (!ok) continue;
+      const int64_t more = std::clamp<int64_t>(std::llround(left / finest->step), -floors.back(),
+                                               cap(finest) - floors.back());
+      extra.back() += more;
+      left -= static_cast<double>(more) * finest->step;
+      if (std::abs(left) < best) {
+        best = std::abs(left);
+        chosen = extra;
+      }
+    }
+    for (size_t i = 0; i < open.size(); ++i)
+      open[i]->extra = chosen[i];
+  }
+  // Rounded to nothing at all: say what the smallest steps are rather than run a no-op.
+  bool removes = false;
+  std::string steps;
+  for (const auto& [kind, k] : kinds) {
+    const int64_t kept = k.kept >= 0 ? k.kept : k.min_size - k.extra;
+    for (const auto i : k.groups)
+      removes = removes || deps.node_groups[i].size > kept;
+    if (k.kept < 0)
+      steps += (steps.empty() ? "" : ", ") + std::string("one ") +
+               (kind == "attention" ? "kv group"
+                : kind == "mlp"     ? "MLP channel"
+                                    : "group") +
+               " in every layer removes " + pct(k.step / total);
+  }
+  if (!removes)
+    throw UsageError("same size in every layer: the target " + pct(plan.target_ratio) +
+                     " rounds to removing nothing (" + steps + "); raise the target");
+
+  ResolvedPlan out;
+  std::map<size_t, std::pair<int64_t, bool>> removal;  // node group → (remove, fixed)
+  for (auto& [kind, k] : kinds) {
+    const int64_t kept = k.kept >= 0 ? k.kept : k.min_size - k.extra;
+    const std::string unit = kind == "attention" ? " kv groups" : kind == "mlp" ? " channels" : "";
+    out.notes.push_back("every " + std::string(kind == "mlp" ? "MLP" : kind) + " keeps " +
+                        std::to_string(kept) + " of " + std::to_string(k.min_size) + unit +
+                        (k.kept >= 0 ? ": " + k.fixed_by : std::string()));
+    for (const auto i : k.groups)
+      removal[i] = {deps.node_groups[i].size - kept, k.kept >= 0};
+  }
+  for (size_t i = 0; i < deps.node_groups.size(); ++i) {
+    const auto& g = deps.node_groups[i];
+    if (!g.prunable) continue;
+    const auto it = removal.find(i);
+    ResolvedPlan::Entry e{i, it == removal.end() ? 0 : it->second.first, 0,
+                          it == removal.end() || it->second.second};
+    out.entries.push_back(e);
+  }
+  finish(out, deps);
+  return out;
+}
+
+}  // namespace
 
 ResolvedPlan resolve_plan(const PruningPlan& plan, const DependencyGraph& deps) {
   if (!(plan.target_ratio > 0 && plan.target_ratio < 1))
@@ -126,6 +361,7 @@ ResolvedPlan resolve_plan(const PruningPlan& plan, const DependencyGraph& deps) 
       throw UsageError(id + ": ratio " + std::to_string(r) + " is outside [0, 1]");
     fixed_ratio[i] = r;
   }
+  if (plan.uniform) return resolve_uniform(plan, deps, fixed_ratio);
 
   ResolvedPlan out;
   const double total = static_cast<double>(deps.total.params);
@@ -232,16 +468,7 @@ ResolvedPlan resolve_plan(const PruningPlan& plan, const DependencyGraph& deps) 
       needed -= pe;
     }
   }
-  RemovalPlan removal;
-  for (auto& e : out.entries) {
-    const auto& g = deps.node_groups[e.node_group];
-    e.ratio = static_cast<double>(e.remove) / static_cast<double>(g.size);
-    out.total_groups += e.remove;
-    for (int64_t k = 0; k < e.remove; ++k)
-      removal[e.node_group].push_back(k);  // which ones does not change the count
-  }
-  out.params_removed = deps.removal_cost(removal).total.params;
-  out.achieved_ratio = static_cast<double>(out.params_removed) / total;
+  finish(out, deps);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "lorashear/io/gguf.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/model/lora.h"
 #include "lorashear/prune/knowledge.h"
@@ -37,6 +38,11 @@ struct PruneOptions {
   /// LoRA updates are in them already, the kept groups' base weights are the original ones) and
   /// OUT/adapter the adapter in the PEFT layout, unmerged. Default: folded into the weights.
   bool keep_adapter = false;
+  /// Also write the pruned model (adapter merged) as GGUF for llama.cpp to this file, once the
+  /// output directory is in place. A failure there leaves the saved directory and says how to
+  /// retry.
+  std::string export_gguf;
+  GgufDtype gguf_dtype = GgufDtype::F32;
   /// Run dynamic knowledge recovery (LORASHEAR.md §4) on the pruned model before it is written:
   /// the categories' dense losses are measured before pruning. `recovery.seq_len` and `.seed`
   /// follow the options above; its checkpoints live in CHECKPOINT_DIR/recovery.

@@ -6,10 +6,16 @@
 //    "target_ratio": 0.2,                           fraction of the model's parameters removed
 //    "layer_ratios": {"0": 0.0, "31": 0.1},         fraction of each node group of that layer
 //    "node_group_ratios": {"L3.mlp": 0.5},          fraction of that node group's variable groups
-//    "unprunable": ["L0.attn", "L31.mlp"]}          node groups left whole
+//    "unprunable": ["L0.attn", "L31.mlp"],          node groups left whole
+//    "uniform": false}                              same size in every layer (see below)
 //
 // A node group ratio wins over a layer ratio; node groups with neither share what the target still
 // needs at one common ratio.
+//
+// Uniform plans keep the same number of kv groups in every layer's attention and the same MLP
+// width in every layer (each layer still chooses which ones go), so the pruned model is a plain
+// LLaMA that transformers / vLLM load. A node group kept whole (unprunable, protected, ratio 0)
+// then keeps every layer of its kind whole, and fixed ratios of one kind must agree.
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -27,6 +33,7 @@ struct PruningPlan {
   std::map<int64_t, double> layer_ratios;
   std::map<std::string, double> node_group_ratios;
   std::set<std::string> unprunable;
+  bool uniform = false;  ///< the same kept counts in every layer (transformers-loadable)
 
   nlohmann::json to_json() const;
   /// Throws InputError naming `source` and the field.
@@ -48,6 +55,9 @@ struct ResolvedPlan {
   int64_t total_groups = 0;    ///< K
   int64_t params_removed = 0;  ///< exact, by the accounting
   double achieved_ratio = 0;   ///< params_removed / model parameters
+  /// Uniform plans: per kind, the count every layer keeps and what fixed it ("every mlp keeps 256
+  /// of 256: L0.mlp is kept whole"), for the user.
+  std::vector<std::string> notes;
 
   /// Number to remove from node group `index` (0 if absent).
   int64_t count(size_t node_group) const;
@@ -55,7 +65,8 @@ struct ResolvedPlan {
 
 /// Throws UsageError with what is possible when the plan cannot be met: a ratio outside (0, 1),
 /// names the model lacks, a ratio on an unprunable group, every kv group of a layer, or a target
-/// beyond what the prunable groups hold.
+/// beyond what the prunable groups hold; for a uniform plan also fixed counts that disagree
+/// between layers, naming the node groups.
 ResolvedPlan resolve_plan(const PruningPlan& plan, const DependencyGraph& deps);
 
 }  // namespace lorashear

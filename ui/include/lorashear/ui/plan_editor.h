@@ -8,12 +8,14 @@
 
 #include <QAbstractTableModel>
 #include <QString>
+#include <QStringList>
 #include <QWidget>
 
 #include <map>
 #include <memory>
 #include <string>
 
+class QCheckBox;
 class QDoubleSpinBox;
 class QComboBox;
 class QLabel;
@@ -33,6 +35,10 @@ struct PlanEstimate {
   double achieved_ratio = 0;                    ///< parameters removed / parameters
   double speedup = 1;                           ///< FLOPs before / after
   qint64 removed_groups = 0, total_groups = 0;  ///< variable groups removed / prunable
+  /// Where the pruned model will load ("llama.cpp ✓ (deci)", "transformers / vLLM: needs …").
+  QStringList loads_in;
+  /// Same size in every layer: each kind's kept count and what fixed it.
+  QStringList uniform_notes;
 };
 
 class PlanModel : public QAbstractTableModel {
@@ -63,6 +69,9 @@ class PlanModel : public QAbstractTableModel {
   /// Removal ratio of one node group (`L3.mlp`); < 0 clears it (it shares the target again).
   bool setNodeGroupRatio(const QString& id, double ratio);
   bool setLocked(const QString& id, bool locked);
+  /// Same size in every layer (kv groups, MLP width), so transformers / vLLM load the result.
+  bool uniform() const;
+  bool setUniform(bool uniform);
   /// Presets: every ratio from the target; first and last layers locked; the top `gamma` of node
   /// groups by knowledge importance locked (LORASHEAR.md §2).
   bool presetUniform();
@@ -112,8 +121,10 @@ class PlanEditor : public QWidget {
   PlanModel* model() const { return model_; }
   QTableView* table() const { return table_; }
   QSlider* targetSlider() const { return target_slider_; }
-  /// The estimates line and the message line (for tests).
+  /// The estimates line, where the result loads, and the message line (for tests).
   QString estimateText();
+  QString loadsInText();
+  QCheckBox* uniformBox() const { return uniform_; }
   QString messageText() const;
   /// Knowledge importance for the "from the analysis" preset (empty: preset disabled).
   void setImportance(const std::map<std::string, double>& importance);
@@ -134,7 +145,9 @@ class PlanEditor : public QWidget {
   QDoubleSpinBox* target_ = nullptr;
   QSlider* target_slider_ = nullptr;
   QComboBox* rounding_ = nullptr;
+  QCheckBox* uniform_ = nullptr;
   QLabel* estimate_ = nullptr;
+  QLabel* targets_ = nullptr;
   QLabel* message_ = nullptr;
   QWidget* from_analysis_ = nullptr;
   std::map<std::string, double> importance_;
