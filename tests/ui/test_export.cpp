@@ -1,12 +1,14 @@
 // The export dialog: the open model written in float32 and bfloat16, an adapter merged or kept,
-// each export loaded back and checked before success is reported; a bad folder fails with a
-// message.
+// GGUF files for llama.cpp, each export loaded back and checked before success is reported; a bad
+// folder fails with a message; the dialog says where the model loads.
 #include <QtTest>
 
 #include <QTemporaryDir>
 
+#include "lorashear/io/gguf.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/model/lora.h"
+#include "lorashear/prune/subnet.h"
 #include "lorashear/runtime.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/export_dialog.h"
@@ -90,6 +92,69 @@ class TestExport : public QObject {
     bad.setFolder("/proc/no-such-dir/model");
     QVERIFY(!run(bad));
     QVERIFY2(bad.resultText().startsWith("Failed"), qPrintable(bad.resultText()));
+  }
+
+  void gguf() {
+    MainWindow w;
+    QSignalSpy shown(&w, &MainWindow::graphShown);
+    QVERIFY(w.openModel(demo_));
+    QVERIFY(shown.wait(30000));
+    {
+      ExportDialog dialog(w.engine());
+      QVERIFY2(dialog.loadsInText().contains("llama.cpp \u2713 (llama)") &&
+                   dialog.loadsInText().contains("transformers / vLLM \u2713"),
+               qPrintable(dialog.loadsInText()));
+      for (const QString dtype : {"f32", "q8_0"}) {
+        const auto out = dir_.filePath("demo-" + dtype + ".gguf");
+        dialog.setFormat("gguf");
+        dialog.setFolder(out);
+        dialog.setDtype(dtype);
+        QVERIFY2(run(dialog), qPrintable(dialog.resultText()));
+        QVERIFY2(dialog.resultText().contains("architecture llama"),
+                 qPrintable(dialog.resultText()));
+        auto back = load_model(out.toStdString());
+        QCOMPARE(back.format, ModelFormat::Gguf);
+        QCOMPARE(back.source_dtype, std::string(dtype == "f32" ? "F32" : "Q8_0"));
+        QVERIFY(!QFileInfo::exists(dir_.filePath(".demo-" + dtype + ".gguf.export")));
+      }
+      // Cancel: the file already there stays as it was.
+      const auto out = dir_.filePath("demo-f32.gguf");
+      const auto stamp = QFileInfo(out).lastModified();
+      dialog.setFolder(out);
+      dialog.setDtype("f16");
+      QSignalSpy done(&dialog, &ExportDialog::done);
+      QVERIFY(dialog.start());
+      dialog.cancel();
+      QVERIFY(done.wait(60000));
+      QVERIFY(!dialog.succeeded());
+      QCOMPARE(QFileInfo(out).lastModified(), stamp);
+      QCOMPARE(load_model(out.toStdString()).source_dtype, std::string("F32"));
+      QVERIFY(!QFileInfo::exists(dir_.filePath(".demo-f32.gguf.export")));
+    }
+    // A model with layers of different sizes: "deci", and the dialog says transformers cannot.
+    const auto pruned_dir = dir_.filePath("pruned-demo");
+    {
+      auto loaded = load_model(demo_.toStdString());
+      auto pruned = construct_subnet(*loaded.model, analyze_model(*loaded.model),
+                                     {"L0.attn.kv1", "L2.mlp.c5", "L2.mlp.c6"});
+      save_hf(*pruned, loaded.tokenizer.get(), pruned_dir.toStdString());
+    }
+    QVERIFY(w.openModel(pruned_dir));
+    QVERIFY(shown.wait(30000));
+    ExportDialog dialog(w.engine());
+    QVERIFY2(dialog.loadsInText().contains("llama.cpp \u2713 (deci)") &&
+                 dialog.loadsInText().contains("needs the same size in every layer"),
+             qPrintable(dialog.loadsInText()));
+    dialog.setFormat("gguf");
+    dialog.setFolder(dir_.filePath("pruned"));  // the extension is added
+    QVERIFY2(run(dialog), qPrintable(dialog.resultText()));
+    QVERIFY2(dialog.resultText().contains("architecture deci"), qPrintable(dialog.resultText()));
+    if (qEnvironmentVariableIsSet("LORASHEAR_SCREENSHOT_EXPORT")) {
+      dialog.show();
+      QTest::qWait(200);
+      dialog.grab().save(qEnvironmentVariable("LORASHEAR_SCREENSHOT_EXPORT"));
+    }
+    QVERIFY(QFileInfo::exists(dir_.filePath("pruned.gguf")));
   }
 
   void adapterMergedOrKept() {

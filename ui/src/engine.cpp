@@ -14,6 +14,7 @@
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/files.h"
+#include "lorashear/io/gguf.h"
 #include "lorashear/io/text.h"
 #include "lorashear/model/config.h"
 #include "lorashear/model/interrupt.h"
@@ -669,6 +670,78 @@ bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_ada
                                  : QString())
                     .arg(diff, 0, 'g', 2)};
       });
+}
+
+QStringList Engine::documentLoadTargets() const {
+  QStringList out;
+  if (!document_) return out;
+  for (const auto& t : load_targets(document_->trace.config))
+    out << QString::fromStdString(t.text());
+  return out;
+}
+
+bool Engine::exportGguf(const QString& file, const QString& dtype) {
+  auto doc = document_;
+  return submit("Export", [doc, file, dtype](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+    namespace fs = std::filesystem;
+    const auto& d = need_weights(doc);
+    auto& model = task_model(d);
+    GgufSaveOptions o;
+    o.dtype = parse_gguf_dtype(dtype.toStdString());
+    o.name = fs::path(d.loaded.path).filename().string();
+    const fs::path target(file.toStdString());
+    if (fs::is_directory(target))
+      throw UsageError(file.toStdString() + " is a folder; give a .gguf file name");
+    // Written beside the target and renamed over it once checked.
+    const fs::path staging = target.parent_path() / ("." + target.filename().string() + ".export");
+    struct Cleanup {
+      fs::path p;
+      ~Cleanup() {
+        std::error_code ec;
+        fs::remove(p, ec);
+      }
+    } cleanup{staging};
+    ctx.report("export", 0, 3, "writing the GGUF file");
+    const auto report = save_gguf(model, d.loaded.tokenizer.get(), staging.string(), o, &ctx);
+    ctx.check();
+    ctx.report("export", 1, 3, "loading it back");
+    LoadOptions lo;
+    lo.model.device = d.loaded.model->options().device;
+    auto back = load_model(staging.string(), lo, &ctx);
+    ctx.report("export", 2, 3, "comparing the logits");
+    torch::NoGradGuard no_grad;
+    auto tokens = torch::arange(1, 33, torch::kLong)
+                      .remainder(model.config().vocab_size)
+                      .view({1, 32})
+                      .to(lo.model.device);
+    const auto expected = model.forward(tokens).to(torch::kFloat32);
+    const auto got = back.model->forward(tokens).to(torch::kFloat32);
+    const double scale = std::max(1e-6, expected.abs().max().item<double>());
+    const double diff = (expected - got).abs().max().item<double>() / scale;
+    const double tolerance = o.dtype == GgufDtype::F32 ? 1e-4 : 0.1;
+    if (!(diff <= tolerance))
+      throw Error(file.toStdString() +
+                  ": the exported model's logits differ from the open model's by " +
+                  std::to_string(diff) + " of their range (allowed " + std::to_string(tolerance) +
+                  "): the export was not kept");
+    ctx.check();
+    back = {};
+    std::error_code ec;
+    fs::rename(staging, target, ec);
+    if (ec) throw Error(file.toStdString() + ": cannot put the file in place: " + ec.message());
+    QString extra;
+    if (!report.as_f16.empty())
+      extra +=
+          QString("; %1 matrices in F16 (rows not whole Q8_0 blocks)").arg(report.as_f16.size());
+    if (!report.notes.empty()) extra += "; " + QString::fromStdString(report.notes.front());
+    return {{},
+            QString("wrote %1 (GGUF for llama.cpp, architecture %2, %3, %4 MiB); reloaded: "
+                    "logits within %5 of the open model's%6")
+                .arg(file, QString::fromStdString(report.architecture), dtype)
+                .arg(static_cast<double>(report.bytes) / (1 << 20), 0, 'f', 1)
+                .arg(diff, 0, 'g', 2)
+                .arg(extra)};
+  });
 }
 
 }  // namespace lorashear

@@ -157,6 +157,13 @@ class Engine : public QObject {
   /// put in place only once checked: a cancelled or failed export leaves `dir` as it was.
   bool exportModel(const QString& dir, const QString& dtype, bool keep_adapter,
                    qint64 shard_bytes = 0);
+  /// Writes the open model to the GGUF file `file` for llama.cpp with `dtype` ("f32", "f16",
+  /// "bf16", "q8_0"); an attached adapter is merged into the written weights ("llama" when every
+  /// layer has the same size, else "deci"). Like exportModel, the file is written beside `file`,
+  /// loaded back and its logits compared before it replaces `file`.
+  bool exportGguf(const QString& file, const QString& dtype);
+  /// Where the open model loads: "llama.cpp ✓ (deci)", "transformers / vLLM: needs …".
+  QStringList documentLoadTargets() const;
   /// Compares the open model with another one (weights required on both): parameters, FLOPs per
   /// token, perplexity on `text_path` (optional; `windows` of 128 tokens, 0 = all) and measured
   /// forward tokens/s, and the node groups' variable groups before / after with the removed
