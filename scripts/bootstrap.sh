@@ -18,6 +18,7 @@ packages=(
   libtorch-dev libopenblas0-pthread libgoogle-perftools-dev
   qt6-base-dev qt6-charts-dev libqt6opengl6-dev qt6-svg-dev
   libgraphviz-dev libspdlog-dev nlohmann-json3-dev libsentencepiece-dev libcli11-dev
+  python3-numpy  # tests: the independent NumPy reader of exported Hugging Face folders
 )
 
 missing=()
@@ -42,6 +43,34 @@ say "Configuring ($build)"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLORASHEAR_BUILD_TESTS=ON
 say "Building with $jobs jobs"
 cmake --build "$build" -j "$jobs"
+
+# Test-time llama.cpp: node-llama-cpp's prebuilt CPU binary from the npm registry (nothing is
+# built), pinned in tests/interop/package.json, into BUILD_DIR/interop. Without Node.js >= 20 or
+# the registry, the interop tests that need it skip with a message.
+install_llama_cpp() {
+  local dir="$build/interop" version
+  version="$(sed -n 's/.*"node-llama-cpp": "\(.*\)".*/\1/p' "$root/tests/interop/package.json")"
+  if [ -f "$dir/node_modules/node-llama-cpp/package.json" ] &&
+    grep -q "\"version\": \"$version\"" "$dir/node_modules/node-llama-cpp/package.json"; then
+    say "llama.cpp (node-llama-cpp $version) already installed in $dir"
+    return
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    say "WARNING: Node.js is not installed: the llama.cpp interop tests will skip"
+    return
+  fi
+  if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    say "WARNING: Node.js $(node --version) is older than 20: the llama.cpp interop tests will skip"
+    return
+  fi
+  say "Installing llama.cpp for the interop tests (node-llama-cpp $version, prebuilt CPU binary)"
+  mkdir -p "$dir"
+  cp "$root/tests/interop/package.json" "$dir/package.json"
+  if ! (cd "$dir" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional \
+    --ignore-scripts --no-audit --no-fund --loglevel=error); then
+    say "WARNING: npm install failed (no npm registry?): the llama.cpp interop tests will skip"
+  fi
+}
 
 cli="$build/app/cli/lorashear"
 demo="$root/resources/demo-model"
@@ -71,7 +100,8 @@ case "$mode" in
     say "With a display, the same command opens the app: $studio"
     ;;
   test)
-    say "Running every test (ctest; labels unit, model, slow, cli)"
+    install_llama_cpp
+    say "Running every test (ctest; labels unit, model, slow, cli, interop)"
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900
     ;;
   *)
