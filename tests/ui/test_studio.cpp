@@ -24,6 +24,7 @@
 #include "checkpoint_writers.h"
 #include "lorashear/graph/dependency.h"
 #include "lorashear/graph/trace.h"
+#include "lorashear/io/gguf.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/model/lora.h"
 #include "lorashear/runtime.h"
@@ -316,13 +317,28 @@ class TestStudio : public QObject {
     w.setOpenOptions("cpu", "bfloat16");
     QVERIFY(open_and_wait(w, demo_));
     QVERIFY(w.summaryView()->text().contains("demo-model"));
+    QVERIFY2(w.summaryView()->text().contains("llama.cpp \u2713 (llama)"),
+             qPrintable(w.summaryView()->text()));
+    // A GGUF file: its metadata in the Model dock.
+    w.setOpenOptions("cpu", "float32");
+    const auto gguf =
+        QString::fromStdString((fs::path(dir_.path().toStdString()) / "demo.gguf").string());
+    {
+      auto loaded = load_model(demo_.toStdString());
+      save_gguf(*loaded.model, loaded.tokenizer.get(), gguf.toStdString());
+    }
+    QVERIFY(open_and_wait(w, gguf));
+    const auto summary = w.summaryView()->text();
+    QVERIFY2(summary.contains("GGUF metadata") && summary.contains("llama.attention.head_count") &&
+                 summary.contains("tokenizer.ggml.tokens"),
+             qPrintable(summary));
     // A device this machine does not have: a message naming it; the model stays open.
     w.setOpenOptions("cuda:7", "float32");
     QSignalSpy idle(&w, &MainWindow::engineIdle);
     QVERIFY(w.openModel(big_model_));
     QVERIFY(idle.wait(30000));
     QVERIFY2(w.lastError().contains("cuda"), qPrintable(w.lastError()));
-    QCOMPARE(w.documentPath(), QFileInfo(demo_).absoluteFilePath());
+    QCOMPARE(w.documentPath(), QFileInfo(gguf).absoluteFilePath());
     w.setOpenOptions("cpu", "float32");
   }
 

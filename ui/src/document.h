@@ -6,6 +6,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "lorashear/graph/dependency.h"
 #include "lorashear/graph/trace.h"
@@ -20,6 +22,8 @@ struct ModelDocument {
   TraceGraph trace;
   DependencyGraph deps;
   double load_seconds = 0, trace_seconds = 0;
+  /// A GGUF file's metadata (key, value as text), in file order; empty for other formats.
+  std::vector<std::pair<std::string, std::string>> gguf_metadata;
 };
 
 }  // namespace lorashear

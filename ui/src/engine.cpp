@@ -277,6 +277,7 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
           lo.adapter_path = options.adapter.toStdString();
           doc->loaded = load_model(p, lo, &ctx);
           doc->has_weights = true;
+          if (doc->loaded.format == ModelFormat::Gguf) doc->gguf_metadata = gguf_metadata(p);
           doc->load_seconds = now_seconds() - t0;
           ctx.check();
           ctx.report("trace", 0, 1);

@@ -8,6 +8,7 @@
 #include <QVBoxLayout>
 
 #include "document.h"
+#include "lorashear/io/gguf.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/ui/node_group_model.h"
 
@@ -129,7 +130,18 @@ void SummaryView::render() {
   html += row(tr("opened in"), tr("%1 s load, %2 s trace and analysis")
                                    .arg(doc->load_seconds, 0, 'f', 2)
                                    .arg(doc->trace_seconds, 0, 'f', 2));
+  QStringList where;
+  for (const auto& t : load_targets(c))
+    where << QString::fromStdString(t.text()).toHtmlEscaped();
+  html += row(tr("loads in"), where.join("<br>"));
   html += "</table>";
+  if (!doc->gguf_metadata.empty()) {
+    html += "<h4>" + tr("GGUF metadata (%1 keys)").arg(doc->gguf_metadata.size()) + "</h4><table>";
+    for (const auto& [key, value] : doc->gguf_metadata)
+      html += row(QString::fromStdString(key).toHtmlEscaped(),
+                  QString::fromStdString(value).toHtmlEscaped());
+    html += "</table>";
+  }
   text_->setHtml(html);
   layers_->setRowCount(static_cast<int>(c.n_layers()));
   for (int64_t i = 0; i < c.n_layers(); ++i) {
