@@ -17,21 +17,10 @@ using namespace lorashear;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  QString out, err;
-};
+using Run = test::ProcessResult;
 
 Run run_cli(const QStringList& args, int timeout_ms = 300000) {
-  QProcess p;
-  p.start(LORASHEAR_CLI_PATH, args);
-  if (!p.waitForFinished(timeout_ms)) {
-    p.kill();
-    return {};
-  }
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2,
-          QString::fromUtf8(p.readAllStandardOutput()),
-          QString::fromUtf8(p.readAllStandardError())};
+  return test::run_process(LORASHEAR_CLI_PATH, args, timeout_ms);
 }
 
 QString shared(const char* rel) {

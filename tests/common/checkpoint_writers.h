@@ -29,6 +29,14 @@ inline LlamaModel random_model(const ModelConfig& cfg, uint64_t seed) {
   return m;
 }
 
+/// Largest |logit difference| of two models on a fixed random batch (2 × 13 tokens).
+inline double max_logit_diff(LlamaModelImpl& a, LlamaModelImpl& b) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(9);
+  const auto tokens = torch::randint(a.config().vocab_size, {2, 13}, torch::kInt64);
+  return (a.forward(tokens) - b.forward(tokens)).abs().max().item<double>();
+}
+
 /// Hugging Face rotate-half rows → the interleaved-pair layout llama2.c and GGUF store
 /// (interleaved row 2i = HF row i, row 2i+1 = HF row hd/2 + i, per head).
 inline torch::Tensor to_interleaved(const torch::Tensor& w, int64_t head_dim) {

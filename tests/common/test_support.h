@@ -1,7 +1,9 @@
 #pragma once
 // Helpers shared by the test suites: where ../shared is, skipping when it is absent, temp dirs.
 
+#include <QProcess>
 #include <QString>
+#include <QStringList>
 #include <QTest>
 
 #include <filesystem>
@@ -15,18 +17,42 @@ inline std::filesystem::path shared_dir() {
   return std::filesystem::path(LORASHEAR_SOURCE_DIR).parent_path() / "shared";
 }
 
-inline std::filesystem::path shared_path(const std::string& rel) { return shared_dir() / rel; }
+inline std::filesystem::path shared_path(const std::string& rel) {
+  return shared_dir() / rel;
+}
 
 inline std::filesystem::path source_path(const std::string& rel) {
   return std::filesystem::path(LORASHEAR_SOURCE_DIR) / rel;
 }
 
+/// A finished program: exit code (-2 when it crashed, -1 when it timed out and was killed) and its
+/// output.
+struct ProcessResult {
+  int code = -1;
+  QString out, err;
+};
+
+inline ProcessResult run_process(const QString& program, const QStringList& args,
+                                 int timeout_ms = 300000) {
+  QProcess p;
+  p.start(program, args);
+  if (!p.waitForFinished(timeout_ms)) {
+    p.kill();
+    p.waitForFinished(5000);
+    return {};
+  }
+  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2,
+          QString::fromUtf8(p.readAllStandardOutput()),
+          QString::fromUtf8(p.readAllStandardError())};
+}
+
 }  // namespace lorashear::test
 
 /// Skips the current test with a message when a file from ../shared is missing.
-#define LORASHEAR_REQUIRE_SHARED(rel)                                                         \
-  do {                                                                                        \
-    if (!std::filesystem::exists(lorashear::test::shared_path(rel)))                          \
-      QSKIP(qPrintable(QString("needs %1 (../shared is absent)")                              \
-                           .arg(QString::fromStdString(lorashear::test::shared_path(rel).string())))); \
+#define LORASHEAR_REQUIRE_SHARED(rel)                                                     \
+  do {                                                                                    \
+    if (!std::filesystem::exists(lorashear::test::shared_path(rel)))                      \
+      QSKIP(qPrintable(                                                                   \
+          QString("needs %1 (../shared is absent)")                                       \
+              .arg(QString::fromStdString(lorashear::test::shared_path(rel).string())))); \
   } while (0)

@@ -48,12 +48,7 @@ ModelConfig config(bool tied) {
   return c;
 }
 
-double max_logit_diff(LlamaModelImpl& a, LlamaModelImpl& b) {
-  torch::NoGradGuard ng;
-  torch::manual_seed(3);
-  const auto tokens = torch::randint(a.config().vocab_size, {2, 11}, torch::kInt64);
-  return (a.forward(tokens) - b.forward(tokens)).abs().max().item<double>();
-}
+using lorashear::test::max_logit_diff;
 
 // A pruned model with layers of different sizes (layer 0 included).
 LlamaModel pruned(const LlamaModel& m) {

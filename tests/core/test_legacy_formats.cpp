@@ -26,12 +26,7 @@ ModelConfig small_config(bool tied) {
   return cfg;
 }
 
-double max_logit_diff(LlamaModelImpl& a, LlamaModelImpl& b) {
-  torch::NoGradGuard ng;
-  torch::manual_seed(9);
-  const auto tokens = torch::randint(a.config().vocab_size, {2, 13}, torch::kInt64);
-  return (a.forward(tokens) - b.forward(tokens)).abs().max().item<double>();
-}
+using lorashear::test::max_logit_diff;
 
 }  // namespace
 

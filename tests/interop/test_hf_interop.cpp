@@ -24,21 +24,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  QString out, err;
-};
+using Run = test::ProcessResult;
 
-Run run(const QString& program, const QStringList& args, int timeout_ms = 600000) {
-  QProcess p;
-  p.start(program, args);
-  if (!p.waitForFinished(timeout_ms)) {
-    p.kill();
-    return {};
-  }
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2,
-          QString::fromUtf8(p.readAllStandardOutput()),
-          QString::fromUtf8(p.readAllStandardError())};
+Run run(const QString& program, const QStringList& args) {
+  return test::run_process(program, args, 600000);
 }
 
 Run cli(const QStringList& args) {
@@ -106,8 +95,8 @@ QString write_text(const QTemporaryDir& dir) {
   return text;
 }
 
-const QStringList kShortRun = {"--steps", "12",  "--periods",   "2", "--seq-len",
-                               "32",      "--batch", "2", "--lora-rank", "2"};
+const QStringList kShortRun = {"--steps", "12",      "--periods", "2",           "--seq-len",
+                               "32",      "--batch", "2",         "--lora-rank", "2"};
 
 }  // namespace
 
@@ -120,9 +109,8 @@ class TestHfInterop : public QObject {
     QTemporaryDir dir;
     const QString text = write_text(dir), out = dir.filePath("uniform"),
                   gguf = dir.filePath("uniform.gguf");
-    auto r = cli(QStringList{"prune", demo_model(), "--ratio", "0.25", "--uniform", "--text",
-                             text, "--out", out, "--export-gguf", gguf, "--gguf-dtype", "f16",
-                             "--json"} +
+    auto r = cli(QStringList{"prune", demo_model(), "--ratio", "0.25", "--uniform", "--text", text,
+                             "--out", out, "--export-gguf", gguf, "--gguf-dtype", "f16", "--json"} +
                  kShortRun);
     QVERIFY2(r.code == 0, qPrintable(r.err));
     const auto report = json_of(r.out);
@@ -149,8 +137,8 @@ class TestHfInterop : public QObject {
 
     const auto ref = reference(out);
     QVERIFY2(ref.code == 0, qPrintable(ref.out + ref.err));
-    const double diff = relative_diff(rows_of(json_of(ref.out)["logits"].toArray()),
-                                      our_logits(out));
+    const double diff =
+        relative_diff(rows_of(json_of(ref.out)["logits"].toArray()), our_logits(out));
     qInfo("NumPy float64 reference vs the project: %.3g of the logits' range", diff);
     QVERIFY2(diff < 1e-5, qPrintable(QString::number(diff)));
     // The GGUF written beside it is the same model (f16 weights).
@@ -226,8 +214,8 @@ class TestHfInterop : public QObject {
              qPrintable(r.err));
     std::ofstream(plan.toStdString())
         << R"({"target_ratio": 0.2, "node_group_ratios": {"L1.mlp": 0.5, "L2.mlp": 0.25}})";
-    r = cli(QStringList{"prune", demo_model(), "--plan", plan, "--uniform", "--text", text,
-                        "--out", dir.filePath("never")} +
+    r = cli(QStringList{"prune", demo_model(), "--plan", plan, "--uniform", "--text", text, "--out",
+                        dir.filePath("never")} +
             kShortRun);
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("L1.mlp") && r.err.contains("L2.mlp") && r.err.contains("agree"),

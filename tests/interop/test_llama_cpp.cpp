@@ -1,8 +1,8 @@
 // GGUF exports run in a real llama.cpp (node-llama-cpp's prebuilt CPU binary, installed from the
-// npm registry by scripts/bootstrap.sh): stories260K and the demo model, dense and pruned (layers of
-// different sizes → "deci", every layer the same size → "llama"), in f32 / f16 / q8_0. llama.cpp's
-// logits on a fixed token list are compared with the project's own forward of the same model,
-// greedy text with f32, and the windows-L perplexity of the GGUF in both programs.
+// npm registry by scripts/bootstrap.sh): stories260K and the demo model, dense and pruned (layers
+// of different sizes → "deci", every layer the same size → "llama"), in f32 / f16 / q8_0.
+// llama.cpp's logits on a fixed token list are compared with the project's own forward of the same
+// model, greedy text with f32, and the windows-L perplexity of the GGUF in both programs.
 #include <QtTest>
 
 #include <QJsonArray>
@@ -143,8 +143,7 @@ std::vector<std::string> removal(const ModelConfig& cfg, const std::vector<int>&
   for (int64_t l = 0; l < cfg.n_layers(); ++l) {
     const auto& d = cfg.layers[static_cast<size_t>(l)];
     for (int k = 0; k < kv[static_cast<size_t>(l)]; ++k)
-      ids.push_back("L" + std::to_string(l) + ".attn.kv" +
-                    std::to_string((k + l) % d.n_kv_heads));
+      ids.push_back("L" + std::to_string(l) + ".attn.kv" + std::to_string((k + l) % d.n_kv_heads));
     for (int c = 0; c < mlp[static_cast<size_t>(l)]; ++c)
       ids.push_back("L" + std::to_string(l) + ".mlp.c" +
                     std::to_string((c * 7 + 3 * l) % d.intermediate_size));
@@ -193,8 +192,8 @@ class TestLlamaCpp : public QObject {
       QCOMPARE(QString::fromStdString(gguf_architecture(v.model->config())),
                QString::fromStdString(v.arch));
       for (auto dtype : {GgufDtype::F32, GgufDtype::F16, GgufDtype::Q8_0}) {
-        const QString file = dir + "/" + QString::fromStdString(v.name + "-" +
-                                                                gguf_dtype_name(dtype)) + ".gguf";
+        const QString file =
+            dir + "/" + QString::fromStdString(v.name + "-" + gguf_dtype_name(dtype)) + ".gguf";
         GgufSaveOptions o;
         o.dtype = dtype;
         const auto report = save_gguf(*v.model, loaded.tokenizer.get(), file.toStdString(), o);
@@ -251,11 +250,11 @@ class TestLlamaCpp : public QObject {
         for (const auto& t : gen["tokens"].toArray())
           theirs_text.push_back(t.toInteger());
         const auto ours_text = greedy(*c.v.model, {prompt[0]}, 40);
-        QVERIFY2(theirs_text == ours_text,
-                 qPrintable(what + ": greedy text differs: llama.cpp \"" +
-                            QString::fromStdString(loaded.tokenizer->decode(theirs_text)) +
-                            "\" vs \"" +
-                            QString::fromStdString(loaded.tokenizer->decode(ours_text)) + "\""));
+        QVERIFY2(
+            theirs_text == ours_text,
+            qPrintable(what + ": greedy text differs: llama.cpp \"" +
+                       QString::fromStdString(loaded.tokenizer->decode(theirs_text)) + "\" vs \"" +
+                       QString::fromStdString(loaded.tokenizer->decode(ours_text)) + "\""));
       }
     }
   }
@@ -285,11 +284,12 @@ class TestLlamaCpp : public QObject {
       const auto ours = perplexity(*loaded.model, ids, po);
       const double theirs = res["ppl"].toDouble();
       const double rel = std::abs(theirs - ours.ppl) / ours.ppl;
-      qInfo("%s: windows-%lld ppl over %lld windows: project %.5f (%zu tokens), llama.cpp %.5f "
-            "(%lld tokens): %.3g%%",
-            qPrintable(files[i]), static_cast<long long>(ctx), static_cast<long long>(windows),
-            ours.ppl, ids.size(), theirs, static_cast<long long>(res["tokens"].toInteger()),
-            100 * rel);
+      qInfo(
+          "%s: windows-%lld ppl over %lld windows: project %.5f (%zu tokens), llama.cpp %.5f "
+          "(%lld tokens): %.3g%%",
+          qPrintable(files[i]), static_cast<long long>(ctx), static_cast<long long>(windows),
+          ours.ppl, ids.size(), theirs, static_cast<long long>(res["tokens"].toInteger()),
+          100 * rel);
       QVERIFY2(rel <= 1e-3, qPrintable(files[i] + QString(": %1 vs %2").arg(ours.ppl).arg(theirs)));
     }
   }
@@ -306,11 +306,11 @@ class TestLlamaCpp : public QObject {
     const auto prompt = loaded.tokenizer->encode(
         "Once upon a time, there was a little girl named Lily. She loved to play", true);
     check_model(loaded, vs, prompt, dir.path());
-    check_perplexity({dir.path() + "/dense-f32.gguf", dir.path() + "/non-uniform-f32.gguf",
-                      dir.path() + "/uniform-f32.gguf"},
-                     QString::fromStdString(
-                         test::shared_path("data/text/tinystories_val_subset.txt").string()),
-                     512, 24, dir.path());
+    check_perplexity(
+        {dir.path() + "/dense-f32.gguf", dir.path() + "/non-uniform-f32.gguf",
+         dir.path() + "/uniform-f32.gguf"},
+        QString::fromStdString(test::shared_path("data/text/tinystories_val_subset.txt").string()),
+        512, 24, dir.path());
   }
 
   void demoModel() {
@@ -323,10 +323,10 @@ class TestLlamaCpp : public QObject {
     auto vs = variants(loaded.model, {1, 0, 1, 0}, {64, 10, 130, 3}, 1, 96);
     const auto prompt = loaded.tokenizer->encode("Once upon a time, there was a big dog.", true);
     check_model(loaded, vs, prompt, dir.path());
-    check_perplexity({dir.path() + "/dense-f32.gguf", dir.path() + "/non-uniform-f32.gguf"},
-                     QString::fromStdString(
-                         test::shared_path("data/text/tinystories_val_subset.txt").string()),
-                     256, 24, dir.path());
+    check_perplexity(
+        {dir.path() + "/dense-f32.gguf", dir.path() + "/non-uniform-f32.gguf"},
+        QString::fromStdString(test::shared_path("data/text/tinystories_val_subset.txt").string()),
+        256, 24, dir.path());
   }
 
   // Shapes llama.cpp handles only with care: a layer without attention (not layer 0), a layer
@@ -339,8 +339,8 @@ class TestLlamaCpp : public QObject {
     auto loaded = load_model(test::shared_path("models/stories260K/stories260K.bin").string());
     auto cfg = ModelConfig::uniform(512, 64, 4, 4, 2, 96, 16);
     cfg.tie_word_embeddings = false;
-    cfg.layers[1] = LayerDims(0, 0, 64);   // no attention
-    cfg.layers[2] = LayerDims(8, 4, 0);    // no MLP
+    cfg.layers[1] = LayerDims(0, 0, 64);  // no attention
+    cfg.layers[2] = LayerDims(8, 4, 0);   // no MLP
     cfg.layers[3] = LayerDims(2, 1, 32);
     auto odd = test::random_model(cfg, 5);
     QCOMPARE(QString::fromStdString(gguf_architecture(cfg)), QString("deci"));

@@ -60,6 +60,34 @@ LlamaModelImpl& task_model(const ModelDocument& doc) {
 
 // A document whose last owner, often the GUI thread, frees it on a pool thread: freeing a large
 // model's weights takes long (the global pool is waited for when the application ends).
+// Loads an export back the way another tool would (with `adapter`, a PEFT folder, attached) and
+// compares its logits with `model`'s on a fixed batch; throws naming `target` when they differ by
+// more than `tolerance` of their range. Returns the difference. Stages 1 and 2 of "export".
+double check_export(LlamaModelImpl& model, const std::string& path, const std::string& adapter,
+                    double tolerance, const std::string& target, const TaskContext& ctx) {
+  ctx.report("export", 1, 3, "loading it back");
+  LoadOptions lo;
+  lo.model.device = model.options().device;
+  lo.adapter_path = adapter;
+  auto back = load_model(path, lo, &ctx);
+  ctx.report("export", 2, 3, "comparing the logits");
+  torch::NoGradGuard no_grad;
+  auto tokens = torch::arange(1, 33, torch::kLong)
+                    .remainder(model.config().vocab_size)
+                    .view({1, 32})
+                    .to(lo.model.device);
+  const auto expected = model.forward(tokens).to(torch::kFloat32);
+  const auto got = back.model->forward(tokens).to(torch::kFloat32);
+  const double scale = std::max(1e-6, expected.abs().max().item<double>());
+  const double diff = (expected - got).abs().max().item<double>() / scale;
+  if (!(diff <= tolerance))
+    throw Error(target + ": the exported model's logits differ from the open model's by " +
+                std::to_string(diff) + " of their range (allowed " + std::to_string(tolerance) +
+                "): the export was not kept");
+  ctx.check();
+  return diff;
+}
+
 std::shared_ptr<ModelDocument> new_document() {
   return std::shared_ptr<ModelDocument>(new ModelDocument, [](ModelDocument* d) {
     auto* app = QCoreApplication::instance();
@@ -639,29 +667,9 @@ bool Engine::exportModel(const QString& dir, const QString& dtype, bool keep_ada
           if (name.rfind("model-", 0) == 0 && entry.path().extension() == ".safetensors") ++shards;
         }
         // Load it back the way another tool would and compare the logits on a fixed batch.
-        ctx.report("export", 1, 3, "loading it back");
-        LoadOptions lo;
-        lo.model.device = d.loaded.model->options().device;
-        if (adapter && keep_adapter) lo.adapter_path = out + "/adapter";
-        auto back = load_model(out, lo, &ctx);
-        ctx.report("export", 2, 3, "comparing the logits");
-        torch::NoGradGuard no_grad;
-        auto tokens = torch::arange(1, 33, torch::kLong)
-                          .remainder(model.config().vocab_size)
-                          .view({1, 32})
-                          .to(lo.model.device);
-        const auto expected = model.forward(tokens).to(torch::kFloat32);
-        const auto got = back.model->forward(tokens).to(torch::kFloat32);
-        const double scale = std::max(1e-6, expected.abs().max().item<double>());
-        const double diff = (expected - got).abs().max().item<double>() / scale;
-        const double tolerance = so.dtype == torch::kFloat32 ? 1e-4 : 0.1;
-        if (!(diff <= tolerance))
-          throw Error(dir.toStdString() +
-                      ": the exported model's logits differ from the open model's by " +
-                      std::to_string(diff) + " of their range (allowed " +
-                      std::to_string(tolerance) + "): the export was not kept");
-        ctx.check();
-        back = {};
+        const double diff =
+            check_export(model, out, adapter && keep_adapter ? out + "/adapter" : std::string(),
+                         so.dtype == torch::kFloat32 ? 1e-4 : 0.1, dir.toStdString(), ctx);
         staged.commit();
         return {{},
                 QString("wrote %1 (%2%3%4); reloaded: logits within %5 of the open model's")
@@ -705,28 +713,9 @@ bool Engine::exportGguf(const QString& file, const QString& dtype) {
     ctx.report("export", 0, 3, "writing the GGUF file");
     const auto report = save_gguf(model, d.loaded.tokenizer.get(), staging.string(), o, &ctx);
     ctx.check();
-    ctx.report("export", 1, 3, "loading it back");
-    LoadOptions lo;
-    lo.model.device = d.loaded.model->options().device;
-    auto back = load_model(staging.string(), lo, &ctx);
-    ctx.report("export", 2, 3, "comparing the logits");
-    torch::NoGradGuard no_grad;
-    auto tokens = torch::arange(1, 33, torch::kLong)
-                      .remainder(model.config().vocab_size)
-                      .view({1, 32})
-                      .to(lo.model.device);
-    const auto expected = model.forward(tokens).to(torch::kFloat32);
-    const auto got = back.model->forward(tokens).to(torch::kFloat32);
-    const double scale = std::max(1e-6, expected.abs().max().item<double>());
-    const double diff = (expected - got).abs().max().item<double>() / scale;
-    const double tolerance = o.dtype == GgufDtype::F32 ? 1e-4 : 0.1;
-    if (!(diff <= tolerance))
-      throw Error(file.toStdString() +
-                  ": the exported model's logits differ from the open model's by " +
-                  std::to_string(diff) + " of their range (allowed " + std::to_string(tolerance) +
-                  "): the export was not kept");
-    ctx.check();
-    back = {};
+    const double diff =
+        check_export(model, staging.string(), {}, o.dtype == GgufDtype::F32 ? 1e-4 : 0.1,
+                     file.toStdString(), ctx);
     std::error_code ec;
     fs::rename(staging, target, ec);
     if (ec) throw Error(file.toStdString() + ": cannot put the file in place: " + ec.message());

@@ -19,6 +19,12 @@ std::string pct(double r) {
   return buf;
 }
 
+[[noreturn]] void over_target(const std::string& what, double target, double removed) {
+  throw UsageError(what + " already remove " + pct(removed) +
+                   " of the parameters, more than the target " + pct(target) +
+                   "; lower them or raise the target");
+}
+
 // The most of node group `g` a plan may remove: attention keeps one kv group.
 int64_t max_removable(const NodeGroup& g) {
   return g.kind == "attention" ? g.size - 1 : g.size;
@@ -196,11 +202,8 @@ ResolvedPlan resolve_uniform(const PruningPlan& plan, const DependencyGraph& dep
     }
   }
   if (needed < 0)
-    throw UsageError("same size in every layer: the fixed counts already remove " +
-                     pct(plan.target_ratio - needed / total) +
-                     " of the parameters, more than the "
-                     "target " +
-                     pct(plan.target_ratio) + "; lower them or raise the target");
+    over_target("same size in every layer: the fixed counts", plan.target_ratio,
+                plan.target_ratio - needed / total);
   // Every kind fixed: like a non-uniform plan of fixed ratios, it stands as it is, unless that
   // is nothing at all (a node group kept whole in each kind).
   if (free.empty() && needed >= plan.target_ratio * total - 0.5) {
@@ -391,11 +394,7 @@ ResolvedPlan resolve_plan(const PruningPlan& plan, const DependencyGraph& deps) 
     out.entries.push_back(e);
   }
   if (needed < 0)
-    throw UsageError("the plan's fixed ratios already remove " +
-                     pct(plan.target_ratio - needed / total) +
-                     " of the parameters, more than the "
-                     "target " +
-                     pct(plan.target_ratio) + "; lower them or raise the target");
+    over_target("the plan's fixed ratios", plan.target_ratio, plan.target_ratio - needed / total);
 
   if (out.entries.empty() && plan.target_ratio > 0)
     throw UsageError(
