@@ -199,6 +199,21 @@ class TestHfInterop : public QObject {
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("does not exist"), qPrintable(r.err));
     QVERIFY(!QFile::exists(dir.filePath("never")));
+    // The GGUF write fails after pruning (its temporary name is taken by a folder): the pruned
+    // folder is kept, its report records the error, and the message says how to retry.
+    const QString kept = dir.filePath("kept"), blocked = dir.filePath("blocked.gguf");
+    QVERIFY(QDir().mkpath(blocked + ".tmp"));
+    r = cli(QStringList{"prune", demo_model(), "--ratio", "0.2", "--text", text, "--out", kept,
+                        "--export-gguf", blocked} +
+            kShortRun);
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains("the pruned model is saved in") &&
+                 r.err.contains("lorashear convert " + kept + " --to gguf " + blocked),
+             qPrintable(r.err));
+    QVERIFY(QFile::exists(kept + "/model.safetensors"));
+    QVERIFY(read_json(kept + "/pruning_report.json")["gguf"].toObject().contains("error"));
+    QVERIFY(!QFile::exists(blocked));
+    QVERIFY(!QFile::exists(kept + ".checkpoint"));
   }
 
   void impossibleUniformPlansAreRefused() {

@@ -300,12 +300,12 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   }
   io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");
   staged.commit();
+  std::error_code ec;
+  std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
   if (!gguf_error.empty())
     throw Error("the pruned model is saved in " + o.out_dir +
                 ", but the GGUF export failed: " + gguf_error + " (retry with: lorashear convert " +
                 o.out_dir + " --to gguf " + o.export_gguf + ")");
-  std::error_code ec;
-  std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
   task_report(ctx, "save", 1, 1);
   return report;
 }

@@ -257,12 +257,9 @@ ResolvedPlan resolve_uniform(const PruningPlan& plan, const DependencyGraph& dep
     std::sort(open.begin(), open.end(),
               [](const Kind* a, const Kind* b) { return a->step > b->step; });
     Kind* finest = open.back();
-    const std::vector<int64_t> floors = [&] {
-      std::vector<int64_t> f;
-      for (const auto* k : open)
-        f.push_back(k->extra);
-      return f;
-    }();
+    std::vector<int64_t> floors;
+    for (const auto* k : open)
+      floors.push_back(k->extra);
     double best = INFINITY;
     std::vector<int64_t> chosen = floors;
     const size_t coarse = open.size() - 1;
@@ -289,11 +286,12 @@ ResolvedPlan resolve_uniform(const PruningPlan& plan, const DependencyGraph& dep
     for (size_t i = 0; i < open.size(); ++i)
       open[i]->extra = chosen[i];
   }
+  auto kept_of = [](const Kind& k) { return k.kept >= 0 ? k.kept : k.min_size - k.extra; };
   // Rounded to nothing at all: say what the smallest steps are rather than run a no-op.
   bool removes = false;
   std::string steps;
   for (const auto& [kind, k] : kinds) {
-    const int64_t kept = k.kept >= 0 ? k.kept : k.min_size - k.extra;
+    const int64_t kept = kept_of(k);
     for (const auto i : k.groups)
       removes = removes || deps.node_groups[i].size > kept;
     if (k.kept < 0)
@@ -310,7 +308,7 @@ ResolvedPlan resolve_uniform(const PruningPlan& plan, const DependencyGraph& dep
   ResolvedPlan out;
   std::map<size_t, std::pair<int64_t, bool>> removal;  // node group → (remove, fixed)
   for (auto& [kind, k] : kinds) {
-    const int64_t kept = k.kept >= 0 ? k.kept : k.min_size - k.extra;
+    const int64_t kept = kept_of(k);
     const std::string unit = kind == "attention" ? " kv groups" : kind == "mlp" ? " channels" : "";
     out.notes.push_back("every " + std::string(kind == "mlp" ? "MLP" : kind) + " keeps " +
                         std::to_string(kept) + " of " + std::to_string(k.min_size) + unit +
