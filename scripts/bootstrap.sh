@@ -18,6 +18,7 @@ packages=(
   libtorch-dev libopenblas0-pthread libgoogle-perftools-dev
   qt6-base-dev qt6-charts-dev libqt6opengl6-dev qt6-svg-dev
   libgraphviz-dev libspdlog-dev nlohmann-json3-dev libsentencepiece-dev libcli11-dev
+  libpcre2-dev libicu-dev  # tokenizer.json: pre-tokenizer regexes, Unicode normalisation
   python3-numpy  # tests: the independent NumPy reader of exported Hugging Face folders
 )
 

@@ -116,8 +116,10 @@ namespace lorashear::cli {
 void add_model_arguments(CLI::App* app, ModelArgs& args, bool adapter) {
   app->add_option("MODEL", args.model, "Hugging Face directory, llama2.c .bin or .gguf file")
       ->required();
-  app->add_option("--tokenizer", args.tokenizer,
-                  "tokenizer.model or llama2.c tokenizer.bin (default: found beside the model)");
+  app->add_option(
+      "--tokenizer", args.tokenizer,
+      "tokenizer.json, tokenizer.model or llama2.c tokenizer.bin (default: found beside the "
+      "model)");
   if (adapter)
     app->add_option("--adapter", args.adapter,
                     "LoRA adapter directory in the PEFT layout (adapter_config.json + "

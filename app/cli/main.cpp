@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
       "file.\nExamples:\n  lorashear info MODEL\n  lorashear generate MODEL -p \"Once upon a "
       "time\"\n"
       "  lorashear eval ppl MODEL --text FILE --seq-len 128\n"
+      "  lorashear tokenize --tokenizer tokenizer.json --text \"Hello\"\n"
       "  lorashear convert MODEL --to hf OUTDIR\nDetails: lorashear SUBCOMMAND --help"};
   app.set_version_flag("--version", "lorashear " + version());
   app.fallthrough();  // global flags may follow the subcommand

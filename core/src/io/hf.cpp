@@ -1,5 +1,5 @@
 // Hugging Face directory: config.json + model.safetensors (or shards listed by
-// model.safetensors.index.json) + optional tokenizer.model.
+// model.safetensors.index.json) + optional tokenizer.json or tokenizer.model.
 
 #include <nlohmann/json.hpp>
 
@@ -137,10 +137,13 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
   LoadedModel out;
   if (!opts.tokenizer_path.empty()) {
     out.tokenizer = load_tokenizer_file(opts.tokenizer_path, cfg.vocab_size);
+  } else if (fs::is_regular_file(root / "tokenizer.json")) {
+    // tokenizer.json first: it is what transformers' fast tokenizers (and so the model's ids) use.
+    out.tokenizer = Tokenizer::from_hf_json_file((root / "tokenizer.json").string());
   } else if (fs::is_regular_file(root / "tokenizer.model")) {
     out.tokenizer = Tokenizer::from_sentencepiece_file((root / "tokenizer.model").string());
   } else if (opts.require_tokenizer) {
-    throw InputError(dir + ": no tokenizer.model (tokenizer.json alone is not supported)");
+    throw InputError(dir + ": no tokenizer.json or tokenizer.model");
   }
   if (out.tokenizer) check_tokenizer_fits(*out.tokenizer, cfg, dir);
 

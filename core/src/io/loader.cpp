@@ -188,9 +188,7 @@ void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& source
 }
 
 std::shared_ptr<Tokenizer> load_tokenizer_file(const std::string& path, int64_t vocab_size) {
-  if (!fs::is_regular_file(path)) throw InputError(path + ": tokenizer file not found");
-  if (fs::path(path).extension() == ".bin") return Tokenizer::from_llama2c_file(path, vocab_size);
-  return Tokenizer::from_sentencepiece_file(path);
+  return Tokenizer::from_file(path, vocab_size);
 }
 
 void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& cfg, const std::string& source) {

@@ -100,7 +100,15 @@ void save_hf(const LlamaModelImpl& model, const Tokenizer* tokenizer, const std:
     if (written.count(f) == 0) fs::remove(root / f, ec);
 
   task_check(ctx);
-  if (tokenizer != nullptr) {
+  if (tokenizer != nullptr && tokenizer->backend() == Tokenizer::Backend::HfBpe) {
+    // The original tokenizer.json and tokenizer_config.json; a stale tokenizer.model would
+    // describe another tokenizer.
+    for (const auto& [name, text] : tokenizer->hf_files())
+      io::write_file_atomic((root / name).string(), text);
+    fs::remove(root / "tokenizer.model", ec);
+  } else if (tokenizer != nullptr) {
+    // load_hf prefers tokenizer.json: one left from an earlier export would shadow this model.
+    fs::remove(root / "tokenizer.json", ec);
     io::write_file_atomic((root / "tokenizer.model").string(), tokenizer->serialized_model_proto());
     // What transformers' AutoTokenizer reads beside tokenizer.model (as Llama 2's files say it).
     auto piece = [&](int64_t id) -> nlohmann::json {

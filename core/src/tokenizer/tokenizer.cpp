@@ -1,12 +1,17 @@
 #include "lorashear/tokenizer/tokenizer.h"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <sstream>
 
 #include "lorashear/errors.h"
+#include "tokenizer/hf_backend.h"
 #include "tokenizer/spm_backend.h"
 
 namespace lorashear {
@@ -150,6 +155,19 @@ std::string read_file(const std::string& path) {
 struct Tokenizer::Impl {
   std::unique_ptr<detail::SpmProcessor> sp;
   std::string proto;  // serialized ModelProto the processor was loaded from
+
+  // tokenizer.json backend (sp is null then).
+  std::unique_ptr<detail::HfTokenizer> hf;
+  std::vector<std::pair<std::string, std::string>> hf_files;
+  int64_t bos = -1, eos = -1;
+  bool add_bos = true, add_eos = false;
+  std::vector<int64_t> eos_ids;
+
+  void check_id(int64_t id, int64_t n) const {
+    if (id < 0 || id >= n)
+      throw UsageError("tokenizer: id " + std::to_string(id) + " is outside the vocabulary of " +
+                       std::to_string(n));
+  }
 };
 
 Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) {}
@@ -297,6 +315,15 @@ std::shared_ptr<Tokenizer> Tokenizer::from_vocab(const std::vector<VocabEntry>& 
 }
 
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bool add_eos) const {
+  if (impl_->hf) {
+    const std::vector<int32_t> ids = impl_->hf->encode(text);
+    std::vector<int64_t> out;
+    out.reserve(ids.size() + 2);
+    if (add_bos && impl_->bos >= 0) out.push_back(impl_->bos);
+    out.insert(out.end(), ids.begin(), ids.end());
+    if (add_eos && impl_->eos >= 0) out.push_back(impl_->eos);
+    return out;
+  }
   const std::vector<int> ids = impl_->sp->encode(text);
   std::vector<int64_t> out;
   out.reserve(ids.size() + 2);
@@ -308,6 +335,15 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bo
 
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
   const int64_t n = vocab_size();
+  if (impl_->hf) {
+    std::vector<int32_t> narrow;
+    narrow.reserve(ids.size());
+    for (int64_t id : ids) {
+      impl_->check_id(id, n);
+      narrow.push_back(static_cast<int32_t>(id));
+    }
+    return impl_->hf->decode(narrow, /*skip_special=*/true);
+  }
   std::vector<int> narrow;
   narrow.reserve(ids.size());
   for (int64_t id : ids) {
@@ -323,23 +359,28 @@ std::string Tokenizer::piece(int64_t id) const {
   if (id < 0 || id >= vocab_size())
     throw UsageError("tokenizer: id " + std::to_string(id) + " is outside the vocabulary of " +
                      std::to_string(vocab_size()));
+  if (impl_->hf) return impl_->hf->piece(id);
   return impl_->sp->id_to_piece(static_cast<int>(id));
 }
 
 int64_t Tokenizer::vocab_size() const {
-  return impl_->sp->piece_size();
+  return impl_->hf ? impl_->hf->vocab_size() : impl_->sp->piece_size();
 }
 int64_t Tokenizer::bos_id() const {
-  return impl_->sp->bos_id();
+  return impl_->hf ? impl_->bos : impl_->sp->bos_id();
 }
 int64_t Tokenizer::eos_id() const {
-  return impl_->sp->eos_id();
+  return impl_->hf ? impl_->eos : impl_->sp->eos_id();
 }
 int64_t Tokenizer::unk_id() const {
-  return impl_->sp->unk_id();
+  return impl_->hf ? impl_->hf->unk_id() : impl_->sp->unk_id();
 }
 
 std::string Tokenizer::serialized_model_proto() const {
+  if (impl_->hf)
+    throw UsageError(
+        "tokenizer: a tokenizer.json tokenizer has no SentencePiece model (tokenizer.model); "
+        "write its tokenizer.json instead");
   return impl_->proto;
 }
 
@@ -370,15 +411,43 @@ bool normalizer_flag(const std::string& proto, int flag, bool fallback) {
 }  // namespace
 
 bool Tokenizer::add_dummy_prefix() const {
+  if (impl_->hf) return impl_->hf->adds_space_prefix();
   return normalizer_flag(impl_->proto, 3, true);
 }
 
 bool Tokenizer::remove_extra_whitespaces() const {
+  if (impl_->hf) return false;
   return normalizer_flag(impl_->proto, 4, true);
 }
 
 std::vector<VocabEntry> Tokenizer::vocab() const {
   std::vector<VocabEntry> out;
+  if (impl_->hf) {
+    const auto& hf = *impl_->hf;
+    const int64_t n = hf.vocab_size();
+    out.resize(static_cast<size_t>(n));
+    std::vector<int8_t> added(static_cast<size_t>(n), 0);  // 1 normal added, 2 special
+    for (const auto& a : hf.added_tokens())
+      added[a.id] = a.special ? 2 : 1;
+    for (int64_t id = 0; id < n; ++id) {
+      VocabEntry& e = out[id];
+      e.piece = hf.piece(id);
+      const int64_t rank = hf.merge_rank_of(id);
+      e.score = rank >= 0 ? -static_cast<float>(rank) : 0.0f;
+      if (added[id] == 2)
+        e.type = VocabEntry::Type::Control;
+      else if (added[id] == 1)
+        e.type = VocabEntry::Type::UserDefined;
+      else if (id == hf.unk_id())
+        e.type = VocabEntry::Type::Unknown;
+      else if (e.piece.empty())
+        e.type = VocabEntry::Type::Unused;
+      else if (hf.byte_fallback() && is_byte_piece(e.piece))
+        e.type = VocabEntry::Type::Byte;
+      if (e.piece.empty()) e.piece = "[PAD" + std::to_string(id) + "]";
+    }
+    return out;
+  }
   out.reserve(static_cast<size_t>(vocab_size()));
   ProtoReader model(impl_->proto);
   int field, wire;
@@ -403,6 +472,221 @@ std::vector<VocabEntry> Tokenizer::vocab() const {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+// ---- tokenizer.json
+// -------------------------------------------------------------------------------
+
+namespace {
+
+// A side file's JSON, or null when the text is empty. Errors name the file.
+nlohmann::json parse_side(const std::string& text, const std::string& name) {
+  if (text.empty()) return nullptr;
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(name + ": not valid JSON: " + e.what());
+  }
+}
+
+// bos_token / eos_token: a string, or an AddedToken object {"content": ...}.
+std::string token_text(const nlohmann::json& config, const char* key) {
+  if (!config.is_object()) return {};
+  auto it = config.find(key);
+  if (it == config.end()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && it->at("content").is_string())
+    return it->at("content").get<std::string>();
+  return {};
+}
+
+std::string read_optional(const std::filesystem::path& p) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(p, ec)) return {};
+  return read_file(p.string());
+}
+
+}  // namespace
+
+std::shared_ptr<Tokenizer> Tokenizer::from_file(const std::string& path, int64_t vocab_size) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(path);
+  if (fs::is_directory(p, ec)) {
+    if (fs::is_regular_file(p / "tokenizer.json", ec))
+      return from_hf_json_file((p / "tokenizer.json").string());
+    if (fs::is_regular_file(p / "tokenizer.model", ec))
+      return from_sentencepiece_file((p / "tokenizer.model").string());
+    throw InputError(path + ": directory has no tokenizer.json or tokenizer.model");
+  }
+  if (!fs::is_regular_file(p, ec)) throw InputError(path + ": tokenizer file not found");
+  if (p.extension() == ".json") return from_hf_json_file(path);
+  if (p.extension() == ".bin") return from_llama2c_file(path, vocab_size);
+  return from_sentencepiece_file(path);
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_hf_json_file(const std::string& path) {
+  const std::string text = read_file(path);
+  const auto dir = std::filesystem::path(path).parent_path();
+  return from_hf_json(text, path, read_optional(dir / "tokenizer_config.json"),
+                      read_optional(dir / "special_tokens_map.json"),
+                      read_optional(dir / "generation_config.json"));
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& tokenizer_json,
+                                                   const std::string& source,
+                                                   const std::string& tokenizer_config,
+                                                   const std::string& special_tokens_map,
+                                                   const std::string& generation_config) {
+  std::shared_ptr<Tokenizer> tok(new Tokenizer());
+  Impl& im = *tok->impl_;
+  im.hf = detail::HfTokenizer::from_json(tokenizer_json, source);
+  const auto& hf = *im.hf;
+  const auto dir = std::filesystem::path(source).parent_path();
+  const auto side = [&](const char* name) { return (dir / name).string(); };
+  const nlohmann::json config = parse_side(tokenizer_config, side("tokenizer_config.json"));
+  const nlohmann::json special_map =
+      parse_side(special_tokens_map, side("special_tokens_map.json"));
+  const nlohmann::json gen = parse_side(generation_config, side("generation_config.json"));
+  const int64_t n = hf.vocab_size();
+
+  // A token named in the side files: its id, or -1 when no piece has that text.
+  auto named = [&](const char* key) -> int64_t {
+    std::string t = token_text(config, key);
+    if (t.empty()) t = token_text(special_map, key);
+    return t.empty() ? -1 : hf.token_to_id(t);
+  };
+  // generation_config.json ids: an int or a list of ints; out-of-range ids are refused.
+  auto gen_ids = [&](const char* key) {
+    std::vector<int64_t> ids;
+    if (!gen.is_object() || !gen.contains(key)) return ids;
+    const nlohmann::json& v = gen.at(key);
+    auto take = [&](const nlohmann::json& x) {
+      if (!x.is_number_integer()) return;
+      const int64_t id = x.get<int64_t>();
+      if (id < 0 || id >= n)
+        throw InputError(side("generation_config.json") + ": " + key + " " + std::to_string(id) +
+                         " is outside the vocabulary of " + std::to_string(n));
+      ids.push_back(id);
+    };
+    if (v.is_array())
+      for (const auto& x : v)
+        take(x);
+    else
+      take(v);
+    return ids;
+  };
+
+  const auto& prefix = hf.template_prefix();
+  const auto& suffix = hf.template_suffix();
+  const auto gen_bos = gen_ids("bos_token_id");
+  const auto gen_eos = gen_ids("eos_token_id");
+  im.bos = named("bos_token");
+  if (im.bos < 0 && !prefix.empty()) im.bos = prefix.front();
+  if (im.bos < 0 && !gen_bos.empty()) im.bos = gen_bos.front();
+  im.eos = named("eos_token");
+  if (im.eos < 0 && !suffix.empty()) im.eos = suffix.back();
+  if (im.eos < 0 && !gen_eos.empty()) im.eos = gen_eos.front();
+  im.add_bos = config.is_object() && config.contains("add_bos_token") &&
+                       config.at("add_bos_token").is_boolean()
+                   ? config.at("add_bos_token").get<bool>()
+                   : !prefix.empty();
+  im.add_eos = config.is_object() && config.contains("add_eos_token") &&
+                       config.at("add_eos_token").is_boolean()
+                   ? config.at("add_eos_token").get<bool>()
+                   : !suffix.empty();
+  if (im.eos >= 0) im.eos_ids.push_back(im.eos);
+  for (int64_t id : gen_eos)
+    if (std::find(im.eos_ids.begin(), im.eos_ids.end(), id) == im.eos_ids.end())
+      im.eos_ids.push_back(id);
+
+  im.hf_files.emplace_back("tokenizer.json", tokenizer_json);
+  if (!tokenizer_config.empty()) {
+    im.hf_files.emplace_back("tokenizer_config.json", tokenizer_config);
+  } else {
+    // What transformers' AutoTokenizer needs beside a bare tokenizer.json.
+    auto text_of = [&](int64_t id) -> nlohmann::json {
+      return id >= 0 ? nlohmann::json(hf.piece(id)) : nlohmann::json(nullptr);
+    };
+    const nlohmann::json synth = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                                  {"bos_token", text_of(im.bos)},
+                                  {"eos_token", text_of(im.eos)},
+                                  {"add_bos_token", im.add_bos},
+                                  {"add_eos_token", im.add_eos},
+                                  {"clean_up_tokenization_spaces", false}};
+    im.hf_files.emplace_back("tokenizer_config.json", synth.dump(2) + "\n");
+  }
+  if (!special_tokens_map.empty())
+    im.hf_files.emplace_back("special_tokens_map.json", special_tokens_map);
+  return tok;
+}
+
+uint64_t Tokenizer::encode_stream(std::istream& in,
+                                  const std::function<void(const std::vector<int64_t>&)>& on_ids,
+                                  size_t window_bytes) const {
+  std::vector<int64_t> wide;
+  if (impl_->hf)
+    return impl_->hf->encode_stream(in, window_bytes, [&](const std::vector<int32_t>& ids) {
+      wide.assign(ids.begin(), ids.end());
+      on_ids(wide);
+    });
+  // SentencePiece's dummy prefix and whitespace handling make any cut visible: read it all.
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw InputError("tokenize: read error on the input stream");
+  wide = encode(text);
+  if (!wide.empty()) on_ids(wide);
+  return text.size();
+}
+
+std::vector<int64_t> Tokenizer::eos_ids() const {
+  if (impl_->hf) return impl_->eos_ids;
+  if (eos_id() >= 0) return {eos_id()};
+  return {};
+}
+
+bool Tokenizer::add_bos() const {
+  return impl_->hf ? impl_->add_bos : true;
+}
+
+bool Tokenizer::add_eos() const {
+  return impl_->hf ? impl_->add_eos : false;
+}
+
+Tokenizer::Backend Tokenizer::backend() const {
+  return impl_->hf ? Backend::HfBpe : Backend::SentencePiece;
+}
+
+std::string Tokenizer::kind() const {
+  if (!impl_->hf) return "SentencePiece";
+  return impl_->hf->byte_level() ? "BPE (tokenizer.json, byte-level)" : "BPE (tokenizer.json)";
+}
+
+std::vector<SpecialToken> Tokenizer::special_tokens() const {
+  std::vector<SpecialToken> out;
+  if (impl_->hf) {
+    for (const auto& a : impl_->hf->added_tokens())
+      if (a.special) out.push_back({a.id, a.content});
+  } else {
+    const auto entries = vocab();
+    for (size_t id = 0; id < entries.size(); ++id)
+      if (entries[id].type == VocabEntry::Type::Control)
+        out.push_back({static_cast<int64_t>(id), entries[id].piece});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SpecialToken& a, const SpecialToken& b) { return a.id < b.id; });
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> Tokenizer::merges() const {
+  return impl_->hf ? impl_->hf->merges() : std::vector<std::pair<std::string, std::string>>{};
+}
+
+std::string Tokenizer::pre_tokenizer_name() const {
+  return impl_->hf ? impl_->hf->pre_tokenizer_name() : std::string();
+}
+
+std::vector<std::pair<std::string, std::string>> Tokenizer::hf_files() const {
+  return impl_->hf_files;
 }
 
 }  // namespace lorashear

@@ -50,7 +50,8 @@ struct SaveOptions {
   int64_t max_shard_bytes = 0;  ///< >0: shard into model-0000i-of-0000n.safetensors + index
 };
 
-/// Writes config.json, model.safetensors (or shards + index), tokenizer.model (when given) and
+/// Writes config.json, model.safetensors (or shards + index), the tokenizer when given
+/// (tokenizer.model, or tokenizer.json + tokenizer_config.json for a tokenizer.json one) and
 /// generation_config.json into `dir` (created). Each file is written to a temporary name and
 /// renamed.
 void save_hf(const LlamaModelImpl& model, const Tokenizer* tokenizer, const std::string& dir,
