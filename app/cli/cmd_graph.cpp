@@ -51,11 +51,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-bool is_config_file(const std::string& path) {
-  const std::filesystem::path p(path);
-  return p.extension() == ".json" && std::filesystem::is_regular_file(p);
-}
-
 Structure build_structure(const StructureOptions& o, const GlobalOptions& global) {
   LoraConfig lora;
   if (!o.lora_targets.empty()) lora.targets = o.lora_targets;
@@ -67,8 +62,8 @@ Structure build_structure(const StructureOptions& o, const GlobalOptions& global
   const LoraConfig* attach = o.lora_rank > 0 ? &lora : nullptr;
   Structure s;
   const auto t0 = std::chrono::steady_clock::now();
-  if (is_config_file(o.model)) {
-    s.trace = trace_config(ModelConfig::from_file(o.model), attach);
+  if (const auto config = config_only_path(o.model); !config.empty()) {
+    s.trace = trace_config(ModelConfig::from_file(config), attach);
   } else {
     auto loaded = load_model_for_cli(ModelArgs{o.model, "", ""}, global, false);
     if (attach) attach_lora(*loaded.model, *attach);

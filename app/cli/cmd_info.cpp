@@ -9,15 +9,52 @@
 namespace lorashear::cli {
 namespace {
 
+int64_t dtype_bytes(const std::string& torch_dtype) {
+  return torch_dtype == "bfloat16" || torch_dtype == "float16" ? 2 : 4;
+}
+
+std::string rope_text(const ModelConfig& cfg) {
+  const auto& r = cfg.rope_scaling;
+  if (!r.enabled()) return "none";
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s ×%g", r.type.c_str(), r.factor);
+  std::string out = buf;
+  if (r.type == "llama3") {
+    std::snprintf(buf, sizeof buf, ", low/high freq factor %g/%g", r.low_freq_factor,
+                  r.high_freq_factor);
+    out += buf;
+  }
+  if (r.original_max_position_embeddings > 0)
+    out += ", pre-trained context " + std::to_string(r.original_max_position_embeddings);
+  return out;
+}
+
 int run_info(const ModelArgs& args, const GlobalOptions& global) {
   const auto& path = args.model;
-  auto loaded = load_model_for_cli(args, global, false);
+  // A config.json (or a folder with no weights) is described from the configuration alone.
+  const std::string config_path = config_only_path(path);
+  const bool weights = config_path.empty();
+  LoadedModel loaded;
+  ModelConfig config_only;
+  if (weights) {
+    loaded = load_model_for_cli(args, global, false);
+  } else {
+    config_only = ModelConfig::from_file(config_path);
+  }
   int64_t adapter_params = 0;
-  for (const auto& t : lora_parameters(*loaded.model))
-    adapter_params += t.numel();
-  const auto& cfg = loaded.model->config();
+  if (weights)
+    for (const auto& t : lora_parameters(*loaded.model))
+      adapter_params += t.numel();
+  const auto& cfg = weights ? loaded.model->config() : config_only;
+  const std::string dtype =
+      weights ? dtype_name(loaded.model->options().dtype)
+              : (cfg.stored_dtype.empty() ? std::string("float32") : cfg.stored_dtype);
+  const int64_t total =
+      weights ? loaded.model->num_parameters() - adapter_params : cfg.num_parameters();
+  const int64_t weight_bytes = weights ? loaded.model->weight_bytes() : total * dtype_bytes(dtype);
   const auto elem =
-      loaded.model->weight_bytes() / std::max<int64_t>(1, loaded.model->num_parameters());
+      weights ? loaded.model->weight_bytes() / std::max<int64_t>(1, loaded.model->num_parameters())
+              : dtype_bytes(dtype);
   const int64_t embed = cfg.vocab_size * cfg.hidden_size;
   const int64_t head = cfg.tie_word_embeddings ? 0 : embed;
   int64_t attn_total = 0, mlp_total = 0, kv_per_token = 0;
@@ -35,12 +72,12 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
                       {"mlp_parameters", cfg.layer_mlp_parameters(i)}});
   }
   const int64_t norms = (2 * cfg.n_layers() + 1) * cfg.hidden_size;
-  const int64_t total = loaded.model->num_parameters() - adapter_params;
   nlohmann::json j = {
       {"path", path},
-      {"format", format_name(loaded.format)},
-      {"source_dtype", loaded.source_dtype},
-      {"config", cfg.to_hf_json(dtype_name(loaded.model->options().dtype))},
+      {"format", weights ? format_name(loaded.format) : std::string("config")},
+      {"weights", weights},
+      {"source_dtype", weights ? loaded.source_dtype : cfg.stored_dtype},
+      {"config", cfg.to_hf_json(dtype)},
       {"layers", layers},
       {"parameters",
        {{"total", total},
@@ -50,7 +87,7 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
         {"norms", norms},
         {"lm_head", head}}},
       {"memory",
-       {{"weights_bytes", loaded.model->weight_bytes()},
+       {{"weights_bytes", weight_bytes},
         {"kv_cache_bytes_per_token", kv_per_token},
         {"kv_cache_bytes_full_context", kv_per_token * cfg.max_position_embeddings}}},
       {"tokenizer", loaded.tokenizer
@@ -58,13 +95,13 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
                                          {"bos_id", loaded.tokenizer->bos_id()},
                                          {"eos_id", loaded.tokenizer->eos_id()}}
                         : nlohmann::json(nullptr)}};
-  const auto* lora = loaded.model->lora();
+  const auto* lora = weights ? loaded.model->lora() : nullptr;
   nlohmann::json targets = nlohmann::json::array();
   for (const auto& t : load_targets(cfg))
     targets.push_back({{"tool", t.tool}, {"ok", t.ok}, {"detail", t.detail}});
   j["loads_in"] = targets;
   std::vector<std::pair<std::string, std::string>> gguf_meta;
-  if (loaded.format == ModelFormat::Gguf) {
+  if (weights && loaded.format == ModelFormat::Gguf) {
     gguf_meta = gguf_metadata(path);
     nlohmann::json m = nlohmann::json::object();
     for (const auto& [k, v] : gguf_meta)
@@ -81,21 +118,35 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
     print_json(j);
     return 0;
   }
-  std::printf("%s  (%s, stored %s, loaded as %s)\n", path.c_str(),
-              format_name(loaded.format).c_str(), loaded.source_dtype.c_str(),
-              dtype_name(loaded.model->options().dtype).c_str());
+  if (weights)
+    std::printf("%s  (%s, stored %s, loaded as %s)\n", path.c_str(),
+                format_name(loaded.format).c_str(), loaded.source_dtype.c_str(), dtype.c_str());
+  else
+    std::printf("%s  (configuration only, no weights; sizes at %s)\n", config_path.c_str(),
+                dtype.c_str());
   std::printf("  architecture     %s, %lld layers, hidden %lld, head_dim %lld, vocab %lld\n",
               cfg.model_type.c_str(), (long long)cfg.n_layers(), (long long)cfg.hidden_size,
               (long long)cfg.head_dim, (long long)cfg.vocab_size);
-  std::printf("  rope theta       %g, rms eps %g, context %lld, %s head%s\n", cfg.rope_theta,
-              cfg.rms_norm_eps, (long long)cfg.max_position_embeddings,
-              cfg.tie_word_embeddings ? "tied" : "untied",
-              cfg.attention_bias ? ", q/k/v biases" : "");
   std::printf(
-      "  tokenizer        %s\n",
-      loaded.tokenizer
-          ? ("SentencePiece, " + std::to_string(loaded.tokenizer->vocab_size()) + " pieces").c_str()
-          : "none found (pass --tokenizer)");
+      "  rope theta       %g, rms eps %g, context %lld, %s head%s\n", cfg.rope_theta,
+      cfg.rms_norm_eps, (long long)cfg.max_position_embeddings,
+      cfg.tie_word_embeddings ? "tied" : "untied",
+      cfg.attention_bias ? (cfg.o_proj_bias() ? ", q/k/v/o biases" : ", q/k/v biases") : "");
+  std::string extras;
+  if (cfg.qk_norm) extras += ", per-head q/k RMSNorm";
+  if (cfg.mlp_bias) extras += ", MLP biases";
+  if (cfg.sliding_window > 0) extras += ", sliding window " + std::to_string(cfg.sliding_window);
+  std::string eos;
+  for (auto id : cfg.eos_token_ids)
+    eos += (eos.empty() ? "" : ",") + std::to_string(id);
+  std::printf("  rope scaling     %s%s; bos %lld, eos %s\n", rope_text(cfg).c_str(), extras.c_str(),
+              (long long)cfg.bos_token_id, eos.c_str());
+  if (weights)
+    std::printf("  tokenizer        %s\n",
+                loaded.tokenizer ? ("SentencePiece, " +
+                                    std::to_string(loaded.tokenizer->vocab_size()) + " pieces")
+                                       .c_str()
+                                 : "none found (pass --tokenizer)");
   if (lora) {
     std::string targets;
     for (const auto& t : lora->targets)
@@ -127,8 +178,7 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
   std::printf("    norms          %s\n", share(norms).c_str());
   if (head) std::printf("    lm_head        %s\n", share(head).c_str());
   std::printf("  memory           weights %s; KV cache %s per token, %s at full context\n",
-              human_bytes(double(loaded.model->weight_bytes())).c_str(),
-              human_bytes(double(kv_per_token)).c_str(),
+              human_bytes(double(weight_bytes)).c_str(), human_bytes(double(kv_per_token)).c_str(),
               human_bytes(double(kv_per_token * cfg.max_position_embeddings)).c_str());
   std::string where;
   for (const auto& t : load_targets(cfg))

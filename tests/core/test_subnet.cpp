@@ -75,6 +75,19 @@ ModelConfig variant_config(int variant) {
     cfg.layers[1] = {4, 4, 20};
     cfg.layers[2] = {2, 2, 33};
   }
+  if (variant == 4) {
+    // Qwen3: head_dim ≠ hidden / heads, per-head q/k RMSNorm, biases on q/k/v/o.
+    cfg = ModelConfig::uniform(53, 32, 2, 4, 2, 40, 12);
+    cfg.model_type = "qwen3";
+    cfg.qk_norm = true;
+    cfg.attention_bias = true;
+  }
+  if (variant == 5) {
+    // Llama with attention_bias (o_proj too) and mlp_bias.
+    cfg = ModelConfig::uniform(53, 32, 2, 4, 2, 40, 8);
+    cfg.attention_bias = true;
+    cfg.mlp_bias = true;
+  }
   cfg.tie_word_embeddings = variant == 1;
   return cfg;
 }
@@ -87,8 +100,9 @@ class TestSubnet : public QObject {
   void zeroInvariance_data() {
     QTest::addColumn<int>("variant");
     QTest::addColumn<bool>("lora");
-    const char* names[] = {"mha untied", "gqa 4:1 tied", "q/k/v biases", "non-uniform layers"};
-    for (int v = 0; v < 4; ++v) {
+    const char* names[] = {"mha untied",         "gqa 4:1 tied",   "q/k/v biases",
+                           "non-uniform layers", "qwen3 q/k norm", "o and mlp biases"};
+    for (int v = 0; v < 6; ++v) {
       QTest::newRow(names[v]) << v << false;
       QTest::newRow((std::string(names[v]) + " + lora").c_str()) << v << true;
     }

@@ -1,6 +1,8 @@
 #include "lorashear/eval/generate.h"
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "lorashear/errors.h"
 
@@ -34,7 +36,11 @@ GenerateResult generate(LlamaModelImpl& model, const std::vector<int64_t>& promp
   if (opts.temperature < 0) throw UsageError("--temperature must not be negative");
   if (!(opts.top_p > 0.0 && opts.top_p <= 1.0)) throw UsageError("--top-p must be in (0, 1]");
   const auto& cfg = model.config();
-  const int64_t context = cfg.max_position_embeddings;
+  // Dynamic RoPE scaling exists to run past max_position_embeddings; a sliding window caps the
+  // context the forward pass accepts.
+  int64_t context = cfg.rope_scaling.type == "dynamic" ? std::numeric_limits<int64_t>::max() / 4
+                                                       : cfg.max_position_embeddings;
+  if (cfg.sliding_window > 0) context = std::min(context, cfg.sliding_window);
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   if (n_prompt >= context)
     throw UsageError("the prompt has " + std::to_string(n_prompt) +
@@ -62,7 +68,10 @@ GenerateResult generate(LlamaModelImpl& model, const std::vector<int64_t>& promp
     result.tokens.push_back(next);
     if (on_token) on_token(next);
     task_report(ctx, "generate", static_cast<int64_t>(result.tokens.size()), opts.max_new_tokens);
-    if (opts.stop_at_eos && next == cfg.eos_token_id) break;
+    if (opts.stop_at_eos &&
+        (next == cfg.eos_token_id || std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(),
+                                               next) != cfg.eos_token_ids.end()))
+      break;
     if (cache.length >= capacity) break;  // context full
     auto step = torch::full({1, 1}, next, torch::kLong);
     logits = model.forward(step, &cache).view({-1}).cpu();

@@ -613,11 +613,12 @@ DependencyGraph Analyzer::run() {
       const char* reason;
     } kUnprunable[] = {
         {kVocabulary, "vocab", "vocabulary: token ids in, logits out"},
+        // Before kNormalised: Qwen3's per-head q/k RMSNorm also normalises over head_dim.
+        {kRope, "head_dim",
+         "head_dim: RoPE rotates channel pairs inside each head, and q, k and v share it"},
         {kNormalised, "hidden",
          "hidden (residual) dimension: RMSNorm normalises over it, so removing a channel changes "
          "every norm"},
-        {kRope, "head_dim",
-         "head_dim: RoPE rotates channel pairs inside each head, and q, k and v share it"},
         {kLoraRank, "lora_rank", "LoRA rank: the adapter's inner width"},
         {kBroadcast, "kv_repeat",
          "query heads sharing a kv head: removed only with their kv head (zeroing query weights "
@@ -628,6 +629,8 @@ DependencyGraph Analyzer::run() {
     if (known != std::end(kUnprunable)) {
       pd.label = known->label;
       grp.reason = known->reason;
+      if (known->flag == kRope && (flags & kNormalised))
+        grp.reason += "; the per-head q/k RMSNorm normalises over it";
     } else if (flags & kConflict) {
       pd.label = "other";
       auto it = conflict_reason.find(a);

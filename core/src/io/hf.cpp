@@ -40,7 +40,7 @@ std::optional<SourceType> source_type(const std::string& dtype) {
 LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskContext* ctx) {
   const fs::path root(dir);
   const std::string config_path = (root / "config.json").string();
-  ModelConfig cfg = ModelConfig::from_hf_json(read_json_file(config_path), config_path);
+  ModelConfig cfg = ModelConfig::from_file(config_path);
   cfg.validate(config_path);
 
   // Weight files: one model.safetensors or shards named by the index.

@@ -242,6 +242,17 @@ ModelFormat detect_format(const std::string& path) {
                    "or a llama2.c .bin checkpoint)");
 }
 
+std::string config_only_path(const std::string& path) {
+  std::error_code ec;
+  const fs::path p(path);
+  if (p.extension() == ".json" && fs::is_regular_file(p, ec)) return path;
+  if (!fs::is_directory(p, ec) || !fs::is_regular_file(p / "config.json", ec)) return {};
+  for (const char* weights : {"model.safetensors", "model.safetensors.index.json",
+                              "pytorch_model.bin", "pytorch_model.bin.index.json"})
+    if (fs::exists(p / weights, ec)) return {};
+  return (p / "config.json").string();
+}
+
 LoadedModel load_model(const std::string& path, const LoadOptions& opts, const TaskContext* ctx) {
   const ModelFormat format = detect_format(path);
   LoadedModel out;

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <stdexcept>
 #include <tuple>
 
@@ -12,6 +14,8 @@
 namespace lorashear {
 
 namespace {
+
+constexpr const char* kRopeTypes = "supported: linear, dynamic, llama3, yarn";
 
 [[noreturn]] void fail(const std::string& source, const std::string& field,
                        const std::string& what) {
@@ -87,6 +91,44 @@ std::vector<int64_t> parse_ranges(const std::string& text, const std::string& so
   return out;
 }
 
+RopeScaling parse_rope_scaling(const nlohmann::json& r, const std::string& source) {
+  const std::string key = "rope_scaling";
+  if (!r.is_object()) fail(source, key, "expected an object, found " + r.dump());
+  RopeScaling out;
+  const char* type_key = r.contains("rope_type") ? "rope_type" : "type";
+  if (!r.contains(type_key) || !r[type_key].is_string())
+    fail(source, key, "missing 'rope_type' (" + std::string(kRopeTypes) + ")");
+  out.type = r[type_key].get<std::string>();
+  if (out.type == "default") return {};
+  if (out.type != "linear" && out.type != "dynamic" && out.type != "llama3" && out.type != "yarn")
+    fail(source, key, "unsupported type '" + out.type + "' (" + kRopeTypes + ")");
+  auto num = [&](const char* name, double fallback, bool required) {
+    if (!r.contains(name) || r[name].is_null()) {
+      if (required) fail(source, key + "." + name, "missing (needed by '" + out.type + "')");
+      return fallback;
+    }
+    if (!r[name].is_number()) fail(source, key + "." + name, "expected a number");
+    return r[name].get<double>();
+  };
+  // YaRN may give the factor only implicitly (max_position_embeddings / original); 0 = derive.
+  out.factor = num("factor", 0.0, out.type != "yarn");
+  out.original_max_position_embeddings =
+      static_cast<int64_t>(num("original_max_position_embeddings", 0, out.type == "llama3"));
+  if (out.type == "llama3") {
+    out.low_freq_factor = num("low_freq_factor", 1.0, true);
+    out.high_freq_factor = num("high_freq_factor", 4.0, true);
+  }
+  if (out.type == "yarn") {
+    out.beta_fast = num("beta_fast", 32.0, false);
+    out.beta_slow = num("beta_slow", 1.0, false);
+    out.mscale = num("mscale", 0.0, false);
+    out.mscale_all_dim = num("mscale_all_dim", 0.0, false);
+    out.attention_factor = num("attention_factor", 0.0, false);
+    if (r.contains("truncate") && r["truncate"].is_boolean()) out.truncate = r["truncate"];
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<int64_t> parse_index_ranges(const std::string& text, const std::string& source,
@@ -150,6 +192,17 @@ void ModelConfig::validate(const std::string& source) const {
   if (rms_norm_eps <= 0) fail(source, "rms_norm_eps", "must be positive");
   if (rope_theta <= 0) fail(source, "rope_theta", "must be positive");
   if (max_position_embeddings <= 0) fail(source, "max_position_embeddings", "must be positive");
+  if (sliding_window < 0) fail(source, "sliding_window", "must not be negative");
+  if (rope_scaling.enabled()) {
+    const auto& r = rope_scaling;
+    if (r.type != "linear" && r.type != "dynamic" && r.type != "llama3" && r.type != "yarn")
+      fail(source, "rope_scaling", "unsupported type '" + r.type + "' (" + kRopeTypes + ")");
+    if (!(r.factor > 0)) fail(source, "rope_scaling.factor", "must be positive");
+    if (r.type == "llama3" && !(r.high_freq_factor > r.low_freq_factor && r.low_freq_factor > 0))
+      fail(source, "rope_scaling", "llama3 needs 0 < low_freq_factor < high_freq_factor");
+    if (r.original_max_position_embeddings < 0)
+      fail(source, "rope_scaling.original_max_position_embeddings", "must not be negative");
+  }
 }
 
 int64_t ModelConfig::layer_attention_parameters(int64_t i) const {
@@ -157,11 +210,96 @@ int64_t ModelConfig::layer_attention_parameters(int64_t i) const {
   const int64_t q = d.n_heads * head_dim, kv = d.n_kv_heads * head_dim;
   int64_t n = hidden_size * (q + 2 * kv) + q * hidden_size;
   if (attention_bias) n += q + 2 * kv;
+  if (o_proj_bias()) n += hidden_size;
+  if (qk_norm) n += 2 * head_dim;
   return n;
 }
 
 int64_t ModelConfig::layer_mlp_parameters(int64_t i) const {
-  return 3 * hidden_size * layers.at(static_cast<size_t>(i)).intermediate_size;
+  const int64_t inter = layers.at(static_cast<size_t>(i)).intermediate_size;
+  return 3 * hidden_size * inter + (mlp_bias ? 2 * inter + hidden_size : 0);
+}
+
+const char* ModelConfig::supported_model_types() {
+  return "llama, mistral, qwen2, qwen3";
+}
+
+bool RopeScaling::operator==(const RopeScaling& o) const {
+  return type == o.type && factor == o.factor && low_freq_factor == o.low_freq_factor &&
+         high_freq_factor == o.high_freq_factor &&
+         original_max_position_embeddings == o.original_max_position_embeddings &&
+         beta_fast == o.beta_fast && beta_slow == o.beta_slow && mscale == o.mscale &&
+         mscale_all_dim == o.mscale_all_dim && attention_factor == o.attention_factor &&
+         truncate == o.truncate;
+}
+
+// Follows transformers' modeling_rope_utils (_compute_{default,linear,dynamic_ntk,llama3,yarn}
+// _parameters); angles in float64.
+RopeFrequencies rope_frequencies(int64_t head_dim, double theta, const RopeScaling& r,
+                                 int64_t max_position_embeddings, int64_t seq_len) {
+  const int64_t half = head_dim / 2;
+  const double dim = static_cast<double>(head_dim);
+  double base = theta;
+  if (r.type == "dynamic" && seq_len > max_position_embeddings) {
+    const double ratio =
+        r.factor * static_cast<double>(seq_len) / static_cast<double>(max_position_embeddings) -
+        (r.factor - 1.0);
+    base = theta * std::pow(ratio, dim / (dim - 2.0));
+  }
+  RopeFrequencies out;
+  out.inv_freq.resize(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    out.inv_freq[static_cast<size_t>(i)] = 1.0 / std::pow(base, static_cast<double>(2 * i) / dim);
+  const double original = static_cast<double>(r.original_max_position_embeddings > 0
+                                                  ? r.original_max_position_embeddings
+                                                  : max_position_embeddings);
+  if (r.type == "linear") {
+    for (auto& f : out.inv_freq)
+      f /= r.factor;
+  } else if (r.type == "llama3") {
+    const double low_wavelen = original / r.low_freq_factor;
+    const double high_wavelen = original / r.high_freq_factor;
+    for (auto& f : out.inv_freq) {
+      const double wavelen = 2.0 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f /= r.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (original / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+        f = (1.0 - smooth) * f / r.factor + smooth * f;
+      }
+    }
+  } else if (r.type == "yarn") {
+    auto get_mscale = [](double scale, double m) {
+      return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+    };
+    if (r.attention_factor > 0) {
+      out.attention_factor = r.attention_factor;
+    } else if (r.mscale > 0 && r.mscale_all_dim > 0) {
+      out.attention_factor =
+          get_mscale(r.factor, r.mscale) / get_mscale(r.factor, r.mscale_all_dim);
+    } else {
+      out.attention_factor = get_mscale(r.factor, 1.0);
+    }
+    auto correction_dim = [&](double rotations) {
+      return dim * std::log(original / (rotations * 2.0 * M_PI)) / (2.0 * std::log(theta));
+    };
+    double low = correction_dim(r.beta_fast), high = correction_dim(r.beta_slow);
+    if (r.truncate) {
+      low = std::floor(low);
+      high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, dim - 1.0);
+    if (low == high) high += 0.001;
+    for (int64_t i = 0; i < half; ++i) {
+      auto& f = out.inv_freq[static_cast<size_t>(i)];
+      const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+      const double extrapolation = 1.0 - ramp;  // share of the unscaled frequency
+      f = (f / r.factor) * (1.0 - extrapolation) + f * extrapolation;
+    }
+  }
+  return out;
 }
 
 int64_t ModelConfig::num_parameters() const {
@@ -173,8 +311,12 @@ int64_t ModelConfig::num_parameters() const {
 
 nlohmann::json ModelConfig::to_hf_json(const std::string& torch_dtype) const {
   nlohmann::json j;
-  const bool qwen = model_type == "qwen2";
-  j["architectures"] = {qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
+  const bool qwen2 = model_type == "qwen2";
+  const char* arch = model_type == "qwen2"     ? "Qwen2ForCausalLM"
+                     : model_type == "qwen3"   ? "Qwen3ForCausalLM"
+                     : model_type == "mistral" ? "MistralForCausalLM"
+                                               : "LlamaForCausalLM";
+  j["architectures"] = {arch};
   j["model_type"] = model_type;
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
@@ -218,9 +360,37 @@ nlohmann::json ModelConfig::to_hf_json(const std::string& torch_dtype) const {
   j["rope_theta"] = rope_theta;
   j["max_position_embeddings"] = max_position_embeddings;
   j["tie_word_embeddings"] = tie_word_embeddings;
-  if (!qwen) j["attention_bias"] = attention_bias;
+  if (!qwen2) j["attention_bias"] = attention_bias;
+  if (model_type == "llama") j["mlp_bias"] = mlp_bias;
+  if (model_type == "mistral")
+    j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json();
+  if (model_type == "qwen2" || model_type == "qwen3") j["use_sliding_window"] = false;
+  if (rope_scaling.enabled()) {
+    const auto& r = rope_scaling;
+    nlohmann::json rs = {{"rope_type", r.type}, {"factor", r.factor}};
+    if (r.type == "llama3") {
+      rs["low_freq_factor"] = r.low_freq_factor;
+      rs["high_freq_factor"] = r.high_freq_factor;
+    }
+    if (r.original_max_position_embeddings > 0)
+      rs["original_max_position_embeddings"] = r.original_max_position_embeddings;
+    if (r.type == "yarn") {
+      rs["beta_fast"] = r.beta_fast;
+      rs["beta_slow"] = r.beta_slow;
+      if (r.mscale > 0) rs["mscale"] = r.mscale;
+      if (r.mscale_all_dim > 0) rs["mscale_all_dim"] = r.mscale_all_dim;
+      if (r.attention_factor > 0) rs["attention_factor"] = r.attention_factor;
+      if (!r.truncate) rs["truncate"] = false;
+    }
+    j["rope_scaling"] = rs;
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
   j["bos_token_id"] = bos_token_id;
-  j["eos_token_id"] = eos_token_id;
+  if (eos_token_ids.size() > 1)
+    j["eos_token_id"] = eos_token_ids;
+  else
+    j["eos_token_id"] = eos_token_id;
   j["torch_dtype"] = torch_dtype;
   return j;
 }
@@ -228,11 +398,16 @@ nlohmann::json ModelConfig::to_hf_json(const std::string& torch_dtype) const {
 ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string& source) {
   if (!j.is_object()) throw InputError(source + ": expected a JSON object");
   ModelConfig c;
+  if (j.contains("model_type") && !j["model_type"].is_string())
+    fail(source, "model_type", "expected a string, found " + j["model_type"].dump());
   c.model_type = j.value("model_type", std::string("llama"));
-  if (c.model_type != "llama" && c.model_type != "qwen2" && c.model_type != "mistral")
+  if (c.model_type != "llama" && c.model_type != "qwen2" && c.model_type != "qwen3" &&
+      c.model_type != "mistral")
     fail(source, "model_type",
-         "unsupported architecture '" + c.model_type + "' (supported: llama, mistral, qwen2)");
-  if (c.model_type == "mistral") c.model_type = "llama";
+         "unsupported architecture '" + c.model_type + "' (supported: " + supported_model_types() +
+             ")");
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+    fail(source, "hidden_act", "only silu (SwiGLU) is supported, found " + j["hidden_act"].dump());
   c.vocab_size = require_int(j, "vocab_size", source);
   c.hidden_size = require_int(j, "hidden_size", source);
   const int64_t n_layers = require_int(j, "num_hidden_layers", source);
@@ -280,17 +455,65 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
   if (j.contains("tie_word_embeddings") && !j["tie_word_embeddings"].is_boolean())
     fail(source, "tie_word_embeddings", "expected true or false");
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-  c.attention_bias = c.model_type == "qwen2" ? true : j.value("attention_bias", false);
+  for (const char* key : {"attention_bias", "mlp_bias", "use_sliding_window"})
+    if (j.contains(key) && !j[key].is_boolean() && !j[key].is_null())
+      fail(source, key, "expected true or false, found " + j[key].dump());
+  auto flag = [&](const char* key) {
+    return j.contains(key) && j[key].is_boolean() && j[key].get<bool>();
+  };
+  // transformers' Qwen2 always has q/k/v biases (and none on o_proj); the others follow the flag.
+  c.attention_bias = c.model_type == "qwen2" || flag("attention_bias");
+  c.mlp_bias = c.model_type == "llama" && flag("mlp_bias");
+  c.qk_norm = c.model_type == "qwen3";
+  if (c.model_type == "mistral") {
+    c.sliding_window = optional_int(j, "sliding_window", 0, source);
+  } else if ((c.model_type == "qwen2" || c.model_type == "qwen3") && flag("use_sliding_window")) {
+    fail(source, "use_sliding_window",
+         "sliding-window attention in some layers (max_window_layers) is not supported");
+  }
   c.bos_token_id = optional_int(j, "bos_token_id", 1, source);
   c.eos_token_id = optional_int(j, "eos_token_id", 2, source);
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_array()) {
+    for (const auto& x : j["eos_token_id"]) {
+      if (!x.is_number_integer()) fail(source, "eos_token_id", "expected integers");
+      c.eos_token_ids.push_back(x.get<int64_t>());
+    }
+  } else {
+    c.eos_token_ids = {c.eos_token_id};
+  }
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (j.contains(key) && j[key].is_string() && c.stored_dtype.empty())
+      c.stored_dtype = j[key].get<std::string>();
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
-    fail(source, "rope_scaling", "RoPE scaling is not supported yet");
+    c.rope_scaling = parse_rope_scaling(j["rope_scaling"], source);
+  if (c.rope_scaling.type == "yarn" && c.rope_scaling.factor == 0.0) {
+    if (c.rope_scaling.original_max_position_embeddings <= 0)
+      fail(source, "rope_scaling.factor",
+           "missing (yarn needs a factor or original_max_position_embeddings)");
+    c.rope_scaling.factor = static_cast<double>(c.max_position_embeddings) /
+                            static_cast<double>(c.rope_scaling.original_max_position_embeddings);
+  }
   c.validate(source);
   return c;
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {
-  return from_hf_json(io::read_json_file(path), path);
+  auto cfg = from_hf_json(io::read_json_file(path), path);
+  // generation_config.json beside it may list more ids that end generation (Llama 3.x instruct
+  // models list several).
+  const auto gen = std::filesystem::path(path).parent_path() / "generation_config.json";
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(gen, ec)) {
+    const auto g = io::read_json_file(gen.string());
+    if (g.is_object() && g.contains("eos_token_id")) {
+      const auto& e = g["eos_token_id"];
+      for (const auto& x : e.is_array() ? e : nlohmann::json::array({e}))
+        if (x.is_number_integer() && std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(),
+                                               x.get<int64_t>()) == cfg.eos_token_ids.end())
+          cfg.eos_token_ids.push_back(x.get<int64_t>());
+    }
+  }
+  return cfg;
 }
 
 }  // namespace lorashear

@@ -123,25 +123,36 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
   return y;
 }
 
+std::pair<torch::Tensor, torch::Tensor> Rotary::build(int64_t positions, int64_t seq_len) const {
+  // Tables built under InferenceMode (an evaluation) would be inference tensors, which a later
+  // training forward cannot save for backward; build them as normal tensors.
+  c10::InferenceMode normal_tensors(false);
+  const auto f = rope_frequencies(head_dim_, theta_, scaling_, max_positions_, seq_len);
+  // Angles in float64 so long contexts keep precision; the caller converts to its dtype.
+  auto opts64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto inv_freq = torch::tensor(f.inv_freq, opts64);
+  auto angles = torch::outer(torch::arange(positions, opts64), inv_freq);  // [P, hd/2]
+  auto c = torch::cos(angles) * f.attention_factor, s = torch::sin(angles) * f.attention_factor;
+  return {torch::cat({c, c}, -1), torch::cat({-s, s}, -1)};
+}
+
 std::pair<torch::Tensor, torch::Tensor> Rotary::get(int64_t start, int64_t len,
                                                     torch::Device device, torch::Dtype dtype) {
   const int64_t need = start + len;
+  if (scaling_.type == "dynamic" && need > max_positions_) {
+    // The frequencies depend on this pass's length: never cached.
+    auto [c, s] = build(need, need);
+    return {c.narrow(0, start, len).to(device, dtype), s.narrow(0, start, len).to(device, dtype)};
+  }
   if (!cos_.defined() || cos_.size(0) < need || cos_.device() != device ||
       cos_.scalar_type() != dtype || (cos_.is_inference() && !c10::InferenceMode::is_enabled())) {
-    // Tables built under InferenceMode (an evaluation) would be inference tensors, which a later
-    // training forward cannot save for backward; build them as normal tensors.
-    c10::InferenceMode normal_tensors(false);
     int64_t cap = 256;
     while (cap < need)
       cap *= 2;
-    // Angles in float64 so long contexts keep precision; the tables are then stored in `dtype`.
-    auto opts64 = torch::TensorOptions().dtype(torch::kFloat64);
-    auto inv_freq = torch::pow(
-        theta_, -torch::arange(0, head_dim_, 2, opts64) / static_cast<double>(head_dim_));
-    auto angles = torch::outer(torch::arange(cap, opts64), inv_freq);  // [cap, hd/2]
-    auto c = torch::cos(angles), s = torch::sin(angles);
-    cos_ = torch::cat({c, c}, -1).to(device, dtype);
-    sin_ = torch::cat({-s, s}, -1).to(device, dtype);
+    c10::InferenceMode normal_tensors(false);
+    auto [c, s] = build(cap, 0);
+    cos_ = c.to(device, dtype);
+    sin_ = s.to(device, dtype);
   }
   return {cos_.narrow(0, start, len), sin_.narrow(0, start, len)};
 }
@@ -158,7 +169,11 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer, const ModelO
   q_proj = register_module("q_proj", Linear(h, n_heads * head_dim, cfg.attention_bias, opts));
   k_proj = register_module("k_proj", Linear(h, n_kv_heads * head_dim, cfg.attention_bias, opts));
   v_proj = register_module("v_proj", Linear(h, n_kv_heads * head_dim, cfg.attention_bias, opts));
-  o_proj = register_module("o_proj", Linear(n_heads * head_dim, h, false, opts));
+  o_proj = register_module("o_proj", Linear(n_heads * head_dim, h, cfg.o_proj_bias(), opts));
+  if (cfg.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, cfg.rms_norm_eps, opts));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, cfg.rms_norm_eps, opts));
+  }
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -167,8 +182,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   const int64_t B = x.size(0), T = x.size(1);
   auto* rec = TraceRecorder::active();
   if (n_heads == 0) {
-    // A fully pruned attention block contributes nothing to the residual stream.
+    // A fully pruned attention block contributes nothing to the residual stream but o_proj's
+    // bias, when it has one.
     auto zeros = torch::zeros_like(x);
+    if (o_proj->bias.defined()) zeros = zeros + o_proj->bias;
     if (rec) rec->op("zeros", path, {x}, {zeros});
     return zeros;
   }
@@ -186,8 +203,14 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     if (rec) rec->op("rope", path, {h, cos, sin}, {out}, {}, tag);
     return out;
   };
-  auto q = rope(heads(q_proj, n_heads, "q"), "q");
-  auto k = rope(heads(k_proj, n_kv_heads, "k"), "k");
+  auto q = heads(q_proj, n_heads, "q");
+  auto k = heads(k_proj, n_kv_heads, "k");
+  if (q_norm) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = rope(q, "q");
+  k = rope(k, "k");
   auto v = heads(v_proj, n_kv_heads, "v");
   if (cache_k != nullptr) {
     // Cache layout [B, kv, capacity, D]; viewed back as [B, S, kv, D].
@@ -313,16 +336,17 @@ torch::Tensor AttentionImpl::blocked_attention(const torch::Tensor& q, const tor
 // ---- MLP and decoder layer
 // ----------------------------------------------------------------------------
 
-MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, const ModelOptions& opts) {
-  gate_proj = register_module("gate_proj", Linear(hidden, intermediate, false, opts));
-  up_proj = register_module("up_proj", Linear(hidden, intermediate, false, opts));
-  down_proj = register_module("down_proj", Linear(intermediate, hidden, false, opts));
+MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, bool bias, const ModelOptions& opts) {
+  gate_proj = register_module("gate_proj", Linear(hidden, intermediate, bias, opts));
+  up_proj = register_module("up_proj", Linear(hidden, intermediate, bias, opts));
+  down_proj = register_module("down_proj", Linear(intermediate, hidden, bias, opts));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   auto* rec = TraceRecorder::active();
   if (gate_proj->weight.size(0) == 0) {
     auto zeros = torch::zeros_like(x);
+    if (down_proj->bias.defined()) zeros = zeros + down_proj->bias;
     if (rec) rec->op("zeros", path, {x}, {zeros});
     return zeros;
   }
@@ -340,8 +364,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& cfg, int64_t layer,
                                    const ModelOptions& opts) {
   self_attn = register_module("self_attn", Attention(cfg, layer, opts));
   mlp = register_module(
-      "mlp",
-      Mlp(cfg.hidden_size, cfg.layers.at(static_cast<size_t>(layer)).intermediate_size, opts));
+      "mlp", Mlp(cfg.hidden_size, cfg.layers.at(static_cast<size_t>(layer)).intermediate_size,
+                 cfg.mlp_bias, opts));
   input_layernorm =
       register_module("input_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, opts));
   post_attention_layernorm =
@@ -375,7 +399,7 @@ LlamaBodyImpl::LlamaBodyImpl(const ModelConfig& cfg, const ModelOptions& opts) {
 }
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& cfg, const ModelOptions& opts)
-    : cfg_(cfg), opts_(opts), rotary_(cfg.head_dim, cfg.rope_theta) {
+    : cfg_(cfg), opts_(opts), rotary_(cfg) {
   cfg_.validate("model configuration");
   model = register_module("model", LlamaBody(cfg_, opts_));
   if (!cfg_.tie_word_embeddings)
@@ -411,6 +435,13 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
   if (cache && start + T > cache->capacity)
     throw UsageError("KV cache full: " + std::to_string(start + T) +
                      " positions needed, capacity " + std::to_string(cache->capacity));
+  if (cfg_.sliding_window > 0 && start + T > cfg_.sliding_window)
+    throw UsageError("a context of " + std::to_string(start + T) +
+                     " positions is longer than the model's sliding window of " +
+                     std::to_string(cfg_.sliding_window) +
+                     " (config.json sliding_window): sliding-window attention is not implemented, "
+                     "use a context of at most " +
+                     std::to_string(cfg_.sliding_window));
   auto [cos, sin] = rotary_.get(start, T, opts_.device, opts_.dtype);
   if (auto* rec = TraceRecorder::active()) rec->op("rotary", "model.rotary_emb", {}, {cos, sin});
   auto h = model->embed_tokens(tokens.to(opts_.device).contiguous());

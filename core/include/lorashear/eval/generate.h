@@ -26,7 +26,8 @@ struct GenerateResult {
 };
 
 /// `prompt` must hold at least one token (e.g. BOS). `on_token` sees each new id as it is chosen.
-/// Stops at EOS (config().eos_token_id), at max_new_tokens, or at the model's context length.
+/// Stops at EOS (config().eos_token_id or any of eos_token_ids), at max_new_tokens, or at the
+/// model's context length.
 GenerateResult generate(LlamaModelImpl& model, const std::vector<int64_t>& prompt,
                         const GenerateOptions& opts,
                         const std::function<void(int64_t)>& on_token = {},

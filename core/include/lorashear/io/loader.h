@@ -18,6 +18,9 @@ std::string format_name(ModelFormat f);  ///< "huggingface", "llama2c", "gguf"
 /// Directory with config.json → HuggingFace; *.gguf or GGUF magic → Gguf; *.bin → Llama2c.
 /// Throws InputError when the path does not exist or matches no format.
 ModelFormat detect_format(const std::string& path);
+/// The config.json to read when `path` describes a model without weights: a `.json` file, or a
+/// directory holding config.json but no weight files. Empty otherwise.
+std::string config_only_path(const std::string& path);
 
 struct LoadOptions {
   ModelOptions model;  ///< device and storage dtype of the loaded model

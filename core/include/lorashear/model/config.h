@@ -30,8 +30,38 @@ struct LayerDims {
   }
 };
 
+/// RoPE frequency scaling as transformers defines it (`rope_scaling` in config.json).
+struct RopeScaling {
+  /// "" (none), "linear", "dynamic" (NTK-aware, from the sequence length), "llama3" (Llama 3.1+
+  /// per-frequency smoothing) or "yarn".
+  std::string type;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;   ///< llama3
+  double high_freq_factor = 4.0;  ///< llama3
+  /// llama3 and yarn: the context the model was pre-trained with (0 = max_position_embeddings).
+  int64_t original_max_position_embeddings = 0;
+  double beta_fast = 32.0, beta_slow = 1.0;   ///< yarn
+  double mscale = 0.0, mscale_all_dim = 0.0;  ///< yarn (0 = absent)
+  double attention_factor = 0.0;              ///< yarn: scale of cos/sin (0 = derived)
+  bool truncate = true;                       ///< yarn: round the correction range
+
+  bool enabled() const { return !type.empty(); }
+  bool operator==(const RopeScaling& o) const;
+};
+
+/// Inverse RoPE frequencies (head_dim / 2 values) and the factor cos/sin are multiplied by, for a
+/// forward pass covering positions [0, seq_len). Only "dynamic" depends on seq_len.
+struct RopeFrequencies {
+  std::vector<double> inv_freq;
+  double attention_factor = 1.0;
+};
+RopeFrequencies rope_frequencies(int64_t head_dim, double theta, const RopeScaling& scaling,
+                                 int64_t max_position_embeddings, int64_t seq_len);
+
 struct ModelConfig {
-  std::string model_type = "llama";  ///< "llama" or "qwen2" (as in config.json)
+  /// "llama", "mistral", "qwen2" or "qwen3" (as in config.json). Architectures differ only in the
+  /// flags below: qwen2 has q/k/v biases, qwen3 per-head q/k RMSNorm.
+  std::string model_type = "llama";
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t head_dim = 0;
@@ -41,10 +71,22 @@ struct ModelConfig {
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  ///< q/k/v biases (Qwen2 style); o_proj never has one
+  bool mlp_bias = false;        ///< gate/up/down biases (`mlp_bias`)
+  /// Qwen3: RMSNorm over head_dim on every query and key head before RoPE (`q_norm`, `k_norm`
+  /// weights of head_dim values shared by all heads of the layer).
+  bool qk_norm = false;
+  RopeScaling rope_scaling;
+  /// Mistral `sliding_window`: each position sees at most this many keys (0 = unlimited).
+  /// Contexts up to the window are exact; longer ones are refused (not implemented).
+  int64_t sliding_window = 0;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;
+  std::vector<int64_t> eos_token_ids;  ///< every id that ends generation (first = eos_token_id)
+  std::string stored_dtype;  ///< `torch_dtype` as in config.json ("bfloat16", …); informational
 
   int64_t n_layers() const { return static_cast<int64_t>(layers.size()); }
+  /// transformers gives o_proj a bias with `attention_bias` except in Qwen2 (q/k/v only).
+  bool o_proj_bias() const { return attention_bias && model_type != "qwen2"; }
   bool uniform_layers() const;
 
   /// Uniform layers helper: n_layers copies of the same dims.
@@ -56,7 +98,7 @@ struct ModelConfig {
 
   /// Parameter count (tied embeddings counted once).
   int64_t num_parameters() const;
-  /// Parameters of layer i: attention / mlp / norms.
+  /// Parameters of layer i: attention (q/k norms included) / mlp. Norms: 2 · hidden_size.
   int64_t layer_attention_parameters(int64_t i) const;
   int64_t layer_mlp_parameters(int64_t i) const;
 
@@ -69,6 +111,8 @@ struct ModelConfig {
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);
   /// Reads a config.json file; throws InputError naming the file when it cannot be read or parsed.
   static ModelConfig from_file(const std::string& path);
+  /// Architectures from_hf_json accepts, for messages: "llama, mistral, qwen2, qwen3".
+  static const char* supported_model_types();
 };
 
 /// Ascending indices as ranges: {0,1,2,3,7} → "0-3,7".

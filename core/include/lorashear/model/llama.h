@@ -79,19 +79,29 @@ class EmbeddingImpl : public TracedModule {
 };
 TORCH_MODULE(Embedding);
 
-/// Rotary tables (rotate-half layout), grown on demand. Not part of the state dict.
+/// Rotary tables (rotate-half layout, `rope_scaling` applied), grown on demand. Not part of the
+/// state dict.
 class Rotary {
  public:
-  Rotary(int64_t head_dim, double theta) : head_dim_(head_dim), theta_(theta) {}
+  explicit Rotary(const ModelConfig& cfg)
+      : head_dim_(cfg.head_dim),
+        theta_(cfg.rope_theta),
+        scaling_(cfg.rope_scaling),
+        max_positions_(cfg.max_position_embeddings) {}
   /// Returns cos and signed sin ([-sin, sin] halves) of shape [T, head_dim] for positions
-  /// [start, start+T), in `dtype` on `device`.
+  /// [start, start+T), in `dtype` on `device`. With "dynamic" scaling, a pass that reaches
+  /// beyond max_position_embeddings uses the frequencies of its own length (start + T), as
+  /// transformers does for a forward over those positions.
   std::pair<torch::Tensor, torch::Tensor> get(int64_t start, int64_t len, torch::Device device,
                                               torch::Dtype dtype);
 
  private:
+  std::pair<torch::Tensor, torch::Tensor> build(int64_t positions, int64_t seq_len) const;
   int64_t head_dim_;
   double theta_;
-  torch::Tensor cos_, sin_;  // [capacity, head_dim], float32 on the last device used
+  RopeScaling scaling_;
+  int64_t max_positions_;
+  torch::Tensor cos_, sin_;  // [capacity, head_dim] in the last dtype/device used
 };
 
 class AttentionImpl : public TracedModule {
@@ -101,6 +111,8 @@ class AttentionImpl : public TracedModule {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         int64_t start, torch::Tensor* cache_k, torch::Tensor* cache_v);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  /// Qwen3: RMSNorm over head_dim of every query / key head before RoPE; null otherwise.
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
 
  private:
@@ -114,7 +126,7 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public TracedModule {
  public:
-  MlpImpl(int64_t hidden, int64_t intermediate, const ModelOptions& opts);
+  MlpImpl(int64_t hidden, int64_t intermediate, bool bias, const ModelOptions& opts);
   torch::Tensor forward(const torch::Tensor& x);
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
