@@ -14,7 +14,9 @@
 #include <iterator>
 #include <sstream>
 
+#include "checkpoint_writers.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/loader.h"
 #include "lorashear/tokenizer/tokenizer.h"
 #include "test_support.h"
 
@@ -407,6 +409,35 @@ class TestHfTokenizer : public QObject {
       QVERIFY2(QString(e.what()).contains("tokenizer_config.json"), e.what());
     }
     QVERIFY_THROWS_EXCEPTION(InputError, Tokenizer::from_file("/nonexistent/tokenizer.json"));
+  }
+
+  void exportWritesTokenizerJsonBack() {
+    LORASHEAR_REQUIRE_SHARED(kLlama2);
+    auto tok = Tokenizer::from_hf_json_file(shared(kLlama2));
+    auto m =
+        lorashear::test::random_model(lorashear::ModelConfig::uniform(32000, 32, 1, 4, 4, 40), 3);
+    QTemporaryDir tmp;
+    const fs::path dir = fs::path(tmp.path().toStdString()) / "model";
+    fs::create_directories(dir);
+    write_all(dir / "tokenizer.model", "stale");
+    lorashear::save_hf(*m, tok.get(), dir.string());
+    QCOMPARE(read_all(dir / "tokenizer.json"), read_all(shared(kLlama2)));
+    QCOMPARE(read_all(dir / "tokenizer_config.json"),
+             read_all(shared("tokenizers/llama2/tokenizer_config.json")));
+    QVERIFY(!fs::exists(dir / "tokenizer.model"));
+    auto loaded = lorashear::load_model(dir.string());
+    QVERIFY(loaded.tokenizer);
+    QCOMPARE(loaded.tokenizer->backend(), Tokenizer::Backend::HfBpe);
+    const std::string text = read_all(shared(kStress));
+    QCOMPARE(loaded.tokenizer->encode(text, true), tok->encode(text, true));
+
+    // A SentencePiece tokenizer written over it removes the tokenizer.json that would shadow it.
+    LORASHEAR_REQUIRE_SHARED("models/stories260K/tok512.model");
+    auto spm = Tokenizer::from_file(shared("models/stories260K/tok512.model"));
+    lorashear::save_hf(*m, spm.get(), dir.string());
+    QVERIFY(!fs::exists(dir / "tokenizer.json"));
+    QCOMPARE(lorashear::load_model(dir.string()).tokenizer->backend(),
+             Tokenizer::Backend::SentencePiece);
   }
 
   void fromFileChoosesByName() {
