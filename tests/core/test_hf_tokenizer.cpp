@@ -390,6 +390,10 @@ class TestHfTokenizer : public QObject {
     expect_refused(dir, j, {"merge 1"});
 
     j = tiny_tokenizer();
+    j["added_tokens"][0]["id"] = int64_t(1) << 40;  // would size the id tables
+    expect_refused(dir, j, {"<mask>", "outside"});
+
+    j = tiny_tokenizer();
     j["pre_tokenizer"]["pretokenizers"][1]["prepend_scheme"] = "sometimes";
     expect_refused(dir, j, {"sometimes"});
 

@@ -1191,6 +1191,9 @@ class BpeModel {
 // ---- parsing helpers
 // ------------------------------------------------------------------------------
 
+// Ids index dense tables; a larger one would be a broken file, not a vocabulary.
+constexpr int64_t kMaxId = int64_t(1) << 26;
+
 std::string type_of(const json& j, const std::string& where) {
   if (!j.is_object()) throw InputError(where + ": expected an object, found " + j.type_name());
   auto it = j.find("type");
@@ -1437,7 +1440,7 @@ void HfTokenizer::Impl::parse_model(const json& j) {
   m.vocab.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     const int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > (int64_t(1) << 30))
+    if (id < 0 || id >= kMaxId)
       throw InputError(source + ": vocabulary id " + std::to_string(id) + " of '" + it.key() +
                        "' is out of range");
     m.vocab[it.key()] = static_cast<int32_t>(id);
@@ -1648,14 +1651,17 @@ std::unique_ptr<HfTokenizer> HfTokenizer::from_json(const std::string& text,
     if (j.contains("added_tokens") && !j.at("added_tokens").is_null()) {
       for (const json& a : j.at("added_tokens")) {
         HfAddedToken t;
-        t.id = a.at("id").get<int32_t>();
+        const int64_t id = a.at("id").get<int64_t>();
         t.content = a.at("content").get<std::string>();
         t.special = flag(a, "special", false);
         t.lstrip = flag(a, "lstrip", false);
         t.rstrip = flag(a, "rstrip", false);
         t.single_word = flag(a, "single_word", false);
         t.normalized = flag(a, "normalized", !t.special);
-        if (t.id < 0) throw InputError(source + ": added token '" + t.content + "' has id < 0");
+        if (id < 0 || id >= kMaxId)
+          throw InputError(source + ": added token '" + t.content + "' has id " +
+                           std::to_string(id) + ", outside 0.." + std::to_string(kMaxId - 1));
+        t.id = static_cast<int32_t>(id);
         max_id = std::max<int64_t>(max_id, t.id);
         im.added.push_back(std::move(t));
       }
