@@ -20,6 +20,7 @@ packages=(
   libgraphviz-dev libspdlog-dev nlohmann-json3-dev libsentencepiece-dev libcli11-dev
   libpcre2-dev libicu-dev  # tokenizer.json: pre-tokenizer regexes, Unicode normalisation
   python3-numpy  # tests: the independent NumPy reader of exported Hugging Face folders
+  python3-torch  # tests: the independent reference of the architectures (transformers' semantics)
 )
 
 missing=()

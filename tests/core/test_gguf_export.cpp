@@ -223,9 +223,9 @@ class TestGgufExport : public QObject {
     QTest::newRow("gpt2 architecture") << "gpt2"
                                        << "llama"
                                        << "general.architecture";
-    QTest::newRow("qwen2 architecture") << "qwen2"
-                                        << "llama"
-                                        << "general.architecture";
+    QTest::newRow("gemma3 architecture") << "gemma3"
+                                         << "llama"
+                                         << "general.architecture";
     QTest::newRow("BPE tokenizer") << "llama"
                                    << "gpt2"
                                    << "tokenizer.ggml.model";

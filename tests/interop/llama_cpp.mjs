@@ -11,7 +11,7 @@
 //        → windows-L perplexity: the whole file tokenised by the GGUF's own tokenizer (no BOS),
 //          non-overlapping windows of L tokens (the last partial one dropped), the first W
 //          windows, the L-1 next-token predictions of each: {"tokens", "windows", "nll", "ppl"}
-//   {"op": "tokenize", "model": F, "text": FILE}             → {"tokens": [ids]}
+//   {"op": "tokenize", "model": F, "text": FILE[, "special": true]} → {"tokens": [ids]}
 // A job that fails gives {"error": message} (a model llama.cpp refuses to load, say).
 // Everything runs on the CPU with flash attention off and an F32 KV cache, so the logits are
 // llama.cpp's float32 arithmetic.
@@ -106,7 +106,9 @@ async function run(job) {
   }
   if (job.op === "tokenize") {
     const m = await open(job.model, 64);
-    return {tokens: Array.from(m.model.tokenize(fs.readFileSync(job.text, "utf8")))};
+    // "special": match special-token strings in the text as tokenizers does (else they are text).
+    const text = fs.readFileSync(job.text, "utf8");
+    return {tokens: Array.from(m.model.tokenize(text, job.special === true))};
   }
   if (job.op === "ppl") {
     const m = await open(job.model, job.ctx);

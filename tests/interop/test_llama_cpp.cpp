@@ -22,6 +22,7 @@
 #include "lorashear/io/loader.h"
 #include "lorashear/io/text.h"
 #include "lorashear/prune/subnet.h"
+#include "lorashear/tokenizer/tokenizer.h"
 #include "test_support.h"
 
 using namespace lorashear;
@@ -389,6 +390,111 @@ class TestLlamaCpp : public QObject {
       QVERIFY2(QString(e.what()).contains("layer 0"), e.what());
     }
     QVERIFY(!QFile::exists(refused));
+  }
+
+  // The families of 2026 in llama.cpp: a tiny Qwen3 (q/k norms, head_dim ≠ hidden / heads), a
+  // tiny Qwen2.5 (q/k/v biases, tied) and a tiny Llama 3.1 (llama3 RoPE scaling → rope_freqs),
+  // each with Qwen3's real byte-level tokenizer.json (→ "gpt2" vocabulary with merges). Logits on
+  // a token list match ours; llama.cpp tokenises the stress text to our ids; each file reads back.
+  void tokenizerJsonFamilies() {
+    REQUIRE_LLAMA_CPP();
+    LORASHEAR_REQUIRE_SHARED("tokenizers/qwen3/tokenizer.json");
+    QTemporaryDir dir;
+    auto tok = Tokenizer::from_file(test::shared_path("tokenizers/qwen3/tokenizer.json").string());
+    auto base = [] {
+      auto c = ModelConfig::uniform(151936, 64, 2, 4, 2, 96, 16);
+      c.max_position_embeddings = 256;
+      c.rope_theta = 1000000.0;
+      c.bos_token_id = 151643;
+      c.eos_token_id = 151645;
+      c.eos_token_ids = {151645, 151643};
+      return c;
+    };
+    auto qwen3 = base();
+    qwen3.model_type = "qwen3";
+    qwen3.qk_norm = true;
+    qwen3.head_dim = 32;  // q is 128 wide, hidden 64
+    auto qwen2 = base();
+    qwen2.model_type = "qwen2";
+    qwen2.attention_bias = true;
+    qwen2.tie_word_embeddings = true;
+    auto llama3 = base();
+    llama3.rope_theta = 500000.0;
+    llama3.rope_scaling.type = "llama3";
+    llama3.rope_scaling.factor = 8.0;
+    llama3.rope_scaling.low_freq_factor = 1.0;
+    llama3.rope_scaling.high_freq_factor = 4.0;
+    llama3.rope_scaling.original_max_position_embeddings = 32;
+    const std::vector<std::pair<const char*, ModelConfig>> cases = {
+        {"qwen3", qwen3}, {"qwen2", qwen2}, {"llama", llama3}};
+    const std::vector<int64_t> prompt = {9707, 11, 1879, 0, 576, 374, 264, 1273, 315, 279, 1849};
+    QJsonArray jobs;
+    std::vector<LlamaModel> models;
+    for (const auto& [arch, cfg] : cases) {
+      models.push_back(test::random_model(cfg, 21));
+      const QString file = dir.filePath(QString(arch) + ".gguf");
+      const auto report = save_gguf(*models.back(), tok.get(), file.toStdString());
+      QCOMPARE(QString::fromStdString(report.architecture), QString(arch));
+      jobs.append(QJsonObject{{"op", "logits"}, {"model", file}, {"tokens", ids_json(prompt)}});
+      // Read back by the project: same architecture, same tokenizer, same logits.
+      auto back = load_model(file.toStdString());
+      QCOMPARE(QString::fromStdString(back.model->config().model_type),
+               QString(cfg.model_type.c_str()));
+      QCOMPARE(back.model->config().rope_scaling.type, cfg.rope_scaling.type);
+      QVERIFY(back.tokenizer);
+      QCOMPARE(back.tokenizer->kind(), tok->kind());
+      QVERIFY(relative_diff(our_logits(*back.model, prompt), our_logits(*models.back(), prompt)) <
+              1e-6);
+    }
+    // Texts llama.cpp tokenises: the stress text with special-token strings matched (less "</s>",
+    // which llama.cpp makes an end-of-generation control token in any vocabulary, unlike
+    // tokenizers) and the TinyStories subset.
+    auto read_text = [](const fs::path& p) {
+      std::ifstream in(p);
+      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    std::string stress = read_text(test::shared_path("tokenizers/stress.txt"));
+    for (size_t at; (at = stress.find("</s>")) != std::string::npos;)
+      stress.erase(at, 4);
+    const QString stress_file = dir.filePath("stress.txt");
+    std::ofstream(stress_file.toStdString()) << stress;
+    const fs::path stories = test::shared_path("data/text/tinystories_val_subset.txt");
+    const std::vector<std::pair<QString, std::string>> texts = {
+        {stress_file, stress}, {QString::fromStdString(stories.string()), read_text(stories)}};
+    for (size_t i = 0; i < texts.size(); ++i)
+      jobs.append(QJsonObject{{"op", "tokenize"},
+                              {"model", dir.filePath("qwen3.gguf")},
+                              {"text", texts[i].first},
+                              {"special", i == 0}});
+    const auto results = run_llama_cpp(jobs, dir.path());
+    QCOMPARE(results.size(), jobs.size());
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const auto res = results[static_cast<int>(i)].toObject();
+      QVERIFY2(!res.contains("error"), qPrintable(res["error"].toString()));
+      const double diff = relative_diff(logits_of(res), our_logits(*models[i], prompt));
+      qInfo("%s: %.3g", cases[i].first, diff);
+      QVERIFY2(diff <= kTolF32, qPrintable(QString("%1: %2").arg(cases[i].first).arg(diff)));
+    }
+    // llama.cpp's own tokenizer (its qwen2 pre-tokenizer and our merges) gives our ids.
+    for (size_t t = 0; t < texts.size(); ++t) {
+      std::vector<int64_t> theirs;
+      for (const auto& v :
+           results[static_cast<int>(cases.size() + t)].toObject()["tokens"].toArray())
+        theirs.push_back(v.toInteger());
+      const auto ours = tok->encode(texts[t].second);
+      size_t first = 0;
+      while (first < ours.size() && first < theirs.size() && ours[first] == theirs[first])
+        ++first;
+      QVERIFY2(theirs == ours,
+               qPrintable(QString("%1: llama.cpp %2 ids, ours %3; first difference at %4: "
+                                  "llama.cpp %5, ours %6")
+                              .arg(texts[t].first)
+                              .arg(theirs.size())
+                              .arg(ours.size())
+                              .arg(first)
+                              .arg(first < theirs.size() ? theirs[first] : -1)
+                              .arg(first < ours.size() ? ours[first] : -1)));
+    }
   }
 };
 

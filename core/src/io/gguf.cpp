@@ -7,6 +7,8 @@
 #include <optional>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "io/gguf_types.h"
 #include "io/io_internal.h"
 #include "lorashear/errors.h"
@@ -358,9 +360,21 @@ class GgufFile {
 std::shared_ptr<Tokenizer> tokenizer_from_metadata(const GgufFile& g) {
   const Value* tokens = g.get_array("tokenizer.ggml.tokens", kString);
   if (tokens == nullptr) return nullptr;
-  if (const auto model = g.get_string("tokenizer.ggml.model"); model && *model != "llama")
+  const auto model = g.get_string("tokenizer.ggml.model");
+  if (model && *model == "gpt2") {
+    // Byte-level BPE: read exactly through the tokenizer.json GGUF carries for it.
+    const auto json = g.get_string("tokenizer.huggingface.json");
+    if (!json)
+      throw InputError(g.path() +
+                       ": metadata 'tokenizer.ggml.model' is 'gpt2' (byte-level BPE), which is "
+                       "read only with its 'tokenizer.huggingface.json'; pass the model's "
+                       "tokenizer.json with --tokenizer");
+    return Tokenizer::from_hf_json(*json, g.path() + " (tokenizer.huggingface.json)");
+  }
+  if (model && *model != "llama")
     throw InputError(g.path() + ": metadata 'tokenizer.ggml.model' is '" + *model +
-                     "'; only SentencePiece ('llama') vocabularies are supported");
+                     "'; only SentencePiece ('llama') and byte-level BPE ('gpt2') vocabularies "
+                     "are supported");
   const Value* scores = g.find("tokenizer.ggml.scores");
   const Value* types = g.find("tokenizer.ggml.token_type");
   const size_t n = tokens->items.size();
@@ -415,16 +429,36 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
   const std::string arch = g.get_string("general.architecture").value_or("");
   // "deci" is llama.cpp's LLaMA with per-layer head counts and widths (what save_gguf writes for
   // non-uniformly pruned models, and NVIDIA's Nemotron derivatives).
-  if (arch != "llama" && arch != "deci")
+  if (arch != "llama" && arch != "deci" && arch != "qwen2" && arch != "qwen3")
     throw InputError(path + ": metadata 'general.architecture' is '" + arch +
-                     "'; only 'llama' and 'deci' (LLaMA with per-layer sizes) are supported");
+                     "'; supported: llama, deci (LLaMA with per-layer sizes), qwen2, qwen3");
   const std::string k = arch + ".";
-  if (const auto scaling = g.get_string(k + "rope.scaling.type"); scaling && *scaling != "none")
-    throw InputError(path + ": metadata '" + k + "rope.scaling.type' is '" + *scaling +
-                     "'; RoPE scaling is not supported");
+  // qwen2/qwen3 rotate halves as Hugging Face does: their Q/K rows are stored unpermuted.
+  const bool neox = arch == "qwen2" || arch == "qwen3";
 
   ModelConfig cfg;
-  cfg.model_type = "llama";
+  cfg.model_type = neox ? arch : "llama";
+  cfg.qk_norm = arch == "qwen3";
+  if (const auto ours = g.get_string("lorashear.rope_scaling")) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(*ours);
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(path + ": metadata 'lorashear.rope_scaling': " + e.what());
+    }
+    cfg.rope_scaling = parse_rope_scaling(j, path + " (lorashear.rope_scaling)");
+  } else if (const auto scaling = g.get_string(k + "rope.scaling.type");
+             scaling && *scaling != "none") {
+    if (*scaling != "linear")
+      throw InputError(path + ": metadata '" + k + "rope.scaling.type' is '" + *scaling +
+                       "'; only linear RoPE scaling is read from GGUF");
+    cfg.rope_scaling.type = "linear";
+    cfg.rope_scaling.factor = g.get_float(k + "rope.scaling.factor").value_or(1.0);
+  } else if (g.tensor("rope_freqs.weight") != nullptr) {
+    throw InputError(path +
+                     ": tensor 'rope_freqs.weight' (per-frequency RoPE factors, as Llama 3.1 "
+                     "files carry) is not supported; open the Hugging Face model instead");
+  }
   cfg.hidden_size = g.require_int(k + "embedding_length");
   const int64_t n_layers = g.require_int(k + "block_count");
   if (n_layers <= 0 || n_layers > 100000)
@@ -491,6 +525,8 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
   if (output != nullptr && cfg.tie_word_embeddings)
     g.file()->release(output->offset, output->nbytes);  // read once by the comparison, never again
   cfg.attention_bias = g.tensor("blk.0.attn_q.bias") != nullptr;
+  if (arch == "qwen2" && !cfg.attention_bias)
+    throw InputError(path + ": missing tensor 'blk.0.attn_q.bias' (qwen2 has q/k/v biases)");
   cfg.validate(path);
 
   LoadedModel out;
@@ -526,13 +562,18 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
       continue;
     }
     names[b + "attn_norm.weight"] = {m + "input_layernorm.weight", 0};
-    names[b + "attn_q.weight"] = {m + "self_attn.q_proj.weight", cfg.head_dim};
-    names[b + "attn_k.weight"] = {m + "self_attn.k_proj.weight", cfg.head_dim};
+    const int64_t rope = neox ? 0 : cfg.head_dim;
+    names[b + "attn_q.weight"] = {m + "self_attn.q_proj.weight", rope};
+    names[b + "attn_k.weight"] = {m + "self_attn.k_proj.weight", rope};
+    if (cfg.qk_norm) {
+      names[b + "attn_q_norm.weight"] = {m + "self_attn.q_norm.weight", 0};
+      names[b + "attn_k_norm.weight"] = {m + "self_attn.k_norm.weight", 0};
+    }
     names[b + "attn_v.weight"] = {m + "self_attn.v_proj.weight", 0};
     names[b + "attn_output.weight"] = {m + "self_attn.o_proj.weight", 0};
     if (cfg.attention_bias) {
-      names[b + "attn_q.bias"] = {m + "self_attn.q_proj.bias", cfg.head_dim};
-      names[b + "attn_k.bias"] = {m + "self_attn.k_proj.bias", cfg.head_dim};
+      names[b + "attn_q.bias"] = {m + "self_attn.q_proj.bias", rope};
+      names[b + "attn_k.bias"] = {m + "self_attn.k_proj.bias", rope};
       names[b + "attn_v.bias"] = {m + "self_attn.v_proj.bias", 0};
     }
   }
@@ -547,6 +588,8 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
     const auto it = names.find(t.name);
     if (it == names.end()) {
       if (t.name == "output.weight") continue;  // identical copy of token_embd (tied)
+      // Llama 3.1 frequency factors: lorashear.rope_scaling already gave the exact parameters.
+      if (t.name == "rope_freqs.weight" && cfg.rope_scaling.enabled()) continue;
       throw InputError(path + ": unexpected tensor '" + t.name + "'");
     }
     TensorSource s;

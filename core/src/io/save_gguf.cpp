@@ -52,6 +52,8 @@ int64_t written_ffn(int64_t width) {
 }  // namespace
 
 std::string gguf_architecture(const ModelConfig& cfg) {
+  // llama.cpp's qwen2 / qwen3 take one size for every layer (see gguf_unsupported_reason).
+  if (cfg.model_type == "qwen2" || cfg.model_type == "qwen3") return cfg.model_type;
   for (const auto& d : cfg.layers) {
     const auto& f = cfg.layers.front();
     if (d.n_heads != f.n_heads || d.n_kv_heads != f.n_kv_heads ||
@@ -66,9 +68,22 @@ std::string gguf_unsupported_reason(const ModelConfig& cfg) {
   if (cfg.layers.front().n_heads == 0)
     return "layer 0 has no attention heads left, and llama.cpp aborts on such a file (a later "
            "layer without attention is fine): keep at least one kv group in layer 0";
-  if (cfg.attention_bias)
-    return "attention biases (Qwen2 style) are not written to GGUF yet: llama.cpp's llama and "
+  const bool qwen = cfg.model_type == "qwen2" || cfg.model_type == "qwen3";
+  if (qwen && !cfg.uniform_layers())
+    return "llama.cpp's " + cfg.model_type +
+           " architecture has one size for every layer, and deci (its LLaMA with per-layer "
+           "sizes) has no " +
+           (cfg.model_type == "qwen2" ? std::string("q/k/v biases") : "q/k norms") +
+           ": prune with the same size in every layer (--uniform) to run it in llama.cpp; this "
+           "shape is for this project only";
+  if (cfg.model_type == "qwen3" && cfg.attention_bias)
+    return "llama.cpp's qwen3 has no attention biases";
+  if (!qwen && cfg.attention_bias)
+    return "attention biases on a LLaMA model are not written to GGUF: llama.cpp's llama and "
            "deci architectures size the query bias from the hidden size";
+  if (cfg.mlp_bias) return "MLP biases (mlp_bias) are not written to GGUF";
+  if (cfg.rope_scaling.type == "dynamic") return "llama.cpp has no dynamic (NTK) RoPE scaling";
+  if (cfg.rope_scaling.type == "yarn") return "YaRN RoPE scaling is not written to GGUF yet";
   for (size_t i = 0; i < cfg.layers.size(); ++i) {
     const auto& d = cfg.layers[i];
     if (d.n_kv_heads > 0 && d.n_heads % d.n_kv_heads != 0)
@@ -271,6 +286,8 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
   const int64_t n_layers = cfg.n_layers();
   const std::string arch = gguf_architecture(cfg);
   const bool deci = arch == "deci";
+  // llama.cpp's qwen2/qwen3 rotate halves as Hugging Face does; its llama/deci rotate pairs.
+  const bool neox = arch == "qwen2" || arch == "qwen3";
 
   GgufSaveReport report;
   report.architecture = arch;
@@ -322,9 +339,27 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
   meta.f32(a + "rope.freq_base", cfg.rope_theta);
   meta.f32(a + "attention.layer_norm_rms_epsilon", cfg.rms_norm_eps);
   meta.u32(a + "vocab_size", cfg.vocab_size);
+  const auto& rs = cfg.rope_scaling;
+  if (rs.type == "linear") {
+    meta.str(a + "rope.scaling.type", "linear");
+    meta.f32(a + "rope.scaling.factor", rs.factor);
+  }
+  if (rs.enabled()) {
+    // Our exact parameters, for reading the file back (llama.cpp ignores the key).
+    meta.str("lorashear.rope_scaling", cfg.to_hf_json()["rope_scaling"].dump());
+  }
+  if (cfg.sliding_window > 0)
+    report.notes.push_back("sliding window of " + std::to_string(cfg.sliding_window) +
+                           " positions: llama.cpp's " + arch +
+                           " attends to the whole context, the same up to the window");
 
-  // Tokenizer: SentencePiece's vocabulary as llama.cpp's "llama" tokenizer; embedding rows beyond
-  // the vocabulary (padding) get unused placeholder pieces, as llama.cpp's converter writes.
+  // Tokenizer. Byte-level BPE (tokenizer.json of Llama 3, Qwen, SmolLM) → llama.cpp's "gpt2" model
+  // with its merges, the pre-tokenizer named as llama.cpp names it, and the whole tokenizer.json
+  // (GGUF's tokenizer.huggingface.json) for an exact reading back. Anything else → SentencePiece's
+  // vocabulary as the "llama" model. Embedding rows beyond the vocabulary (padding) get unused
+  // placeholder pieces, as llama.cpp's converter writes.
+  const bool gpt2 = tokenizer->backend() == Tokenizer::Backend::HfBpe &&
+                    tokenizer->kind().find("byte-level") != std::string::npos;
   auto vocab = tokenizer->vocab();
   std::vector<std::string> pieces;
   std::vector<float> scores;
@@ -339,11 +374,29 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
     scores.push_back(0.0f);
     types.push_back(static_cast<int64_t>(VocabEntry::Type::Unused));
   }
-  meta.str("tokenizer.ggml.model", "llama");
-  meta.str("tokenizer.ggml.pre", "default");
-  meta.str_array("tokenizer.ggml.tokens", pieces);
-  meta.f32_array("tokenizer.ggml.scores", scores);
-  meta.i32_array("tokenizer.ggml.token_type", types);
+  if (gpt2) {
+    const std::string pre = tokenizer->pre_tokenizer_name();
+    if (pre.empty())
+      throw UsageError(path +
+                       ": the tokenizer's pre-tokenizer regex is not one llama.cpp knows by name "
+                       "(tokenizer.ggml.pre), so llama.cpp would split text differently");
+    meta.str("tokenizer.ggml.model", "gpt2");
+    meta.str("tokenizer.ggml.pre", pre);
+    meta.str_array("tokenizer.ggml.tokens", pieces);
+    meta.i32_array("tokenizer.ggml.token_type", types);
+    std::vector<std::string> merges;
+    for (const auto& [l, r] : tokenizer->merges())
+      merges.push_back(l + " " + r);
+    meta.str_array("tokenizer.ggml.merges", merges);
+    for (const auto& [name, text] : tokenizer->hf_files())
+      if (name == "tokenizer.json") meta.str("tokenizer.huggingface.json", text);
+  } else {
+    meta.str("tokenizer.ggml.model", "llama");
+    meta.str("tokenizer.ggml.pre", "default");
+    meta.str_array("tokenizer.ggml.tokens", pieces);
+    meta.f32_array("tokenizer.ggml.scores", scores);
+    meta.i32_array("tokenizer.ggml.token_type", types);
+  }
   const int64_t n_vocab = cfg.vocab_size;
   auto special = [&](const char* key, int64_t id, int64_t fallback) {
     const int64_t v = id >= 0 && id < n_vocab ? id : fallback;
@@ -352,10 +405,12 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
   special("tokenizer.ggml.bos_token_id", cfg.bos_token_id, tokenizer->bos_id());
   special("tokenizer.ggml.eos_token_id", cfg.eos_token_id, tokenizer->eos_id());
   special("tokenizer.ggml.unknown_token_id", tokenizer->unk_id(), -1);
-  meta.boolean("tokenizer.ggml.add_bos_token", true);
-  meta.boolean("tokenizer.ggml.add_eos_token", false);
-  meta.boolean("tokenizer.ggml.add_space_prefix", tokenizer->add_dummy_prefix());
-  meta.boolean("tokenizer.ggml.remove_extra_whitespaces", tokenizer->remove_extra_whitespaces());
+  meta.boolean("tokenizer.ggml.add_bos_token", tokenizer->add_bos());
+  meta.boolean("tokenizer.ggml.add_eos_token", tokenizer->add_eos());
+  if (!gpt2) {
+    meta.boolean("tokenizer.ggml.add_space_prefix", tokenizer->add_dummy_prefix());
+    meta.boolean("tokenizer.ggml.remove_extra_whitespaces", tokenizer->remove_extra_whitespaces());
+  }
 
   // The original index of every kept kv head and MLP channel, so group ids survive the round trip
   // (other tools ignore these keys).
@@ -399,6 +454,19 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
   if (!cfg.tie_word_embeddings)
     add("output.weight", model.lm_head->weight, linear_rows(*model.lm_head, 0));
   const int64_t hd = cfg.head_dim;
+  if (rs.type == "llama3") {
+    // Llama 3.1's smoothed frequencies as llama.cpp reads them: one divisor per frequency.
+    const auto plain = rope_frequencies(hd, cfg.rope_theta, RopeScaling{}, 0, 0).inv_freq;
+    const auto scaled =
+        rope_frequencies(hd, cfg.rope_theta, rs, cfg.max_position_embeddings, 0).inv_freq;
+    std::vector<float> factors;
+    for (size_t i = 0; i < plain.size(); ++i)
+      factors.push_back(static_cast<float>(plain[i] / scaled[i]));
+    auto t = torch::tensor(factors);
+    add("rope_freqs.weight", t, plain_rows(t));
+  }
+  const int64_t rope_rows = neox ? 0 : hd;  // Q/K rows reordered for llama.cpp's RoPE
+  const int64_t rope_unit = neox ? 1 : hd;
   for (int64_t l = 0; l < n_layers; ++l) {
     const auto& layer = *body.layers[static_cast<size_t>(l)];
     const auto& att = *layer.self_attn;
@@ -407,10 +475,19 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
     if (att.n_heads > 0) {
       add(b + "attn_norm.weight", layer.input_layernorm->weight,
           plain_rows(layer.input_layernorm->weight));
-      add(b + "attn_q.weight", att.q_proj->weight, linear_rows(*att.q_proj, hd), hd);
-      add(b + "attn_k.weight", att.k_proj->weight, linear_rows(*att.k_proj, hd), hd);
+      add(b + "attn_q.weight", att.q_proj->weight, linear_rows(*att.q_proj, rope_rows), rope_unit);
+      add(b + "attn_k.weight", att.k_proj->weight, linear_rows(*att.k_proj, rope_rows), rope_unit);
       add(b + "attn_v.weight", att.v_proj->weight, linear_rows(*att.v_proj, 0));
       add(b + "attn_output.weight", att.o_proj->weight, linear_rows(*att.o_proj, 0));
+      if (att.q_proj->bias.defined()) {  // Qwen2 (neox: no reordering)
+        add(b + "attn_q.bias", att.q_proj->bias, plain_rows(att.q_proj->bias));
+        add(b + "attn_k.bias", att.k_proj->bias, plain_rows(att.k_proj->bias));
+        add(b + "attn_v.bias", att.v_proj->bias, plain_rows(att.v_proj->bias));
+      }
+      if (att.q_norm) {  // Qwen3
+        add(b + "attn_q_norm.weight", att.q_norm->weight, plain_rows(att.q_norm->weight));
+        add(b + "attn_k_norm.weight", att.k_norm->weight, plain_rows(att.k_norm->weight));
+      }
     }
     add(b + "ffn_norm.weight", layer.post_attention_layernorm->weight,
         plain_rows(layer.post_attention_layernorm->weight));

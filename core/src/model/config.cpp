@@ -91,7 +91,7 @@ std::vector<int64_t> parse_ranges(const std::string& text, const std::string& so
   return out;
 }
 
-RopeScaling parse_rope_scaling(const nlohmann::json& r, const std::string& source) {
+RopeScaling read_rope_scaling(const nlohmann::json& r, const std::string& source) {
   const std::string key = "rope_scaling";
   if (!r.is_object()) fail(source, key, "expected an object, found " + r.dump());
   RopeScaling out;
@@ -134,6 +134,10 @@ RopeScaling parse_rope_scaling(const nlohmann::json& r, const std::string& sourc
 std::vector<int64_t> parse_index_ranges(const std::string& text, const std::string& source,
                                         const std::string& field) {
   return parse_ranges(text, source, field);
+}
+
+RopeScaling parse_rope_scaling(const nlohmann::json& rope_scaling, const std::string& source) {
+  return read_rope_scaling(rope_scaling, source);
 }
 
 std::string format_index_ranges(const std::vector<int64_t>& v) {

@@ -6,7 +6,12 @@
 // Every layer the same size → `general.architecture = "llama"` with scalar keys, as llama.cpp's own
 // converter writes. Layers of different sizes → `"deci"`, the architecture llama.cpp uses for
 // NVIDIA's pruned Llama derivatives: `deci.attention.head_count`, `deci.attention.head_count_kv`
-// and `deci.feed_forward_length` are int32 arrays with one entry per layer.
+// and `deci.feed_forward_length` are int32 arrays with one entry per layer. Qwen2 / Qwen3 models →
+// `"qwen2"` / `"qwen3"` (q/k/v biases, q/k norms, rotate-half RoPE), which llama.cpp sizes with one
+// value for every layer (deci has neither biases nor q/k norms), so only uniformly pruned Qwen
+// models are written. Byte-level BPE tokenizers (tokenizer.json) are written as llama.cpp's
+// `"gpt2"` model with merges, `tokenizer.ggml.pre` and the whole tokenizer.json
+// (`tokenizer.huggingface.json`); Llama 3.1 RoPE scaling as `rope_freqs.weight`.
 
 #include <cstdint>
 #include <string>
@@ -29,8 +34,9 @@ enum class GgufDtype { F32, F16, BF16, Q8_0 };
 GgufDtype parse_gguf_dtype(const std::string& name);
 std::string gguf_dtype_name(GgufDtype dtype);  ///< "f32", "f16", "bf16", "q8_0"
 
-/// The GGUF architecture llama.cpp needs for this shape: "llama" when every layer has the same
-/// dims (a fully removed MLP counts as width 1, see save_gguf), else "deci".
+/// The GGUF architecture llama.cpp needs for this shape: "qwen2" / "qwen3" for those families,
+/// else "llama" when every layer has the same dims (a fully removed MLP counts as width 1, see
+/// save_gguf), else "deci".
 std::string gguf_architecture(const ModelConfig& cfg);
 /// Why llama.cpp cannot run this shape, or empty when it can.
 std::string gguf_unsupported_reason(const ModelConfig& cfg);
@@ -54,7 +60,7 @@ struct GgufSaveOptions {
 
 /// What save_gguf wrote.
 struct GgufSaveReport {
-  std::string architecture;  ///< "llama" or "deci"
+  std::string architecture;  ///< "llama", "deci", "qwen2" or "qwen3"
   GgufDtype dtype = GgufDtype::F32;
   uint64_t bytes = 0;               ///< file size
   int64_t tensors = 0;              ///< tensors written

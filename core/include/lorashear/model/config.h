@@ -49,6 +49,10 @@ struct RopeScaling {
   bool operator==(const RopeScaling& o) const;
 };
 
+/// Reads config.json's `rope_scaling` object ("rope_type" or "type"; "default" → none). Throws
+/// InputError naming `source` and the field for unknown types and missing parameters.
+RopeScaling parse_rope_scaling(const nlohmann::json& rope_scaling, const std::string& source);
+
 /// Inverse RoPE frequencies (head_dim / 2 values) and the factor cos/sin are multiplied by, for a
 /// forward pass covering positions [0, seq_len). Only "dynamic" depends on seq_len.
 struct RopeFrequencies {
