@@ -1,4 +1,5 @@
 // `lorashear generate MODEL`: text generation (greedy, temperature, top-p) with a KV cache.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -17,14 +18,29 @@ struct GenArgs : ModelArgs {
 int run_generate(const GenArgs& a, const GlobalOptions& global) {
   auto loaded = load_model_for_cli(a, global, true);
   auto& tok = *loaded.tokenizer;
-  auto prompt = tok.encode(a.prompt, /*add_bos=*/!a.no_bos);
-  if (prompt.empty()) throw UsageError("empty prompt: give --prompt TEXT or drop --no-bos");
+  // BOS as the tokenizer's policy says (Qwen adds none); --no-bos drops it anyway.
+  const bool bos = !a.no_bos && tok.add_bos() && tok.bos_id() >= 0;
+  auto prompt = tok.encode(a.prompt, bos);
+  if (prompt.empty())
+    throw UsageError(a.no_bos || tok.bos_id() < 0
+                         ? "empty prompt: give --prompt TEXT"
+                         : "empty prompt: give --prompt TEXT or drop --no-bos");
+  // Every id that ends the text: the model's (config.json, generation_config.json) and the
+  // tokenizer's.
+  auto opts = a.opts;
+  opts.eos_ids = loaded.model->config().eos_token_ids;
+  for (auto id : tok.eos_ids())
+    if (std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) == opts.eos_ids.end())
+      opts.eos_ids.push_back(id);
+  const auto is_eos = [&](int64_t id) {
+    return std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
+  };
   // Stream: print the decoded text's new suffix after every token (pieces may merge bytes).
-  std::vector<int64_t> all(prompt.begin() + (a.no_bos ? 0 : 1), prompt.end());
+  std::vector<int64_t> all(prompt.begin() + (bos ? 1 : 0), prompt.end());
   std::string shown = tok.decode(all);
   if (!global.json) std::cout << shown << std::flush;
   auto on_token = [&](int64_t id) {
-    if (id == tok.eos_id()) return;
+    if (is_eos(id)) return;
     all.push_back(id);
     if (global.json) return;
     std::string text = tok.decode(all);
@@ -37,7 +53,7 @@ int run_generate(const GenArgs& a, const GlobalOptions& global) {
   ProgressBar bar(global);
   auto ctx = bar.context();
   ctx.on_progress = nullptr;
-  auto r = generate(*loaded.model, prompt, a.opts, on_token, &ctx);
+  auto r = generate(*loaded.model, prompt, opts, on_token, &ctx);
   const std::string text = tok.decode(all);
   if (global.json) {
     print_json({{"prompt", a.prompt},

@@ -13,22 +13,6 @@ int64_t dtype_bytes(const std::string& torch_dtype) {
   return torch_dtype == "bfloat16" || torch_dtype == "float16" ? 2 : 4;
 }
 
-std::string rope_text(const ModelConfig& cfg) {
-  const auto& r = cfg.rope_scaling;
-  if (!r.enabled()) return "none";
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "%s ×%g", r.type.c_str(), r.factor);
-  std::string out = buf;
-  if (r.type == "llama3") {
-    std::snprintf(buf, sizeof buf, ", low/high freq factor %g/%g", r.low_freq_factor,
-                  r.high_freq_factor);
-    out += buf;
-  }
-  if (r.original_max_position_embeddings > 0)
-    out += ", pre-trained context " + std::to_string(r.original_max_position_embeddings);
-  return out;
-}
-
 int run_info(const ModelArgs& args, const GlobalOptions& global) {
   const auto& path = args.model;
   // A config.json (or a folder with no weights) is described from the configuration alone.
@@ -90,10 +74,15 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
        {{"weights_bytes", weight_bytes},
         {"kv_cache_bytes_per_token", kv_per_token},
         {"kv_cache_bytes_full_context", kv_per_token * cfg.max_position_embeddings}}},
-      {"tokenizer", loaded.tokenizer
-                        ? nlohmann::json{{"vocab_size", loaded.tokenizer->vocab_size()},
+      {"tokenizer",
+       loaded.tokenizer ? nlohmann::json{{"kind", loaded.tokenizer->kind()},
+                                         {"vocab_size", loaded.tokenizer->vocab_size()},
                                          {"bos_id", loaded.tokenizer->bos_id()},
-                                         {"eos_id", loaded.tokenizer->eos_id()}}
+                                         {"eos_id", loaded.tokenizer->eos_id()},
+                                         {"eos_ids", loaded.tokenizer->eos_ids()},
+                                         {"add_bos", loaded.tokenizer->add_bos()},
+                                         {"add_eos", loaded.tokenizer->add_eos()},
+                                         {"description", loaded.tokenizer->description()}}
                         : nlohmann::json(nullptr)}};
   const auto* lora = weights ? loaded.model->lora() : nullptr;
   nlohmann::json targets = nlohmann::json::array();
@@ -139,14 +128,13 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
   std::string eos;
   for (auto id : cfg.eos_token_ids)
     eos += (eos.empty() ? "" : ",") + std::to_string(id);
-  std::printf("  rope scaling     %s%s; bos %lld, eos %s\n", rope_text(cfg).c_str(), extras.c_str(),
-              (long long)cfg.bos_token_id, eos.c_str());
+  std::printf("  rope scaling     %s; bos %lld, eos %s\n",
+              describe_rope_scaling(cfg.rope_scaling).c_str(), (long long)cfg.bos_token_id,
+              eos.c_str());
   if (weights)
-    std::printf("  tokenizer        %s\n",
-                loaded.tokenizer ? ("SentencePiece, " +
-                                    std::to_string(loaded.tokenizer->vocab_size()) + " pieces")
-                                       .c_str()
-                                 : "none found (pass --tokenizer)");
+    std::printf("  tokenizer        %s\n", loaded.tokenizer
+                                               ? loaded.tokenizer->description().c_str()
+                                               : "none found (pass --tokenizer)");
   if (lora) {
     std::string targets;
     for (const auto& t : lora->targets)

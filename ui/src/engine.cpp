@@ -281,59 +281,63 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
   const std::string p = path.toStdString();
   if (busy_) return false;
   open_options_ = options;
-  return submit(
-      QString("Open %1").arg(QFileInfo(path).fileName()),
-      [this, p, options](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
-        auto doc = new_document();
-        doc->path = p;
-        const std::filesystem::path fp(p);
-        if (!std::filesystem::exists(fp)) throw InputError(p + ": no such file or folder");
-        auto t0 = now_seconds();
-        const bool config_only = fp.extension() == ".json" && std::filesystem::is_regular_file(fp);
-        if (config_only) {
-          ctx.report("read configuration", 0, 1);
-          const auto config = ModelConfig::from_file(p);
-          doc->load_seconds = now_seconds() - t0;
-          ctx.check();
-          ctx.report("trace", 0, 1, "on the meta device");
-          t0 = now_seconds();
-          doc->trace = trace_config(config);
-        } else {
-          LoadOptions lo;
-          lo.model.device = parse_device(options.device.toStdString());
-          lo.model.dtype = parse_dtype(options.dtype.toStdString());
-          lo.adapter_path = options.adapter.toStdString();
-          doc->loaded = load_model(p, lo, &ctx);
-          doc->has_weights = true;
-          if (doc->loaded.format == ModelFormat::Gguf) doc->gguf_metadata = gguf_metadata(p);
-          doc->load_seconds = now_seconds() - t0;
-          ctx.check();
-          ctx.report("trace", 0, 1);
-          t0 = now_seconds();
-          doc->trace = trace_model(*doc->loaded.model);
-        }
-        ctx.check();
-        ctx.report("dependency analysis", 0, 1);
-        doc->deps = analyze_dependencies(doc->trace);
-        doc->trace_seconds = now_seconds() - t0;
-        ctx.check();
-        const auto summary = QString(
-                                 "%1 layers, %2 operators, %3 node groups (load %4 s, trace + "
-                                 "analysis %5 s)")
-                                 .arg(doc->trace.config.n_layers())
-                                 .arg(doc->trace.nodes.size())
-                                 .arg(doc->deps.node_groups.size())
-                                 .arg(doc->load_seconds, 0, 'f', 2)
-                                 .arg(doc->trace_seconds, 0, 'f', 2);
-        std::shared_ptr<const ModelDocument> published = std::move(doc);
-        return {[this, published] {
-                  document_ = published;
-                  importance_.clear();
-                  comparison_ = {};
-                  emit documentChanged();
-                },
-                summary};
-      });
+  return submit(QString("Open %1").arg(QFileInfo(path).fileName()),
+                [this, p, options](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
+                  auto doc = new_document();
+                  doc->path = p;
+                  const std::filesystem::path fp(p);
+                  if (!std::filesystem::exists(fp))
+                    throw InputError(p + ": no such file or folder");
+                  auto t0 = now_seconds();
+                  // A config.json, or a folder with a configuration and no weights: traced without
+                  // weights.
+                  const std::string config_path = config_only_path(p);
+                  if (!config_path.empty()) {
+                    ctx.report("read configuration", 0, 1);
+                    const auto config = ModelConfig::from_file(config_path);
+                    doc->load_seconds = now_seconds() - t0;
+                    ctx.check();
+                    ctx.report("trace", 0, 1, "on the meta device");
+                    t0 = now_seconds();
+                    doc->trace = trace_config(config);
+                  } else {
+                    LoadOptions lo;
+                    lo.model.device = parse_device(options.device.toStdString());
+                    lo.model.dtype = parse_dtype(options.dtype.toStdString());
+                    lo.adapter_path = options.adapter.toStdString();
+                    doc->loaded = load_model(p, lo, &ctx);
+                    doc->has_weights = true;
+                    if (doc->loaded.format == ModelFormat::Gguf)
+                      doc->gguf_metadata = gguf_metadata(p);
+                    doc->load_seconds = now_seconds() - t0;
+                    ctx.check();
+                    ctx.report("trace", 0, 1);
+                    t0 = now_seconds();
+                    doc->trace = trace_model(*doc->loaded.model);
+                  }
+                  ctx.check();
+                  ctx.report("dependency analysis", 0, 1);
+                  doc->deps = analyze_dependencies(doc->trace);
+                  doc->trace_seconds = now_seconds() - t0;
+                  ctx.check();
+                  const auto summary =
+                      QString(
+                          "%1 layers, %2 operators, %3 node groups (load %4 s, trace + "
+                          "analysis %5 s)")
+                          .arg(doc->trace.config.n_layers())
+                          .arg(doc->trace.nodes.size())
+                          .arg(doc->deps.node_groups.size())
+                          .arg(doc->load_seconds, 0, 'f', 2)
+                          .arg(doc->trace_seconds, 0, 'f', 2);
+                  std::shared_ptr<const ModelDocument> published = std::move(doc);
+                  return {[this, published] {
+                            document_ = published;
+                            importance_.clear();
+                            comparison_ = {};
+                            emit documentChanged();
+                          },
+                          summary};
+                });
 }
 
 bool Engine::evaluatePerplexity(const QString& text_path, qint64 max_windows) {

@@ -97,7 +97,10 @@ void SummaryView::render() {
   if (!doc->loaded.adapter_path.empty())
     html += row(tr("adapter"), QString::fromStdString(doc->loaded.adapter_path).toHtmlEscaped());
   if (doc->has_weights)
-    html += row(tr("tokenizer"), doc->loaded.tokenizer ? tr("yes") : tr("none found"));
+    html += row(tr("tokenizer"),
+                doc->loaded.tokenizer
+                    ? QString::fromStdString(doc->loaded.tokenizer->description()).toHtmlEscaped()
+                    : tr("none found"));
   html += row(tr("architecture"), QString::fromStdString(c.model_type));
   html += row(tr("vocabulary"), QString::number(c.vocab_size));
   html += row(tr("hidden size"), QString::number(c.hidden_size));
@@ -105,6 +108,14 @@ void SummaryView::render() {
   html += row(tr("layers"), QString::number(c.n_layers()));
   html += row(tr("context"), QString::number(c.max_position_embeddings));
   html += row(tr("RoPE θ"), QString::number(c.rope_theta));
+  html += row(tr("RoPE scaling"),
+              QString::fromStdString(describe_rope_scaling(c.rope_scaling)).toHtmlEscaped());
+  if (!c.attention_features().empty())
+    html += row(tr("attention"), QString::fromStdString(c.attention_features()).toHtmlEscaped());
+  QStringList eos;
+  for (auto id : c.eos_token_ids)
+    eos << QString::number(id);
+  html += row(tr("BOS / EOS ids"), QString("%1 / %2").arg(c.bos_token_id).arg(eos.join(", ")));
   html += row(tr("tied embeddings"), c.tie_word_embeddings ? tr("yes") : tr("no"));
   html += "</table><h4>" + tr("Size") + "</h4><table>";
   html +=

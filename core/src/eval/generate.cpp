@@ -49,6 +49,11 @@ GenerateResult generate(LlamaModelImpl& model, const std::vector<int64_t>& promp
     if (id < 0 || id >= cfg.vocab_size)
       throw UsageError("prompt token id " + std::to_string(id) + " is outside the vocabulary");
 
+  const auto& stop = opts.eos_ids.empty() ? cfg.eos_token_ids : opts.eos_ids;
+  auto is_eos = [&](int64_t id) {
+    return (opts.eos_ids.empty() && id == cfg.eos_token_id) ||
+           std::find(stop.begin(), stop.end(), id) != stop.end();
+  };
   torch::InferenceMode guard;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(opts.seed);
   const int64_t capacity = std::min(context, n_prompt + std::max<int64_t>(0, opts.max_new_tokens));

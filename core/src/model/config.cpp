@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 #include <tuple>
@@ -134,6 +135,33 @@ RopeScaling read_rope_scaling(const nlohmann::json& r, const std::string& source
 std::vector<int64_t> parse_index_ranges(const std::string& text, const std::string& source,
                                         const std::string& field) {
   return parse_ranges(text, source, field);
+}
+
+std::string describe_rope_scaling(const RopeScaling& r) {
+  if (!r.enabled()) return "none";
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  std::string out = r.type + " \u00d7" + num(r.factor);
+  if (r.type == "llama3")
+    out += ", low/high freq factor " + num(r.low_freq_factor) + "/" + num(r.high_freq_factor);
+  if (r.original_max_position_embeddings > 0)
+    out += ", pre-trained context " + std::to_string(r.original_max_position_embeddings);
+  return out;
+}
+
+std::string ModelConfig::attention_features() const {
+  std::vector<std::string> f;
+  if (attention_bias) f.push_back(o_proj_bias() ? "q/k/v/o biases" : "q/k/v biases");
+  if (qk_norm) f.push_back("per-head q/k RMSNorm");
+  if (mlp_bias) f.push_back("MLP biases");
+  if (sliding_window > 0) f.push_back("sliding window " + std::to_string(sliding_window));
+  std::string out;
+  for (const auto& s : f)
+    out += (out.empty() ? "" : ", ") + s;
+  return out;
 }
 
 RopeScaling parse_rope_scaling(const nlohmann::json& rope_scaling, const std::string& source) {

@@ -677,6 +677,36 @@ std::vector<SpecialToken> Tokenizer::special_tokens() const {
   return out;
 }
 
+std::string Tokenizer::description() const {
+  auto name = [&](int64_t id) {
+    std::string text;
+    try {
+      text = piece(id);
+    } catch (const Error&) {
+      text = "?";
+    }
+    return text + " (" + std::to_string(id) + ")";
+  };
+  std::string out = kind() + ", " + std::to_string(vocab_size()) + " ids";
+  if (!merges().empty()) out += ", " + std::to_string(merges().size()) + " merges";
+  if (const auto pre = pre_tokenizer_name(); !pre.empty()) out += ", pre-tokenizer " + pre;
+  out += "; BOS ";
+  out += bos_id() >= 0 ? name(bos_id()) + (add_bos() ? " added" : " not added")
+                       : std::string(add_bos() ? "added (none defined)" : "none");
+  out += "; EOS ";
+  const auto eos = eos_ids();
+  if (eos.empty()) out += "none";
+  for (size_t i = 0; i < eos.size(); ++i)
+    out += (i ? ", " : "") + name(eos[i]);
+  if (add_eos()) out += " (added)";
+  const auto special = special_tokens();
+  out += "; " + std::to_string(special.size()) + " special tokens";
+  for (size_t i = 0; i < special.size() && i < 4; ++i)
+    out += (i ? ", " : ": ") + special[i].text;
+  if (special.size() > 4) out += ", …";
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> Tokenizer::merges() const {
   return impl_->hf ? impl_->hf->merges() : std::vector<std::pair<std::string, std::string>>{};
 }

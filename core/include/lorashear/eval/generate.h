@@ -16,6 +16,8 @@ struct GenerateOptions {
   double top_p = 1.0;        ///< nucleus sampling threshold in (0, 1]
   uint64_t seed = 0;
   bool stop_at_eos = true;
+  /// Ids that end generation; empty = the model's (eos_token_id and eos_token_ids).
+  std::vector<int64_t> eos_ids;
 };
 
 struct GenerateResult {

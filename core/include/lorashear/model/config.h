@@ -49,6 +49,9 @@ struct RopeScaling {
   bool operator==(const RopeScaling& o) const;
 };
 
+/// "none", "llama3 ×8, low/high freq factor 1/4, pre-trained context 8192", "linear ×2", …
+std::string describe_rope_scaling(const RopeScaling& scaling);
+
 /// Reads config.json's `rope_scaling` object ("rope_type" or "type"; "default" → none). Throws
 /// InputError naming `source` and the field for unknown types and missing parameters.
 RopeScaling parse_rope_scaling(const nlohmann::json& rope_scaling, const std::string& source);
@@ -115,6 +118,9 @@ struct ModelConfig {
   static ModelConfig from_hf_json(const nlohmann::json& j, const std::string& source);
   /// Reads a config.json file; throws InputError naming the file when it cannot be read or parsed.
   static ModelConfig from_file(const std::string& path);
+  /// Attention features beyond plain LLaMA, comma-separated ("q/k/v biases, per-head q/k RMSNorm,
+  /// sliding window 4096"); empty when none.
+  std::string attention_features() const;
   /// Architectures from_hf_json accepts, for messages: "llama, mistral, qwen2, qwen3".
   static const char* supported_model_types();
 };

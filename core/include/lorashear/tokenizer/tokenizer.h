@@ -109,6 +109,10 @@ class Tokenizer {
   std::string kind() const;
   /// Added special tokens (tokenizer.json) or control pieces (SentencePiece), by id.
   std::vector<SpecialToken> special_tokens() const;
+  /// One line for `info` and the Model dock: kind, ids, BOS/EOS and whether they are added,
+  /// special tokens, e.g. "BPE (tokenizer.json, byte-level), 151669 ids; BOS not added; EOS
+  /// <|im_end|> (151645), <|endoftext|> (151643); 26 special tokens: <|endoftext|>, …".
+  std::string description() const;
   /// BPE merges in rank order as (left, right) pieces; empty for SentencePiece.
   std::vector<std::pair<std::string, std::string>> merges() const;
   /// llama.cpp's `tokenizer.ggml.pre` matching the pre-tokenizer ("qwen2", "llama-bpe",
