@@ -7,6 +7,7 @@
 #include <QtTest>
 
 #include <QCheckBox>
+#include <QDir>
 #include <QDockWidget>
 #include <QTemporaryDir>
 
@@ -26,6 +27,19 @@
 
 using namespace lorashear;
 namespace fs = std::filesystem;
+
+namespace {
+// Bad files (raw strings outside the class: moc does not read them inside it).
+const char* kConfigBase =
+    R"({"vocab_size":61,"hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
+        "num_attention_heads":4,"num_key_value_heads":2,)";
+const char* kGemma = R"("model_type":"gemma3"})";
+const char* kLongRope =
+    R"("model_type":"llama","rope_scaling":{"rope_type":"longrope","factor":2}})";
+const char* kBrokenTokenizer = R"({"model":{"type":"BPE","vocab":{"a":0},"merges":[]},
+    "pre_tokenizer":{"type":"Split","pattern":{"Regex":"(\\p{L}+"},
+                     "behavior":"Isolated","invert":false}})";
+}  // namespace
 
 class TestFamilies : public QObject {
   Q_OBJECT
@@ -89,6 +103,42 @@ class TestFamilies : public QObject {
       w.findChild<QDockWidget*>("modelDock")->raise();
       QTest::qWait(300);
       w.grab().save(shot + "-" + QString(QTest::currentDataTag()).section(' ', 0, 0) + ".png");
+    }
+  }
+
+  // Files the app refuses, each with a message naming what is wrong, keeping the open model:
+  // an unknown model_type (the supported ones listed), an unknown RoPE scaling type, a
+  // tokenizer.json whose pre-tokenizer regex PCRE2 cannot compile.
+  void badFilesKeepTheOpenModel() {
+    LORASHEAR_REQUIRE_SHARED("configs/qwen3-0.6b/config.json");
+    MainWindow w;
+    w.show();
+    const QString good =
+        QString::fromStdString(test::shared_path("configs/qwen3-0.6b/config.json").string());
+    QVERIFY(open(w, good));
+    auto write = [&](const QString& name, const std::string& text) {
+      const QString path = dir_.filePath(name);
+      QDir().mkpath(QFileInfo(path).path());
+      std::ofstream(path.toStdString()) << text;
+      return path;
+    };
+    // A tiny model with weights and a broken tokenizer.json beside them.
+    const QString broken_tok = dir_.filePath("broken-tokenizer");
+    save_hf(*test::random_model(ModelConfig::uniform(61, 32, 2, 4, 2, 40), 1), nullptr,
+            broken_tok.toStdString());
+    write("broken-tokenizer/tokenizer.json", kBrokenTokenizer);
+    const std::vector<std::pair<QString, QString>> cases = {
+        {write("gemma/config.json", kConfigBase + std::string(kGemma)), "qwen3"},
+        {write("longrope/config.json", kConfigBase + std::string(kLongRope)), "longrope"},
+        {broken_tok, "offset"},
+    };
+    for (const auto& [path, needle] : cases) {
+      QSignalSpy idle(&w, &MainWindow::engineIdle);
+      QVERIFY(w.openModel(path));
+      QVERIFY(idle.wait(60000));
+      QVERIFY2(w.lastError().contains(needle), qPrintable(w.lastError()));
+      QCOMPARE(w.documentPath(), QFileInfo(good).absoluteFilePath());
+      QCOMPARE(w.engine()->documentParameters(), qint64(596049920));
     }
   }
 
