@@ -7,6 +7,8 @@
 #include <QTest>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace lorashear::test {
@@ -23,6 +25,17 @@ inline std::filesystem::path shared_path(const std::string& rel) {
 
 inline std::filesystem::path source_path(const std::string& rel) {
   return std::filesystem::path(LORASHEAR_SOURCE_DIR) / rel;
+}
+
+/// A whole file as bytes ("" when it cannot be read).
+inline std::string read_all(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline void write_all(const std::filesystem::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary);
+  out << s;
 }
 
 /// A finished program: exit code (-2 when it crashed, -1 when it timed out and was killed) and its

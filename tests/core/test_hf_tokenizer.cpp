@@ -34,15 +34,8 @@ const char* kLlama2 = "tokenizers/llama2/tokenizer.json";
 const char* kStress = "tokenizers/stress.txt";
 const char* kStories = "data/text/tinystories_val_subset.txt";
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_all(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
+using lorashear::test::read_all;
+using lorashear::test::write_all;
 
 std::string shared(const char* rel) {
   return lorashear::test::shared_path(rel).string();

@@ -21,15 +21,8 @@ const char* kModel = "models/stories260K/tok512.model";
 const char* kBin = "models/stories260K/tok512.bin";
 const char* kText = "data/text/tinystories_val_subset.txt";
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_all(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
+using lorashear::test::read_all;
+using lorashear::test::write_all;
 
 // About 4 KB of the validation text, cut at a line end so it stays valid UTF-8.
 std::string text_page() {

@@ -449,18 +449,14 @@ class TestLlamaCpp : public QObject {
     // Texts llama.cpp tokenises: the stress text with special-token strings matched (less "</s>",
     // which llama.cpp makes an end-of-generation control token in any vocabulary, unlike
     // tokenizers) and the TinyStories subset.
-    auto read_text = [](const fs::path& p) {
-      std::ifstream in(p);
-      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    };
-    std::string stress = read_text(test::shared_path("tokenizers/stress.txt"));
+    std::string stress = test::read_all(test::shared_path("tokenizers/stress.txt"));
     for (size_t at; (at = stress.find("</s>")) != std::string::npos;)
       stress.erase(at, 4);
     const QString stress_file = dir.filePath("stress.txt");
     std::ofstream(stress_file.toStdString()) << stress;
     const fs::path stories = test::shared_path("data/text/tinystories_val_subset.txt");
     const std::vector<std::pair<QString, std::string>> texts = {
-        {stress_file, stress}, {QString::fromStdString(stories.string()), read_text(stories)}};
+        {stress_file, stress}, {QString::fromStdString(stories.string()), test::read_all(stories)}};
     for (size_t i = 0; i < texts.size(); ++i)
       jobs.append(QJsonObject{{"op", "tokenize"},
                               {"model", dir.filePath("qwen3.gguf")},

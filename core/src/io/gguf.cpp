@@ -362,14 +362,36 @@ std::shared_ptr<Tokenizer> tokenizer_from_metadata(const GgufFile& g) {
   if (tokens == nullptr) return nullptr;
   const auto model = g.get_string("tokenizer.ggml.model");
   if (model && *model == "gpt2") {
-    // Byte-level BPE: read exactly through the tokenizer.json GGUF carries for it.
-    const auto json = g.get_string("tokenizer.huggingface.json");
-    if (!json)
+    // Byte-level BPE: exactly through the tokenizer.json GGUF may carry for it (our exports do),
+    // else from the tokens, types, merges and pre-tokenizer name, as llama.cpp reads them.
+    if (const auto json = g.get_string("tokenizer.huggingface.json"))
+      return Tokenizer::from_hf_json(*json, g.path() + " (tokenizer.huggingface.json)");
+    const Value* merges = g.get_array("tokenizer.ggml.merges", kString);
+    if (merges == nullptr)
       throw InputError(g.path() +
-                       ": metadata 'tokenizer.ggml.model' is 'gpt2' (byte-level BPE), which is "
-                       "read only with its 'tokenizer.huggingface.json'; pass the model's "
-                       "tokenizer.json with --tokenizer");
-    return Tokenizer::from_hf_json(*json, g.path() + " (tokenizer.huggingface.json)");
+                       ": metadata 'tokenizer.ggml.model' is 'gpt2' but 'tokenizer.ggml.merges' "
+                       "is missing");
+    const Value* types = g.find("tokenizer.ggml.token_type");
+    const size_t n = tokens->items.size();
+    if (types != nullptr && (types->type != kArray || types->items.size() != n))
+      throw InputError(g.path() + ": metadata 'tokenizer.ggml.token_type' must be an array of " +
+                       std::to_string(n) + " integers");
+    std::vector<std::string> pieces, merge_list;
+    std::vector<int64_t> type_list;
+    for (size_t k = 0; k < n; ++k) {
+      pieces.push_back(tokens->items[k].s);
+      type_list.push_back(types ? g.as_int(types->items[k], "tokenizer.ggml.token_type") : 1);
+    }
+    for (const auto& m : merges->items)
+      merge_list.push_back(m.s);
+    auto id_of = [&](const char* key) -> int64_t {
+      const auto id = g.get_int(key);
+      return id && *id >= 0 && *id < static_cast<int64_t>(n) ? *id : -1;
+    };
+    return Tokenizer::from_gguf_bpe(
+        pieces, type_list, merge_list, g.get_string("tokenizer.ggml.pre").value_or("default"),
+        id_of("tokenizer.ggml.bos_token_id"), id_of("tokenizer.ggml.eos_token_id"),
+        g.get_bool("tokenizer.ggml.add_bos_token").value_or(false), g.path());
   }
   if (model && *model != "llama")
     throw InputError(g.path() + ": metadata 'tokenizer.ggml.model' is '" + *model +

@@ -388,8 +388,9 @@ GgufSaveReport save_gguf(const LlamaModelImpl& model, const Tokenizer* tokenizer
     for (const auto& [l, r] : tokenizer->merges())
       merges.push_back(l + " " + r);
     meta.str_array("tokenizer.ggml.merges", merges);
-    for (const auto& [name, text] : tokenizer->hf_files())
-      if (name == "tokenizer.json") meta.str("tokenizer.huggingface.json", text);
+    if (opts.embed_tokenizer_json)
+      for (const auto& [name, text] : tokenizer->hf_files())
+        if (name == "tokenizer.json") meta.str("tokenizer.huggingface.json", text);
   } else {
     meta.str("tokenizer.ggml.model", "llama");
     meta.str("tokenizer.ggml.pre", "default");

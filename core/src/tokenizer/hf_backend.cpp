@@ -1538,14 +1538,43 @@ void HfTokenizer::Impl::parse_post_processor(const json& j) {
   // ByteLevel and others add nothing around a single sequence.
 }
 
+// llama.cpp names pre-tokenizers by the regexes it reimplements (llama-vocab.cpp).
+const char* const kLlama3Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char* const kQwen2Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+json pre_tokenizer_for_llama_cpp(const std::string& name) {
+  auto byte_level = [](bool use_regex) {
+    return json{{"type", "ByteLevel"},
+                {"add_prefix_space", false},
+                {"trim_offsets", false},
+                {"use_regex", use_regex}};
+  };
+  auto split = [&](const char* regex) {
+    return json{{"type", "Sequence"},
+                {"pretokenizers",
+                 {json{{"type", "Split"},
+                       {"pattern", {{"Regex", regex}}},
+                       {"behavior", "Isolated"},
+                       {"invert", false}},
+                  byte_level(false)}}};
+  };
+  if (name == "llama-bpe" || name == "llama3") return split(kLlama3Regex);
+  if (name == "qwen2") return split(kQwen2Regex);
+  if (name == "gpt-2") return byte_level(true);
+  if (name == "smollm")
+    return json{{"type", "Sequence"},
+                {"pretokenizers",
+                 {json{{"type", "Digits"}, {"individual_digits", true}}, byte_level(true)}}};
+  return nullptr;
+}
+
 void HfTokenizer::Impl::derive_pre_name() {
-  // llama.cpp names pre-tokenizers by the regexes it reimplements (llama-vocab.cpp).
-  static const char* kLlama3 =
-      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-  static const char* kQwen2 =
-      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  const char* kLlama3 = kLlama3Regex;
+  const char* kQwen2 = kQwen2Regex;
   std::vector<const PreTokenizer*> steps;
   if (auto* seq = dynamic_cast<const SequencePreTokenizer*>(pre_tokenizer.get())) {
     for (const auto& p : seq->parts())

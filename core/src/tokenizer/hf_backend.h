@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace lorashear::detail {
 
 /// One entry of tokenizer.json's `added_tokens`.
@@ -70,5 +72,9 @@ class HfTokenizer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// The tokenizer.json `pre_tokenizer` object that llama.cpp's `tokenizer.ggml.pre` name stands for
+/// ("llama-bpe", "qwen2", "gpt-2", "smollm"); null for a name it does not know.
+nlohmann::json pre_tokenizer_for_llama_cpp(const std::string& name);
 
 }  // namespace lorashear::detail

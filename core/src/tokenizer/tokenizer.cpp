@@ -533,6 +533,66 @@ std::shared_ptr<Tokenizer> Tokenizer::from_hf_json_file(const std::string& path)
                       read_optional(dir / "generation_config.json"));
 }
 
+std::shared_ptr<Tokenizer> Tokenizer::from_gguf_bpe(const std::vector<std::string>& tokens,
+                                                    const std::vector<int64_t>& types,
+                                                    const std::vector<std::string>& merges,
+                                                    const std::string& pre, int64_t bos_id,
+                                                    int64_t eos_id, bool add_bos,
+                                                    const std::string& source) {
+  auto pre_tokenizer = detail::pre_tokenizer_for_llama_cpp(pre);
+  if (pre_tokenizer.is_null())
+    throw InputError(source + ": pre-tokenizer '" + pre +
+                     "' (tokenizer.ggml.pre) is not supported (supported: llama-bpe, qwen2, "
+                     "gpt-2, smollm); pass the model's tokenizer.json with --tokenizer");
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const int64_t type = id < types.size() ? types[id] : 1;
+    const bool control = type == static_cast<int64_t>(VocabEntry::Type::Control);
+    const bool user = type == static_cast<int64_t>(VocabEntry::Type::UserDefined);
+    if (control || user) {
+      added.push_back({{"id", id},
+                       {"content", tokens[id]},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", !control},
+                       {"special", control}});
+    } else if (type != static_cast<int64_t>(VocabEntry::Type::Unused)) {
+      vocab[tokens[id]] = id;
+    }
+  }
+  nlohmann::json j = {{"version", "1.0"},
+                      {"added_tokens", added},
+                      {"normalizer", nullptr},
+                      {"pre_tokenizer", pre_tokenizer},
+                      {"post_processor", nullptr},
+                      {"decoder",
+                       {{"type", "ByteLevel"},
+                        {"add_prefix_space", false},
+                        {"trim_offsets", false},
+                        {"use_regex", false}}},
+                      {"model",
+                       {{"type", "BPE"},
+                        {"dropout", nullptr},
+                        {"unk_token", nullptr},
+                        {"continuing_subword_prefix", ""},
+                        {"end_of_word_suffix", ""},
+                        {"fuse_unk", false},
+                        {"byte_fallback", false},
+                        {"ignore_merges", false},
+                        {"vocab", vocab},
+                        {"merges", merges}}}};
+  auto token = [&](int64_t id) {
+    return id >= 0 && id < static_cast<int64_t>(tokens.size()) ? nlohmann::json(tokens[id])
+                                                               : nlohmann::json();
+  };
+  const nlohmann::json config = {{"add_bos_token", add_bos && bos_id >= 0},
+                                 {"add_eos_token", false},
+                                 {"bos_token", token(bos_id)},
+                                 {"eos_token", token(eos_id)}};
+  return from_hf_json(j.dump(), source, config.dump());
+}
+
 std::shared_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& tokenizer_json,
                                                    const std::string& source,
                                                    const std::string& tokenizer_config,

@@ -56,6 +56,10 @@ std::vector<LoadTarget> load_targets(const ModelConfig& cfg);
 struct GgufSaveOptions {
   GgufDtype dtype = GgufDtype::F32;
   std::string name;  ///< general.name; empty = "lorashear"
+  /// Byte-level BPE: also store the whole tokenizer.json (`tokenizer.huggingface.json`), so the
+  /// file reads back with exactly the original tokenizer (normaliser included). Large for big
+  /// vocabularies (11 MB for Qwen3); without it the tokenizer is rebuilt as llama.cpp reads it.
+  bool embed_tokenizer_json = true;
 };
 
 /// What save_gguf wrote.

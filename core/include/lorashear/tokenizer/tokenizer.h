@@ -81,6 +81,18 @@ class Tokenizer {
   /// UTF-8 text → ids (bytes outside the vocabulary become byte pieces when the model has them).
   std::vector<int64_t> encode(const std::string& text, bool add_bos = false,
                               bool add_eos = false) const;
+  /// A byte-level BPE vocabulary as llama.cpp stores it in GGUF (`tokenizer.ggml.model = "gpt2"`):
+  /// tokens, their types (VocabEntry::Type values; Control → special added tokens, UserDefined →
+  /// added tokens), merges ("a b"), the pre-tokenizer by llama.cpp's name (llama-bpe, qwen2,
+  /// gpt-2, smollm), BOS/EOS ids (-1 = none) and whether BOS is added. Text is split as llama.cpp
+  /// splits it (no normaliser). Throws InputError naming `source` for an unknown pre-tokenizer.
+  static std::shared_ptr<Tokenizer> from_gguf_bpe(const std::vector<std::string>& tokens,
+                                                  const std::vector<int64_t>& types,
+                                                  const std::vector<std::string>& merges,
+                                                  const std::string& pre, int64_t bos_id,
+                                                  int64_t eos_id, bool add_bos,
+                                                  const std::string& source);
+
   /// The ids of encode(whole stream) delivered in pieces, reading about `window_bytes` at a time
   /// (no BOS/EOS). tokenizer.json: windows are cut where ids cannot change (see hf_backend.cpp),
   /// so memory stays about one window; SentencePiece reads the whole stream first. Returns the
