@@ -597,6 +597,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
       names[b + "attn_q.bias"] = {m + "self_attn.q_proj.bias", rope};
       names[b + "attn_k.bias"] = {m + "self_attn.k_proj.bias", rope};
       names[b + "attn_v.bias"] = {m + "self_attn.v_proj.bias", 0};
+      if (cfg.o_proj_bias()) names[b + "attn_output.bias"] = {m + "self_attn.o_proj.bias", 0};
     }
   }
   for (const auto& [gguf_name, target] : names)
