@@ -108,11 +108,11 @@ const Family kFamilies[] = {
          "attention_bias":true,
          "rope_scaling":{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":16}})",
      "F32", nullptr, 12},
-    {"mistral sliding window (context within it), gqa 4",
+    {"mistral sliding window (context beyond it), gqa 4",
      R"({"architectures":["MistralForCausalLM"],"model_type":"mistral","vocab_size":61,
          "hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,"num_attention_heads":4,
          "num_key_value_heads":1,"head_dim":null,"max_position_embeddings":128,
-         "rms_norm_eps":1e-5,"rope_theta":10000.0,"sliding_window":18,
+         "rms_norm_eps":1e-5,"rope_theta":10000.0,"sliding_window":7,
          "tie_word_embeddings":false,"hidden_act":"silu"})",
      "F32", nullptr, 12},
 };
@@ -249,21 +249,34 @@ class TestTransformersReference : public QObject {
     QCOMPARE(cfg.to_hf_json()["eos_token_id"], nlohmann::json({2, 3}));
   }
 
-  // Mistral: contexts longer than the sliding window are refused with the reason.
-  void slidingWindowRefusedBeyondIt() {
+  // Mistral's sliding window on the differentiable (blocked) path too: float64 weights, a prompt
+  // three windows long, against the reference.
+  void slidingWindowBlockedPath() {
     QTemporaryDir tmp;
     const QString dir = tmp.path() + "/model";
     const Family& mistral = kFamilies[std::size(kFamilies) - 1];
     QVERIFY(make_model(mistral, dir, 2));
-    auto loaded = load_model(dir.toStdString());
-    QCOMPARE(loaded.model->config().sliding_window, int64_t{18});
-    our_logits(*loaded.model, prompt_of(18));  // exactly the window: fine
-    try {
-      our_logits(*loaded.model, prompt_of(19));
-      QFAIL("a context beyond the sliding window was accepted");
-    } catch (const UsageError& e) {
-      QVERIFY2(QString(e.what()).contains("sliding window of 18"), e.what());
+    LoadOptions lo;
+    lo.model.dtype = torch::kFloat64;
+    auto loaded = load_model(dir.toStdString(), lo);
+    QCOMPARE(loaded.model->config().sliding_window, int64_t{7});
+    const auto ids = prompt_of(21);
+    const auto ref = reference_run(dir, ids, {}, 0);
+    QVERIFY2(ref.error.isEmpty(), qPrintable(ref.error));
+    const double diff = max_diff(our_logits(*loaded.model, ids), ref.logits);
+    // (RMSNorm statistics are float32 even for float64 weights.)
+    QVERIFY2(diff < 2e-6 * std::max(1.0, ref.logits.abs().max().item<double>()),
+             qPrintable(QString("max |logit diff| %1").arg(diff)));
+    // Without the window the logits differ: the test sees it.
+    auto cfg = loaded.model->config();
+    cfg.sliding_window = 0;
+    LlamaModel full(cfg, lo.model);
+    {
+      torch::NoGradGuard ng;
+      for (auto& [name, t] : full->state_dict())
+        t.copy_(loaded.model->parameter(name));
     }
+    QVERIFY(max_diff(our_logits(*full, ids), ref.logits) > 1e-3);
   }
 
   void pruned_data() {

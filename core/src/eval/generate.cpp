@@ -36,11 +36,10 @@ GenerateResult generate(LlamaModelImpl& model, const std::vector<int64_t>& promp
   if (opts.temperature < 0) throw UsageError("--temperature must not be negative");
   if (!(opts.top_p > 0.0 && opts.top_p <= 1.0)) throw UsageError("--top-p must be in (0, 1]");
   const auto& cfg = model.config();
-  // Dynamic RoPE scaling exists to run past max_position_embeddings; a sliding window caps the
-  // context the forward pass accepts.
-  int64_t context = cfg.rope_scaling.type == "dynamic" ? std::numeric_limits<int64_t>::max() / 4
-                                                       : cfg.max_position_embeddings;
-  if (cfg.sliding_window > 0) context = std::min(context, cfg.sliding_window);
+  // Dynamic RoPE scaling exists to run past max_position_embeddings.
+  const int64_t context = cfg.rope_scaling.type == "dynamic"
+                              ? std::numeric_limits<int64_t>::max() / 4
+                              : cfg.max_position_embeddings;
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   if (n_prompt >= context)
     throw UsageError("the prompt has " + std::to_string(n_prompt) +

@@ -52,22 +52,23 @@ void attention_rows(const AttentionArgs& a, int64_t b, int64_t kvh, int64_t t0, 
   for (int64_t j = 0; j < group; ++j) {
     const int64_t h = kvh * group + j;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = a.start + t + 1;  // visible keys
+      const int64_t n = a.start + t + 1;  // keys [s0, n) are visible
+      const int64_t s0 = a.window > 0 ? std::max<int64_t>(0, n - a.window) : 0;
       const float* q = a.q + b * a.q_sb + t * a.q_st + h * a.q_sh;
-      std::fill(p, p + n, 0.0f);
+      std::fill(p + s0, p + n, 0.0f);
       for (int64_t d = 0; d < D; ++d) {
         const float qd = q[d] * a.scale;
         const float* kd = kt + d * keys;
-        for (int64_t s = 0; s < n; ++s)
+        for (int64_t s = s0; s < n; ++s)
           p[s] += qd * kd[s];
       }
       float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
-      for (int64_t s = 0; s < n; ++s)
+      for (int64_t s = s0; s < n; ++s)
         m = p[s] > m ? p[s] : m;
       float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t s = 0; s < n; ++s) {
+      for (int64_t s = s0; s < n; ++s) {
         p[s] = exp_nonpositive(p[s] - m);
         sum += p[s];
       }
@@ -77,7 +78,7 @@ void attention_rows(const AttentionArgs& a, int64_t b, int64_t kvh, int64_t t0, 
         const float* vd = vt + d * keys;
         float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t s = 0; s < n; ++s)
+        for (int64_t s = s0; s < n; ++s)
           acc += p[s] * vd[s];
         o[d] = acc * inv;
       }

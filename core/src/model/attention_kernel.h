@@ -22,6 +22,7 @@ struct AttentionArgs {
   int64_t o_sb, o_st, o_sh;
   int64_t n_heads, n_kv_heads, head_dim, start;
   float scale;
+  int64_t window = 0;  ///< sliding window: position p sees keys (p - window, p]; 0 = all
 };
 
 /// Floats of scratch space `attention_rows` needs for `keys` keys.

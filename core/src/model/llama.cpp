@@ -165,6 +165,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer, const ModelO
   n_heads = d.n_heads;
   n_kv_heads = d.n_kv_heads;
   head_dim = cfg.head_dim;
+  sliding_window = cfg.sliding_window;
   const int64_t h = cfg.hidden_size;
   q_proj = register_module("q_proj", Linear(h, n_heads * head_dim, cfg.attention_bias, opts));
   k_proj = register_module("k_proj", Linear(h, n_kv_heads * head_dim, cfg.attention_bias, opts));
@@ -273,7 +274,8 @@ torch::Tensor AttentionImpl::fused_attention(const torch::Tensor& q, const torch
                           n_kv_heads,
                           head_dim,
                           start,
-                          static_cast<float>(scale)};
+                          static_cast<float>(scale),
+                          sliding_window};
   TORCH_CHECK(k.stride(3) == 1 && v.stride(3) == 1, "attention: head_dim must be contiguous");
   // Work units: (batch, kv head, chunk of query rows); later chunks see more keys, so chunks are
   // small enough for the threads to balance.
@@ -307,16 +309,19 @@ torch::Tensor AttentionImpl::blocked_attention(const torch::Tensor& q, const tor
   auto kb = k.permute({0, 2, 1, 3}).reshape({B * n_kv_heads, S, head_dim});
   auto vb = v.permute({0, 2, 1, 3}).reshape({B * n_kv_heads, S, head_dim});
   const bool low_precision = q.scalar_type() != torch::kFloat32;
-  // mask[i, s] hides key s from query start+i.
-  auto mask =
-      torch::full({T, S}, -std::numeric_limits<float>::infinity(), q.options()).triu(start + 1);
+  // mask[i, s] hides key s from query start+i: later keys, and with a sliding window W the keys
+  // s <= start + i - W.
+  const float inf = std::numeric_limits<float>::infinity();
+  auto mask = torch::full({T, S}, -inf, q.options()).triu(start + 1);
+  if (sliding_window > 0)
+    mask = mask + torch::full({T, S}, -inf, q.options()).tril(start - sliding_window);
   std::vector<torch::Tensor> blocks;
   for (int64_t t0 = 0; t0 < T; t0 += kQueryBlock) {
     const int64_t tb = std::min(kQueryBlock, T - t0);
     const int64_t keys = start + t0 + tb;  // causal: later keys are never visible to this block
     auto qb = qg.narrow(2, t0, tb).reshape({B * n_kv_heads, g * tb, head_dim});
     auto scores = torch::bmm(qb, kb.narrow(1, 0, keys).transpose(1, 2));
-    if (tb > 1) {
+    if (tb > 1 || sliding_window > 0) {
       scores =
           scores.view({B * n_kv_heads, g, tb, keys}) + mask.narrow(0, t0, tb).narrow(1, 0, keys);
       scores = scores.view({B * n_kv_heads, g * tb, keys});
@@ -435,13 +440,6 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
   if (cache && start + T > cache->capacity)
     throw UsageError("KV cache full: " + std::to_string(start + T) +
                      " positions needed, capacity " + std::to_string(cache->capacity));
-  if (cfg_.sliding_window > 0 && start + T > cfg_.sliding_window)
-    throw UsageError("a context of " + std::to_string(start + T) +
-                     " positions is longer than the model's sliding window of " +
-                     std::to_string(cfg_.sliding_window) +
-                     " (config.json sliding_window): sliding-window attention is not implemented, "
-                     "use a context of at most " +
-                     std::to_string(cfg_.sliding_window));
   auto [cos, sin] = rotary_.get(start, T, opts_.device, opts_.dtype);
   if (auto* rec = TraceRecorder::active()) rec->op("rotary", "model.rotary_emb", {}, {cos, sin});
   auto h = model->embed_tokens(tokens.to(opts_.device).contiguous());

@@ -83,8 +83,8 @@ struct ModelConfig {
   /// weights of head_dim values shared by all heads of the layer).
   bool qk_norm = false;
   RopeScaling rope_scaling;
-  /// Mistral `sliding_window`: each position sees at most this many keys (0 = unlimited).
-  /// Contexts up to the window are exact; longer ones are refused (not implemented).
+  /// Mistral `sliding_window`: each position sees at most this many keys, itself included
+  /// (0 = unlimited), as transformers masks them. The KV cache still keeps every position.
   int64_t sliding_window = 0;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;

@@ -114,6 +114,7 @@ class AttentionImpl : public TracedModule {
   /// Qwen3: RMSNorm over head_dim of every query / key head before RoPE; null otherwise.
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
+  int64_t sliding_window = 0;  ///< Mistral: each position sees this many keys at most (0 = all)
 
  private:
   // q [B, T, H, D], k/v [B, S, KV, D] (any strides, unit stride on D) → [B, T, H, D].
