@@ -245,8 +245,19 @@ class TestTransformersReference : public QObject {
     QCOMPARE(cfg.eos_token_ids, (std::vector<int64_t>{2, 3}));
     QCOMPARE(loaded.source_dtype, std::string("BF16"));
     QVERIFY(cfg.tie_word_embeddings);
-    // Generation stops at any of the EOS ids.
     QCOMPARE(cfg.to_hf_json()["eos_token_id"], nlohmann::json({2, 3}));
+    // Generation stops at any of the EOS ids: the model's list, or the caller's.
+    GenerateOptions go;
+    go.max_new_tokens = 6;
+    go.stop_at_eos = false;
+    const auto ids = prompt_of(12);
+    const auto free_run = generate(*loaded.model, ids, go).tokens;
+    QCOMPARE(free_run.size(), size_t(6));
+    go.stop_at_eos = true;
+    go.eos_ids = {free_run[2]};
+    const auto stopped = generate(*loaded.model, ids, go).tokens;
+    const auto first = std::find(free_run.begin(), free_run.end(), free_run[2]) - free_run.begin();
+    QCOMPARE(stopped, std::vector<int64_t>(free_run.begin(), free_run.begin() + first + 1));
   }
 
   // Mistral's sliding window on the differentiable (blocked) path too: float64 weights, a prompt

@@ -72,10 +72,7 @@ GenerateResult generate(LlamaModelImpl& model, const std::vector<int64_t>& promp
     result.tokens.push_back(next);
     if (on_token) on_token(next);
     task_report(ctx, "generate", static_cast<int64_t>(result.tokens.size()), opts.max_new_tokens);
-    if (opts.stop_at_eos &&
-        (next == cfg.eos_token_id || std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(),
-                                               next) != cfg.eos_token_ids.end()))
-      break;
+    if (opts.stop_at_eos && is_eos(next)) break;
     if (cache.length >= capacity) break;  // context full
     auto step = torch::full({1, 1}, next, torch::kLong);
     logits = model.forward(step, &cache).view({-1}).cpu();

@@ -92,7 +92,9 @@ std::vector<int64_t> parse_ranges(const std::string& text, const std::string& so
   return out;
 }
 
-RopeScaling read_rope_scaling(const nlohmann::json& r, const std::string& source) {
+}  // namespace
+
+RopeScaling parse_rope_scaling(const nlohmann::json& r, const std::string& source) {
   const std::string key = "rope_scaling";
   if (!r.is_object()) fail(source, key, "expected an object, found " + r.dump());
   RopeScaling out;
@@ -130,8 +132,6 @@ RopeScaling read_rope_scaling(const nlohmann::json& r, const std::string& source
   return out;
 }
 
-}  // namespace
-
 std::vector<int64_t> parse_index_ranges(const std::string& text, const std::string& source,
                                         const std::string& field) {
   return parse_ranges(text, source, field);
@@ -162,10 +162,6 @@ std::string ModelConfig::attention_features() const {
   for (const auto& s : f)
     out += (out.empty() ? "" : ", ") + s;
   return out;
-}
-
-RopeScaling parse_rope_scaling(const nlohmann::json& rope_scaling, const std::string& source) {
-  return read_rope_scaling(rope_scaling, source);
 }
 
 std::string format_index_ranges(const std::vector<int64_t>& v) {

@@ -149,7 +149,6 @@ std::pair<torch::Tensor, torch::Tensor> Rotary::get(int64_t start, int64_t len,
     int64_t cap = 256;
     while (cap < need)
       cap *= 2;
-    c10::InferenceMode normal_tensors(false);
     auto [c, s] = build(cap, 0);
     cos_ = c.to(device, dtype);
     sin_ = s.to(device, dtype);
