@@ -21,6 +21,7 @@ packages=(
   libpcre2-dev libicu-dev  # tokenizer.json: pre-tokenizer regexes, Unicode normalisation
   python3-numpy  # tests: the independent NumPy reader of exported Hugging Face folders
   python3-torch  # tests: the independent reference of the architectures (transformers' semantics)
+  python3-sentencepiece  # tests: the independent zero-shot task scorer tokenises with it
 )
 
 missing=()

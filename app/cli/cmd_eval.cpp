@@ -1,9 +1,13 @@
 // `lorashear eval ppl MODEL --text FILE`: perplexity with the windows-L protocol (LORASHEAR.md §6).
+// `lorashear eval tasks MODEL --tasks … --data …`: zero-shot accuracy (lm-eval-harness protocol).
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli_common.h"
+#include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
+#include "lorashear/eval/tasks.h"
 #include "lorashear/io/text.h"
 
 namespace lorashear::cli {
@@ -52,6 +56,85 @@ int run_ppl(const PplArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
+struct TasksArgs : ModelArgs {
+  std::vector<std::string> tasks, data;
+  int64_t limit = 0, batch = 64;
+  bool per_item = false;
+};
+
+void print_task_table(const std::vector<TaskResult>& results) {
+  std::printf("%-16s %7s %8s %8s %9s %8s %9s %8s\n", "task", "items", "acc", "±", "acc_norm", "±",
+              "truncated", "items/s");
+  for (const auto& r : results) {
+    std::printf("%-16s %7lld %8.4f %8.4f ", r.name.c_str(), static_cast<long long>(r.items), r.acc,
+                r.acc_stderr);
+    if (r.has_norm())
+      std::printf("%9.4f %8.4f", r.acc_norm, r.acc_norm_stderr);
+    else
+      std::printf("%9s %8s", "-", "");
+    std::printf(" %9lld %8.0f", static_cast<long long>(r.truncated), r.items_per_second());
+    if (r.format == TaskFormat::Lambada) std::printf("  ppl %.3f", r.ppl);
+    std::printf("\n");
+  }
+  if (results.size() > 1) {
+    const auto m = task_means(results);
+    std::printf("%-16s %7s %8.4f %8s %9.4f   (acc_norm where the task has it, else acc)\n",
+                ("mean of " + std::to_string(results.size())).c_str(), "", m.acc, "", m.headline);
+  }
+}
+
+int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
+  auto data = a.data;
+  if (data.empty()) {
+    if (const char* env = std::getenv("LORASHEAR_EVAL_DATA"); env != nullptr && *env != 0)
+      data.emplace_back(env);
+  }
+  if (data.empty())
+    throw UsageError(
+        "give the task files: --data DIR or --data FILE,… (or set LORASHEAR_EVAL_DATA)");
+  // Check the task list before the model is loaded: a typo should not cost a load.
+  const auto files = resolve_task_files(a.tasks, data);
+  for (const auto& f : files)
+    (void)load_task(f.name, f.path);
+  auto loaded = load_model_for_cli(a, global, true);
+  TaskEvalOptions opts;
+  opts.limit = a.limit;
+  opts.batch = a.batch;
+  ProgressBar bar(global);
+  auto ctx = bar.context();
+  std::vector<TaskResult> done;
+  const auto protocol = task_protocol(*loaded.model, *loaded.tokenizer);
+  try {
+    evaluate_tasks(*loaded.model, *loaded.tokenizer, files, opts, &ctx,
+                   [&](const TaskResult& r) { done.push_back(r); });
+  } catch (const CancelledError&) {
+    bar.finish();
+    // What was finished is still worth printing; say what is missing.
+    if (!done.empty()) print_task_table(done);
+    std::string missing;
+    for (size_t i = done.size(); i < files.size(); ++i)
+      missing += (missing.empty() ? "" : ", ") + files[i].name;
+    std::cerr << "cancelled before " << missing << " finished\n";
+    throw;
+  }
+  bar.finish();
+  if (global.json) {
+    nlohmann::json tasks = nlohmann::json::array();
+    for (const auto& r : done)
+      tasks.push_back(to_json(r, a.per_item));
+    const auto m = task_means(done);
+    print_json({{"model", a.model},
+                {"protocol", protocol},
+                {"tasks", tasks},
+                {"mean_acc", m.acc},
+                {"mean_headline", m.headline}});
+  } else {
+    print_task_table(done);
+    std::printf("protocol: %s\n", protocol.c_str());
+  }
+  return 0;
+}
+
 const Register reg([](CLI::App& parent, GlobalOptions& global) {
   auto* eval = parent.add_subcommand("eval", "Evaluate a model");
   eval->require_subcommand(1);
@@ -75,8 +158,38 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   ppl->add_option("--batch", a->batch, "Windows per forward pass")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
       ->capture_default_str();
-  // `eval` itself does nothing; the chosen `ppl` runs. Report `eval` as the parsed command.
-  return Command{eval, [a, &global] { return run_ppl(*a, global); }};
+
+  auto* tasks = eval->add_subcommand(
+      "tasks",
+      "Zero-shot accuracy (lm-eval-harness loglikelihood): per task acc and acc_norm with "
+      "standard errors, the mean, the protocol");
+  auto t = std::make_shared<TasksArgs>();
+  add_model_arguments(tasks, *t);
+  std::string known;
+  for (const auto& k : known_tasks())
+    known += (known.empty() ? "" : ",") + k;
+  tasks
+      ->add_option(
+          "--tasks", t->tasks,
+          "Tasks, comma-separated: " + known + " (default: every task with a file in --data)")
+      ->delimiter(',');
+  tasks
+      ->add_option("--data", t->data,
+                   "Directories and task files, comma-separated (JSONL {query,choices,gold}, "
+                   "{context_options,continuation,gold}, {context,continuation}, or llama.cpp's "
+                   "HellaSwag text); default $LORASHEAR_EVAL_DATA")
+      ->delimiter(',');
+  tasks->add_option("--limit", t->limit, "Score only the first N items of each task (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  tasks->add_option("--batch", t->batch, "Sequences per forward pass")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
+  tasks->add_flag("--per-item", t->per_item, "With --json: each item's prediction and lls");
+  // `eval` itself does nothing; the chosen subcommand runs. Report `eval` as the parsed command.
+  return Command{eval, [a, t, ppl, tasks, &global] {
+                   if (tasks->parsed()) return run_tasks(*t, global);
+                   return run_ppl(*a, global);
+                 }};
 });
 
 }  // namespace

@@ -47,6 +47,15 @@ std::string runtime_description() {
          std::to_string(torch::get_num_threads()) + " LibTorch intra-op thread(s)";
 }
 
+WorkerThreadsScope::WorkerThreadsScope() {
+  if (auto set_blas = openblas_setter()) set_blas(1);
+  torch::set_num_threads(1);
+}
+
+WorkerThreadsScope::~WorkerThreadsScope() {
+  init_runtime(g_threads);
+}
+
 std::string version() {
   return LORASHEAR_VERSION;
 }

@@ -16,6 +16,18 @@ int runtime_threads();
 /// One line, e.g. "2 BLAS threads (OpenBLAS), 1 LibTorch intra-op thread(s)".
 std::string runtime_description();
 
+/// While alive, the engine's work is spread over `workers` threads of its own (each running whole
+/// forward passes, as task scoring does for small models, where one pass is too little work to
+/// split): OpenBLAS and LibTorch run one thread each inside them. Restores init_runtime's settings.
+/// Not nestable; create it on the thread that called init_runtime.
+class WorkerThreadsScope {
+ public:
+  WorkerThreadsScope();
+  ~WorkerThreadsScope();
+  WorkerThreadsScope(const WorkerThreadsScope&) = delete;
+  WorkerThreadsScope& operator=(const WorkerThreadsScope&) = delete;
+};
+
 /// Library version string, e.g. "0.1.0".
 std::string version();
 

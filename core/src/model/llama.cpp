@@ -465,6 +465,10 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, KVCache* cach
   return logits(hidden_states(tokens, cache));
 }
 
+void LlamaModelImpl::reserve_positions(int64_t positions) {
+  if (positions > 0) rotary_.get(0, positions, opts_.device, opts_.dtype);
+}
+
 KVCache LlamaModelImpl::make_cache(int64_t batch, int64_t capacity) const {
   KVCache c;
   c.capacity = capacity;

@@ -168,6 +168,11 @@ class LlamaModelImpl : public torch::nn::Module {
   /// hidden [.., hidden] → logits [.., vocab] in float32.
   torch::Tensor logits(const torch::Tensor& hidden);
 
+  /// Makes the rotary tables cover `positions` positions now, so that forwards within them only
+  /// read shared state: concurrent forwards from several threads (each in InferenceMode) are
+  /// then safe. Call in InferenceMode.
+  void reserve_positions(int64_t positions);
+
   /// Fresh cache for `batch` sequences of at most `capacity` positions.
   KVCache make_cache(int64_t batch, int64_t capacity) const;
 
