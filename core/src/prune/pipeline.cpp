@@ -73,6 +73,16 @@ std::vector<std::string> load_target_texts(const ModelConfig& cfg) {
 
 }  // namespace
 
+TextSplit split_text(const Tokenizer& tokenizer, const std::string& text_path, double holdout) {
+  TextSplit t;
+  t.all = tokenizer.encode(read_text_corpus(text_path));
+  const auto split =
+      static_cast<size_t>(std::llround(static_cast<double>(t.all.size()) * (1 - holdout)));
+  t.train.assign(t.all.begin(), t.all.begin() + static_cast<long>(split));
+  t.heldout.assign(t.all.begin() + static_cast<long>(split), t.all.end());
+  return t;
+}
+
 nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
                            const TaskContext* ctx,
                            const std::function<void(const LhspgMetrics&)>& on_step,
@@ -94,11 +104,11 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
 
   // Data: the text's tokens, the last `holdout` of them kept for perplexity.
   task_report(ctx, "data", 0, 1, "tokenising " + text_path);
-  const auto tokens = loaded.tokenizer->encode(read_text_corpus(text_path));
-  const auto split =
-      static_cast<size_t>(std::llround(static_cast<double>(tokens.size()) * (1 - o.holdout)));
-  std::vector<int64_t> train(tokens.begin(), tokens.begin() + static_cast<long>(split));
-  std::vector<int64_t> heldout(tokens.begin() + static_cast<long>(split), tokens.end());
+  auto text = split_text(*loaded.tokenizer, text_path, o.holdout);
+  const auto& tokens = text.all;
+  const size_t split = text.train.size();
+  auto& train = text.train;
+  const auto& heldout = text.heldout;
   if (static_cast<int64_t>(heldout.size()) < o.seq_len)
     throw InputError(text_path + " is too short: its held-out part has " +
                      std::to_string(heldout.size()) + " tokens, fewer than one window of " +
@@ -109,7 +119,11 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
   popt.seq_len = o.seq_len;
   popt.max_windows = o.eval_windows;
   model.eval();
-  const auto ppl_before = perplexity(model, heldout, popt, ctx);
+  PerplexityResult ppl_before;
+  if (o.dense_ppl > 0)
+    ppl_before.ppl = o.dense_ppl;
+  else
+    ppl_before = perplexity(model, heldout, popt, ctx);
   const ModelConfig cfg_before = model.config();
   const int64_t params_before = model.num_parameters();
 

@@ -31,6 +31,9 @@ struct PruneOptions {
   int64_t seq_len = 128;     ///< training windows and the perplexity protocol (windows-L)
   double holdout = 0.1;      ///< fraction of the text's tokens, at its end, kept for perplexity
   int64_t eval_windows = 0;  ///< 0 = every held-out window
+  /// > 0: the dense model's held-out perplexity under exactly these text / seq_len / holdout /
+  /// eval_windows settings, measured before (a sweep measures it once for all its runs).
+  double dense_ppl = 0.0;
   uint64_t seed = 0;
   std::string out_dir;
   bool overwrite = false;
@@ -56,6 +59,12 @@ struct PruneOptions {
   /// Throws UsageError naming the option.
   void validate() const;
 };
+
+/// The text's tokens split as prune_model splits them: the last `holdout` fraction is held out.
+struct TextSplit {
+  std::vector<int64_t> all, train, heldout;
+};
+TextSplit split_text(const Tokenizer& tokenizer, const std::string& text_path, double holdout);
 
 /// Prunes `loaded` (its model is modified: adapters attached, groups zeroed) and writes the pruned
 /// model with its tokenizer to `options.out_dir`, plus `pruning_report.json` (also returned):
