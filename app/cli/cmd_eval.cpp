@@ -78,8 +78,10 @@ void print_task_table(const std::vector<TaskResult>& results) {
   }
   if (results.size() > 1) {
     const auto m = task_means(results);
-    std::printf("%-16s %7s %8.4f %8s %9.4f   (acc_norm where the task has it, else acc)\n",
-                ("mean of " + std::to_string(results.size())).c_str(), "", m.acc, "", m.headline);
+    std::printf(
+        "%-16s %7s %8.4f %8s %9.4f   (headline: acc_norm where lm-eval-harness reports it, else "
+        "acc)\n",
+        ("mean of " + std::to_string(results.size())).c_str(), "", m.acc, "", m.headline);
   }
 }
 

@@ -166,6 +166,10 @@ class TestTasks : public QObject {
     QCOMPARE(arc.items[1].continuations[2], std::string("e"));
     QCOMPARE(arc.items[1].line, int64_t(3));
     QCOMPARE(arc.items[0].gold, int64_t(1));
+    QVERIFY(!arc.headline_acc);  // ARC's paper figure is acc_norm, BoolQ's is acc
+    const auto boolq = write_file(
+        dir_, "boolq.jsonl", R"({"query": "Passage: p", "choices": ["no", "yes"], "gold": 1})");
+    QVERIFY(load_task("boolq", boolq).headline_acc);
     auto obqa = load_task(
         "openbook_qa",
         write_file(dir_, "o.jsonl", R"({"query": "Fog is", "choices": ["x", "y"], "gold": 0})"));

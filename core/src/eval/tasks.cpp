@@ -38,14 +38,15 @@ namespace {
 struct KnownTask {
   const char* name;
   std::vector<const char*> stems;
-  bool answer_template;  ///< query + "\nAnswer:" (lm-eval-harness ARC, BoolQ, PIQA)
+  bool answer_template;   ///< query + "\nAnswer:" (lm-eval-harness ARC, BoolQ, PIQA)
+  bool acc_only = false;  ///< lm-eval-harness reports acc alone (BoolQ): the headline is acc
 };
 
 const std::vector<KnownTask>& task_table() {
   static const std::vector<KnownTask> table = {
       {"arc_easy", {"arc_easy", "arc-easy"}, true},
       {"arc_challenge", {"arc_challenge", "arc-challenge"}, true},
-      {"boolq", {"boolq"}, true},
+      {"boolq", {"boolq"}, true, true},
       {"piqa", {"piqa"}, true},
       {"hellaswag", {"hellaswag", "hellaswag_val_full"}, false},
       {"winogrande", {"winogrande", "winogrande_debiased"}, false},
@@ -361,6 +362,7 @@ TaskData load_task(const std::string& name, const std::string& path) {
   task.name = known ? known->name : name;
   task.path = path;
   const bool answer = known != nullptr && known->answer_template;
+  task.headline_acc = known != nullptr && known->acc_only;
   size_t first = 0;
   while (first < lines.size() && lines[first].find_first_not_of(" \t") == std::string::npos)
     ++first;
@@ -582,6 +584,7 @@ TaskResult evaluate_task(LlamaModelImpl& model, const Tokenizer& tokenizer, cons
   r.path = task.path;
   r.format = task.format;
   r.template_note = task.template_note;
+  r.headline_acc = task.headline_acc;
   r.items = n_items;
 
   std::vector<Request> reqs;
@@ -715,6 +718,8 @@ nlohmann::json to_json(const TaskResult& r, bool per_item) {
             {"acc_norm", r.has_norm() ? json(r.acc_norm) : json(nullptr)},
             {"acc_norm_stderr", r.has_norm() ? json(r.acc_norm_stderr) : json(nullptr)},
             {"ppl", r.format == TaskFormat::Lambada ? json(r.ppl) : json(nullptr)},
+            {"headline", r.headline()},
+            {"headline_metric", r.has_norm() && !r.headline_acc ? "acc_norm" : "acc"},
             {"seconds", r.seconds},
             {"items_per_second", r.items_per_second()}};
   if (per_item) {

@@ -377,7 +377,8 @@ std::string sweep_markdown(const json& results) {
       row(r["method"].get<std::string>() + " (" + status + ")", ratio, json::object());
     }
   }
-  s << "\nTasks: acc_norm where the task has it, else acc, in %. PPL: "
+  s << "\nTasks: acc_norm where lm-eval-harness reports it (not BoolQ, WinoGrande), else acc, in "
+       "%. PPL: "
     << results.value("dense", json::object()).value("ppl_protocol", std::string("held-out"))
     << ". Speed-ups: pruned over dense tokens/s, median of alternating repetitions.\n";
   return s.str();

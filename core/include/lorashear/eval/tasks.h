@@ -47,6 +47,7 @@ struct TaskData {
   std::string path;
   TaskFormat format = TaskFormat::MultipleChoice;
   std::string template_note;  ///< how the context was formed, e.g. query + "\nAnswer:"
+  bool headline_acc = false;  ///< the papers' figure is acc even with acc_norm (BoolQ)
   std::vector<TaskItem> items;
 };
 
@@ -98,8 +99,10 @@ struct TaskResult {
   std::vector<int64_t> predictions;      ///< argmax ll per item (Lambada: 1 = greedy match)
   std::vector<std::vector<double>> lls;  ///< ll of each request, per item
   bool has_norm() const { return correct_norm >= 0; }
-  /// The figure a paper table shows: acc_norm where the format has it, else acc.
-  double headline() const { return has_norm() ? acc_norm : acc; }
+  bool headline_acc = false;
+  /// The figure a paper table shows: acc_norm where lm-eval-harness reports it (multiple choice
+  /// and HellaSwag, not BoolQ), else acc.
+  double headline() const { return has_norm() && !headline_acc ? acc_norm : acc; }
   double items_per_second() const { return seconds > 0 ? items / seconds : 0.0; }
 };
 
@@ -122,7 +125,7 @@ std::vector<TaskResult> evaluate_tasks(
     const TaskEvalOptions& options, const TaskContext* ctx = nullptr,
     const std::function<void(const TaskResult&)>& on_result = {});
 
-/// Mean over tasks of acc, and of headline() (acc_norm where present, else acc).
+/// Mean over tasks of acc, and of headline().
 struct TaskMeans {
   double acc = 0.0, headline = 0.0;
 };
