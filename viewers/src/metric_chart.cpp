@@ -156,6 +156,10 @@ void MetricChart::append(const QString& name, const QList<QPointF>& points,
   if (!redraw_.isActive()) redraw_.start();
 }
 
+void MetricChart::setValueTitle(const QString& title) {
+  y_->setTitleText(title);
+}
+
 void MetricChart::setWallTime(bool wall) {
   if (wall == wall_) return;
   wall_ = wall;
@@ -206,6 +210,9 @@ void MetricChart::redraw() {
       y_max_ > y_min_ ? (y_max_ - y_min_) * 0.05 : std::max(1e-9, std::abs(y_max_) * 0.05);
   // Counts, losses and rates never go below zero: no negative axis for them.
   y_->setRange(y_min_ >= 0 ? std::max(0.0, y_min_ - pad) : y_min_ - pad, y_max_ + pad);
+  // Counts and rates in the thousands as whole numbers ("1536", not "1.54e+03").
+  const double top = std::max(std::abs(y_min_), std::abs(y_max_));
+  y_->setLabelFormat(top >= 1000 && top < 1e7 ? "%.0f" : "%.3g");
 }
 
 int MetricChart::pointCount(const QString& name) const {

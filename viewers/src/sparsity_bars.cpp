@@ -28,7 +28,9 @@ SparsityBars::SparsityBars(QWidget* parent) : QChartView(parent) {
   series->append(mlp_);
   chart->addSeries(series);
   x_ = new QBarCategoryAxis;
+  x_->setTitleText(tr("layer"));
   auto* y = new QValueAxis;
+  y->setTitleText(tr("fraction"));
   y->setRange(0, 1);
   y->setLabelFormat("%.1f");
   chart->addAxis(x_, Qt::AlignBottom);

@@ -34,6 +34,8 @@ class MetricChart : public QChartView {
   void removeAllSeries();
   /// Points (step, value); `seconds`: the wall-clock time of each point (empty: the step).
   void append(const QString& name, const QList<QPointF>& points, const QList<double>& seconds = {});
+  /// The y-axis title: what the values are ("loss", "tokens/s").
+  void setValueTitle(const QString& title);
   /// The x-axis: steps (default) or seconds since the run started.
   void setWallTime(bool wall);
   bool wallTime() const { return wall_; }
