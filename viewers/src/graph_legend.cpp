@@ -49,6 +49,8 @@ QSize GraphLegend::sizeHint() const {
   const QFontMetrics fm(font());
   if (scale_)
     return {std::max(kRampWidth, fm.horizontalAdvance(title_)) + 2 * kPad, 3 * kRow + kPad};
+  if (kinds_.empty())
+    return {fm.horizontalAdvance(tr("expand a layer")) + 3 * kPad, kRow + 2 * kPad};
   int width = 0;
   for (const auto& [name, colour] : kinds_)
     width = std::max(width, fm.horizontalAdvance(name));
