@@ -9,9 +9,14 @@
 #include <QLineEdit>
 #include <QLocale>
 #include <QPushButton>
+#include <QResizeEvent>
 #include <QSplitter>
+#include <QStyle>
 #include <QTableWidget>
+#include <QToolButton>
 #include <QVBoxLayout>
+
+#include <algorithm>
 
 #include "lorashear/model/config.h"
 #include "lorashear/ui/engine.h"
@@ -51,44 +56,122 @@ QString change(double before, double after) {
       .arg(100.0 * (after / before - 1.0), 0, 'f', 1);
 }
 
+// The figures beside the node groups where both fit at their contents' width, above them
+// otherwise, where the figures take the height of their rows and the node groups the rest. The
+// splitter stays where the user drags it until the orientation or the contents change.
+class ComparisonView : public QWidget {
+ public:
+  ComparisonView(QLabel* header, QTableWidget* figures, QTableWidget* groups)
+      : figures_(figures), groups_(groups) {
+    setObjectName("comparison");
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(4, 4, 4, 4);
+    layout->addWidget(header);
+    split_ = new QSplitter(Qt::Horizontal);
+    split_->addWidget(figures);
+    split_->addWidget(groups);
+    split_->setStretchFactor(0, 0);
+    split_->setStretchFactor(1, 1);
+    split_->setChildrenCollapsible(false);
+    layout->addWidget(split_, 1);
+  }
+
+  /// Chooses the orientation and the split again (after new contents).
+  void fit(bool contents_changed) {
+    const int figures = wantedWidth(figures_), groups = wantedWidth(groups_);
+    const int room = split_->width() > 0 ? split_->width() : width();
+    const auto orientation =
+        room >= figures + groups + split_->handleWidth() ? Qt::Horizontal : Qt::Vertical;
+    if (orientation == split_->orientation() && !contents_changed) return;
+    split_->setOrientation(orientation);
+    if (orientation == Qt::Horizontal)
+      split_->setSizes({figures, std::max(groups, room - figures)});
+    else
+      split_->setSizes({wantedHeight(figures_), std::max(1, split_->height())});
+  }
+
+ protected:
+  void resizeEvent(QResizeEvent* event) override {
+    QWidget::resizeEvent(event);
+    fit(false);
+  }
+
+ private:
+  // The width that shows every column at its contents (a long last column, the removed indices,
+  // counts up to 240 px: it is stretched, and the full text is in its tool tip).
+  static int wantedWidth(QTableWidget* table) {
+    auto* view = static_cast<QAbstractItemView*>(table);
+    int width = 2 * table->frameWidth() + table->style()->pixelMetric(QStyle::PM_ScrollBarExtent);
+    for (int c = 0; c < table->columnCount(); ++c) {
+      const int column =
+          std::max(table->horizontalHeader()->sectionSizeHint(c), view->sizeHintForColumn(c));
+      width += c + 1 == table->columnCount() ? std::min(column, 240) : column;
+    }
+    return width;
+  }
+
+  static int wantedHeight(QTableWidget* table) {
+    return 2 * table->frameWidth() + table->horizontalHeader()->sizeHint().height() +
+           table->verticalHeader()->length() +
+           table->style()->pixelMetric(QStyle::PM_ScrollBarExtent);
+  }
+
+  QTableWidget* figures_;
+  QTableWidget* groups_;
+  QSplitter* split_ = nullptr;
+};
+
 }  // namespace
 
 ComparePanel::ComparePanel(Engine* engine, QWidget* parent) : QWidget(parent), engine_(engine) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(2, 2, 2, 2);
   auto* form = new QFormLayout;
-  auto path_row = [](QLineEdit* edit, std::initializer_list<QPushButton*> buttons) {
+  form->setRowWrapPolicy(QFormLayout::WrapAllRows);  // a narrow dock: the paths get its width
+  auto path_row = [](QLineEdit* edit, std::initializer_list<QAbstractButton*> buttons) {
     auto* row = new QHBoxLayout;
     row->addWidget(edit, 1);
     for (auto* b : buttons)
       row->addWidget(b);
     return row;
   };
+  auto tool = [](const QString& text, const QString& tip) {
+    auto* button = new QToolButton;
+    button->setText(text);
+    button->setToolTip(tip);
+    return button;
+  };
   other_ = new QLineEdit;
   other_->setPlaceholderText(tr("the dense (or pruned) model to compare the open one with"));
-  auto* other_file = new QPushButton(tr("File…"));
-  auto* other_folder = new QPushButton(tr("Folder…"));
+  auto* other_file = tool(tr("File…"), tr("A model file"));
+  auto* other_folder = tool(tr("Folder…"), tr("A Hugging Face model folder"));
   form->addRow(tr("Compare with"), path_row(other_, {other_file, other_folder}));
   text_ = new QLineEdit;
   text_->setPlaceholderText(tr("text for the perplexity (optional; up to 200 windows of 128)"));
-  auto* text_browse = new QPushButton(tr("…"));
+  auto* text_browse = tool(tr("…"), tr("Choose…"));
+  form->addRow(tr("Text"), path_row(text_, {text_browse}));
   compare_ = new QPushButton(tr("Compare"));
-  form->addRow(tr("Text"), path_row(text_, {text_browse, compare_}));
+  auto* buttons = new QHBoxLayout;
+  buttons->addStretch(1);
+  buttons->addWidget(compare_);
+  form->addRow(buttons);
   layout->addLayout(form);
-  header_ = new QLabel;
-  header_->setWordWrap(true);
-  header_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  layout->addWidget(header_);
   message_ = new QLabel;
   message_->setWordWrap(true);
   layout->addWidget(message_);
+  layout->addStretch(1);
 
+  header_ = new QLabel;
+  header_->setWordWrap(true);
+  header_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   figures_ = new QTableWidget(0, 4);
+  figures_->setObjectName("comparisonFigures");
   figures_->setHorizontalHeaderLabels({tr(""), tr("Dense"), tr("Pruned"), tr("Change")});
   figures_->verticalHeader()->hide();
   figures_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
   figures_->horizontalHeader()->setStretchLastSection(true);
   groups_ = new QTableWidget(0, 6);
+  groups_->setObjectName("comparisonGroups");
   groups_->setHorizontalHeaderLabels({tr("Node group"), tr("Kind"), tr("Before"), tr("After"),
                                       tr("Removed"), tr("Removed (original indices)")});
   groups_->verticalHeader()->hide();
@@ -96,12 +179,7 @@ ComparePanel::ComparePanel(Engine* engine, QWidget* parent) : QWidget(parent), e
   groups_->horizontalHeader()->setStretchLastSection(true);
   groups_->setSelectionBehavior(QAbstractItemView::SelectRows);
   groups_->setToolTip(tr("Double-click a node group to show it in the graph"));
-  auto* split = new QSplitter(Qt::Horizontal);
-  split->addWidget(figures_);
-  split->addWidget(groups_);
-  split->setStretchFactor(0, 2);
-  split->setStretchFactor(1, 3);
-  layout->addWidget(split, 1);
+  results_ = new ComparisonView(header_, figures_, groups_);
 
   connect(other_file, &QPushButton::clicked, this, [this] {
     const auto path =
@@ -132,6 +210,10 @@ ComparePanel::ComparePanel(Engine* engine, QWidget* parent) : QWidget(parent), e
     if (auto* item = groups_->item(row, 0)) emit nodeGroupActivated(item->text());
   });
   render();
+}
+
+ComparePanel::~ComparePanel() {
+  delete results_;  // null when the window that showed it went first
 }
 
 void ComparePanel::setOtherModel(const QString& path) {
@@ -177,8 +259,8 @@ void ComparePanel::render() {
   groups_->setRowCount(0);
   if (c.empty()) {
     header_->setText(engine_->document()
-                         ? tr("Choose a model to compare the open one with (after a run: the "
-                              "model it started from).")
+                         ? tr("No comparison yet: choose a model to compare the open one with "
+                              "in the Compare panel (after a run, the model it started from).")
                          : QString());
     return;
   }
@@ -233,6 +315,7 @@ void ComparePanel::render() {
   // Model order first; a click on a header sorts.
   groups_->horizontalHeader()->setSortIndicator(-1, Qt::AscendingOrder);
   groups_->setSortingEnabled(true);
+  static_cast<ComparisonView*>(results_.data())->fit(true);
 }
 
 }  // namespace lorashear

@@ -23,6 +23,7 @@
 #include <QSettings>
 #include <QStatusBar>
 #include <QStringListModel>
+#include <QTabWidget>
 #include <QThreadPool>
 #include <QTimer>
 #include <QToolBar>
@@ -54,6 +55,8 @@ namespace lorashear {
 namespace {
 
 constexpr int kMaxRecent = 10;
+// saveState()'s version: a state saved by a layout without the central tabs (0) is ignored.
+constexpr int kStateVersion = 1;
 constexpr int64_t kExpandedByDefault = 4;  // models with at most this many layers open expanded
 
 qint64 now_ns() {
@@ -105,9 +108,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   engine_ = new Engine(this);
   layouts_ = new LayoutCache(this);
 
+  // What needs room shares the middle as tabs: the graph, and (from buildDocks) a run's dashboard
+  // and a comparison's tables; the docks keep the forms that drive them.
+  tabs_ = new QTabWidget;
+  tabs_->setObjectName("centralTabs");
+  tabs_->setDocumentMode(true);
+  setCentralWidget(tabs_);
   view_ = new GraphView;
   view_->setObjectName("graphView");
-  setCentralWidget(view_);
+  tabs_->addTab(view_, tr("Graph"));
   overview_ = new GraphOverview(view_, view_);
   overview_->setObjectName("overview");
   legend_ = new GraphLegend(view_);
@@ -185,7 +194,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   resizeDocks({inspector_dock}, {330}, Qt::Horizontal);
   resizeDocks({log_dock}, {220}, Qt::Vertical);
   restoreGeometry(settings.value("window/geometry").toByteArray());
-  restoreState(settings.value("window/state").toByteArray());
+  restoreState(settings.value("window/state").toByteArray(), kStateVersion);
   setTheme(settings.value("theme", "light").toString());
   updateRecentMenu();
   placeOverlays();
@@ -249,27 +258,41 @@ void MainWindow::buildDocks() {
   tabifyDockWidget(summary_dock, tree_dock);
   tree_dock->raise();
 
+  // The run and comparison forms are tall and narrow: on the right, beside the plan (bottom) a run
+  // is set up with. (The bottom keeps the full width: the plan needs it.)
   inspector_ = new Inspector;
-  dock(tr("Inspector"), "inspectorDock", inspector_, Qt::RightDockWidgetArea);
+  auto* inspector_dock =
+      dock(tr("Inspector"), "inspectorDock", inspector_, Qt::RightDockWidgetArea);
   log_ = new LogView;
   auto* log_dock = dock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
   plan_ = new PlanEditor;
   auto* plan_dock = dock(tr("Plan"), "planDock", plan_, Qt::BottomDockWidgetArea);
   tabifyDockWidget(log_dock, plan_dock);
-  run_ = new RunPanel(engine_, plan_->model());
-  auto* run_dock = dock(tr("Run"), "runDock", run_, Qt::BottomDockWidgetArea);
-  tabifyDockWidget(plan_dock, run_dock);
-  compare_ = new ComparePanel(engine_);
-  auto* compare_dock = dock(tr("Compare"), "compareDock", compare_, Qt::BottomDockWidgetArea);
-  tabifyDockWidget(run_dock, compare_dock);
   log_dock->raise();
+  run_ = new RunPanel(engine_, plan_->model());
+  auto* run_dock = dock(tr("Run"), "runDock", run_, Qt::RightDockWidgetArea);
+  tabifyDockWidget(inspector_dock, run_dock);
+  compare_ = new ComparePanel(engine_);
+  auto* compare_dock = dock(tr("Compare"), "compareDock", compare_, Qt::RightDockWidgetArea);
+  tabifyDockWidget(run_dock, compare_dock);
+  inspector_dock->raise();
+  tabs_->addTab(run_->dashboard(), tr("Dashboard"));
+  tabs_->addTab(compare_->results(), tr("Compare"));
+  // The overlays sit in the view's corners: placed again once the view is shown at its size.
+  connect(tabs_, &QTabWidget::currentChanged, this, [this] {
+    if (tabs_->currentWidget() == view_) QTimer::singleShot(0, this, &MainWindow::placeOverlays);
+  });
   connect(compare_, &ComparePanel::nodeGroupActivated, this, [this](const QString& id) {
     if (const auto doc = document()) selectNodeGroup(doc->deps.find_node_group(id.toStdString()));
   });
-  // The graph shows what a comparison removed.
-  connect(engine_, &Engine::comparisonChanged, this, [this] { setOverlay("removed"); });
+  // A comparison shows its tables; the graph shows what it removed.
+  connect(engine_, &Engine::comparisonChanged, this, [this] {
+    tabs_->setCurrentWidget(compare_->results());
+    setOverlay("removed");
+  });
   // A run is recorded while it goes, so that a restart can offer to resume it.
   connect(run_, &RunPanel::runStarted, this, [this] {
+    tabs_->setCurrentWidget(run_->dashboard());
     // The model the run starts from is what its result is compared with.
     compare_->setOtherModel(documentPath());
     compare_->setTextPath(run_->settings().text);
@@ -361,6 +384,9 @@ void MainWindow::buildActions() {
   show_overview->setCheckable(true);
   show_overview->setChecked(true);
   connect(show_overview, &QAction::toggled, overview_, &QWidget::setVisible);
+  // Acting on the graph shows it (the actions reach the view from any tab).
+  for (auto* a : {expand, collapse, fit, zoom_in, zoom_out, show_overview})
+    connect(a, &QAction::triggered, this, [this] { tabs_->setCurrentWidget(view_); });
   graph->addAction(expand);
   graph->addAction(collapse);
   graph->addAction(fit);
@@ -373,6 +399,7 @@ void MainWindow::buildActions() {
   graph->addWidget(overlay_);
   connect(overlay_, &QComboBox::currentIndexChanged, this,
           [this] { setOverlay(overlay_->currentData().toString()); });
+  connect(overlay_, &QComboBox::activated, this, [this] { tabs_->setCurrentWidget(view_); });
 
   view->addSeparator();
   auto* theme = view->addMenu(tr("&Theme"));
@@ -402,6 +429,7 @@ void MainWindow::buildActions() {
   tools->addAction(tr("C&ompare with another model…"), this, [this] {
     findChild<QDockWidget*>("compareDock")->show();
     findChild<QDockWidget*>("compareDock")->raise();
+    tabs_->setCurrentWidget(compare_->results());
   });
   tools->addSeparator();
   auto* cancel = tools->addAction(tr("&Cancel the running task"), engine_, &Engine::cancel);
@@ -721,6 +749,9 @@ void MainWindow::selectNodeGroup(qint64 group, bool from_tree) {
 }
 
 void MainWindow::select(int kind, qint64 index, int64_t tree_group, int64_t layer, bool sync_tree) {
+  // A selection is shown in the graph and the inspector (which shares its dock area with forms).
+  tabs_->setCurrentWidget(view_);
+  inspector_->parentWidget()->raise();
   selection_kind_ = kind;
   selection_ = index;
   centre_pending_ = true;
@@ -915,7 +946,7 @@ void MainWindow::closeEvent(QCloseEvent* event) {
   settings_writer_->waitForDone();
   QSettings settings;
   settings.setValue("window/geometry", saveGeometry());
-  settings.setValue("window/state", saveState());
+  settings.setValue("window/state", saveState(kStateVersion));
   event->accept();
 }
 

@@ -2,6 +2,7 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QCoreApplication>
 #include <QDir>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
@@ -17,11 +18,15 @@
 #include <QLineEdit>
 #include <QListWidget>
 #include <QPushButton>
+#include <QResizeEvent>
 #include <QScrollArea>
 #include <QSpinBox>
+#include <QStyle>
 #include <QTabWidget>
+#include <QToolButton>
 #include <QVBoxLayout>
 
+#include <algorithm>
 #include <optional>
 
 #include "lorashear/ui/engine.h"
@@ -33,20 +38,77 @@ namespace lorashear {
 
 namespace {
 
-QHBoxLayout* path_row(QLineEdit* edit, QPushButton* browse) {
+QHBoxLayout* path_row(QLineEdit* edit, QToolButton* browse) {
   auto* row = new QHBoxLayout;
   row->addWidget(edit, 1);
   row->addWidget(browse);
   return row;
 }
 
+QToolButton* browse_button() {
+  auto* button = new QToolButton;
+  button->setText(QCoreApplication::translate("lorashear::RunPanel", "…"));
+  button->setToolTip(QCoreApplication::translate("lorashear::RunPanel", "Choose…"));
+  return button;
+}
+
+// The dashboard's charts in as many columns as fit (at most four), each at least kChartWidth ×
+// kChartHeight: smaller, Qt Charts elides axis titles, tick labels and legends to "…". Rows that
+// do not fit scroll; the last chart also takes the columns its row leaves empty.
+class ChartGrid : public QScrollArea {
+ public:
+  static constexpr int kChartWidth = 330, kChartHeight = 220, kMaxColumns = 4, kSpacing = 4;
+
+  explicit ChartGrid(std::vector<QWidget*> charts) : charts_(std::move(charts)) {
+    auto* inner = new QWidget;
+    grid_ = new QGridLayout(inner);
+    grid_->setContentsMargins(0, 0, 0, 0);
+    grid_->setSpacing(kSpacing);
+    for (auto* chart : charts_)
+      chart->setMinimumSize(kChartWidth, kChartHeight);
+    setWidget(inner);
+    setWidgetResizable(true);
+    setFrameShape(QFrame::NoFrame);
+    setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    arrange(2);
+  }
+
+ protected:
+  void resizeEvent(QResizeEvent* event) override {
+    // From the area's width less a scroll bar, so that the bar coming or going changes nothing.
+    const int room = event->size().width() - style()->pixelMetric(QStyle::PM_ScrollBarExtent);
+    const int columns = std::clamp((room + kSpacing) / (kChartWidth + kSpacing), 1, kMaxColumns);
+    if (columns != columns_) arrange(columns);
+    QScrollArea::resizeEvent(event);
+  }
+
+ private:
+  void arrange(int columns) {
+    columns_ = columns;
+    for (auto* chart : charts_)
+      grid_->removeWidget(chart);
+    const int n = static_cast<int>(charts_.size());
+    for (int i = 0; i < n; ++i)
+      grid_->addWidget(charts_[static_cast<size_t>(i)], i / columns, i % columns, 1,
+                       i + 1 == n ? columns - i % columns : 1);
+    const int rows = (n + columns - 1) / columns;
+    for (int c = 0; c < kMaxColumns; ++c)
+      grid_->setColumnStretch(c, c < columns ? 1 : 0);
+    for (int r = 0; r < n; ++r)
+      grid_->setRowStretch(r, r < rows ? 1 : 0);
+  }
+
+  std::vector<QWidget*> charts_;
+  QGridLayout* grid_ = nullptr;
+  int columns_ = 0;
+};
+
 }  // namespace
 
 RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
     : QWidget(parent), engine_(engine), plan_(plan) {
-  auto* layout = new QHBoxLayout(this);
+  auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(2, 2, 2, 2);
-  auto* left = new QVBoxLayout;
   auto* tabs = new QTabWidget;
   tabs->addTab(pruningTab(), tr("Pruning"));
   tabs->addTab(recoveryTab(), tr("Recovery"));
@@ -57,8 +119,9 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   scroll->setWidgetResizable(true);
   scroll->setFrameShape(QFrame::NoFrame);
   scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
-  scroll->setMinimumWidth(tabs->sizeHint().width() + 16);
-  left->addWidget(scroll, 1);
+  scroll->setMinimumWidth(tabs->minimumSizeHint().width() +
+                          scroll->style()->pixelMetric(QStyle::PM_ScrollBarExtent));
+  layout->addWidget(scroll, 1);
   auto* buttons = new QHBoxLayout;
   start_ = new QPushButton(tr("Start"));
   pause_ = new QPushButton(tr("Pause"));
@@ -67,51 +130,12 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   buttons->addWidget(start_);
   buttons->addWidget(pause_);
   buttons->addWidget(cancel_);
-  left->addLayout(buttons);
-  auto* axis_row = new QHBoxLayout;
-  axis_ = new QComboBox;
-  axis_->addItems({tr("step"), tr("wall time")});
-  axis_row->addWidget(new QLabel(tr("x-axis")));
-  axis_row->addWidget(axis_, 1);
-  left->addLayout(axis_row);
+  layout->addLayout(buttons);
   status_ = new QLabel;
   status_->setWordWrap(true);
   status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  status_->setMaximumWidth(scroll->minimumWidth());
-  left->addWidget(status_);
-  layout->addLayout(left);
-
-  // The dashboard: pruning on the first row, recovery and speed on the second.
-  loss_ = new MetricChart(tr("Training loss"));
-  loss_->addSeries("loss", QColor(31, 119, 180), 0.1);
-  loss_->addSeries("recovery", QColor(44, 160, 44), 0.1);
-  groups_ = new MetricChart(tr("Variable groups at zero"));
-  groups_->addSeries("scheduled", QColor(150, 150, 150));
-  groups_->addSeries("zeroed", QColor(214, 39, 40));
-  bars_ = new SparsityBars;
-  categories_ = new MetricChart(tr("Recovery: validation loss"));
-  weights_ = new MetricChart(tr("Recovery: sampling weights"));
-  lr_chart_ = new MetricChart(tr("Learning rate"));
-  lr_chart_->addSeries("lr", QColor(148, 103, 189));
-  speed_ = new MetricChart(tr("Tokens per second"));
-  speed_->addSeries("tokens/s", QColor(255, 127, 14), 0.1);
-  auto* grid = new QGridLayout;
-  grid->setSpacing(2);
-  grid->addWidget(loss_, 0, 0, 1, 4);
-  grid->addWidget(groups_, 0, 4, 1, 4);
-  grid->addWidget(bars_, 0, 8, 1, 4);
-  grid->addWidget(categories_, 1, 0, 1, 3);
-  grid->addWidget(weights_, 1, 3, 1, 3);
-  grid->addWidget(lr_chart_, 1, 6, 1, 3);
-  grid->addWidget(speed_, 1, 9, 1, 3);
-  for (int c = 0; c < 12; ++c)
-    grid->setColumnStretch(c, 1);
-  grid->setRowStretch(0, 1);
-  grid->setRowStretch(1, 1);
-  for (auto* chart : charts())
-    chart->setMinimumHeight(120);
-  bars_->setMinimumHeight(120);
-  layout->addLayout(grid, 1);
+  layout->addWidget(status_);
+  dashboard_ = buildDashboard();
 
   connect(axis_, &QComboBox::currentIndexChanged, this,
           [this](int index) { setWallTime(index == 1); });
@@ -135,20 +159,65 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   connect(engine_, &Engine::taskFinished, this,
           [this](const QString& task, const QString& summary) {
             if (task != "Prune") return;
-            status_->setText(tr("Done: %1").arg(summary));
+            setMessage(tr("Done: %1").arg(summary));
             emit runEnded();
           });
   connect(engine_, &Engine::taskFailed, this, [this](const QString& task, const QString& message) {
     if (task != "Prune") return;
-    status_->setText(tr("Failed: %1").arg(message));
+    setMessage(tr("Failed: %1").arg(message));
     emit runEnded();
   });
   connect(engine_, &Engine::taskCancelled, this, [this](const QString& task) {
     if (task != "Prune") return;
-    status_->setText(tr("Cancelled; the model is read again from its file."));
+    setMessage(tr("Cancelled; the model is read again from its file."));
     emit runEnded();
   });
   updateButtons();
+}
+
+RunPanel::~RunPanel() {
+  delete dashboard_;  // null when the window that showed it went first
+}
+
+QWidget* RunPanel::buildDashboard() {
+  auto* page = new QWidget;
+  page->setObjectName("runDashboard");
+  auto* layout = new QVBoxLayout(page);
+  layout->setContentsMargins(4, 4, 4, 4);
+  auto* top = new QHBoxLayout;
+  dashboard_status_ = new QLabel(tr("No run yet: set it up in the Run panel and press Start."));
+  dashboard_status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  dashboard_status_->setWordWrap(true);
+  top->addWidget(dashboard_status_, 1);
+  axis_ = new QComboBox;
+  axis_->addItems({tr("step"), tr("wall time")});
+  top->addWidget(new QLabel(tr("x-axis")));
+  top->addWidget(axis_);
+  layout->addLayout(top);
+
+  loss_ = new MetricChart(tr("Training loss"));
+  loss_->setValueTitle(tr("loss"));
+  loss_->addSeries("loss", QColor(31, 119, 180), 0.1);
+  loss_->addSeries("recovery", QColor(44, 160, 44), 0.1);
+  groups_ = new MetricChart(tr("Variable groups at zero"));
+  groups_->setValueTitle(tr("groups"));
+  groups_->addSeries("scheduled", QColor(150, 150, 150));
+  groups_->addSeries("zeroed", QColor(214, 39, 40));
+  bars_ = new SparsityBars;
+  categories_ = new MetricChart(tr("Recovery: validation loss"));
+  categories_->setValueTitle(tr("loss"));
+  weights_ = new MetricChart(tr("Recovery: sampling weights"));
+  weights_->setValueTitle(tr("weight"));
+  lr_chart_ = new MetricChart(tr("Learning rate"));
+  lr_chart_->setValueTitle(tr("lr"));
+  lr_chart_->addSeries("lr", QColor(148, 103, 189));
+  speed_ = new MetricChart(tr("Tokens per second"));
+  speed_->setValueTitle(tr("tokens/s"));
+  speed_->addSeries("tokens/s", QColor(255, 127, 14), 0.1);
+  // Pruning first (loss, groups, layers), then recovery, then the rates.
+  layout->addWidget(
+      new ChartGrid({loss_, groups_, bars_, categories_, weights_, lr_chart_, speed_}), 1);
+  return page;
 }
 
 QWidget* RunPanel::pruningTab() {
@@ -156,11 +225,11 @@ QWidget* RunPanel::pruningTab() {
   auto* form = new QFormLayout(page);
   text_ = new QLineEdit;
   text_->setPlaceholderText(tr("training text (.txt); its last 10% is held out"));
-  auto* text_browse = new QPushButton(tr("…"));
+  auto* text_browse = browse_button();
   form->addRow(tr("Text"), path_row(text_, text_browse));
   out_ = new QLineEdit;
   out_->setPlaceholderText(tr("folder for the pruned model"));
-  auto* out_browse = new QPushButton(tr("…"));
+  auto* out_browse = browse_button();
   form->addRow(tr("Output"), path_row(out_, out_browse));
   method_ = new QComboBox;
   method_->addItems({"lhspg", "magnitude", "random", "taylor", "loraprune"});
@@ -208,7 +277,9 @@ QWidget* RunPanel::pruningTab() {
     targets_.push_back(box);
     ++i;
   }
-  form->addRow(tr("LoRA targets"), targets);
+  // Under their label: beside it, the four columns would widen the whole form and its dock.
+  form->addRow(new QLabel(tr("LoRA targets")));
+  form->addRow(targets);
   batch_ = new QSpinBox;
   batch_->setRange(1, 1024);
   batch_->setValue(8);
@@ -258,10 +329,11 @@ QWidget* RunPanel::recoveryTab() {
   auto* domain_box = new QVBoxLayout;
   domain_box->addWidget(domains_);
   domain_box->addLayout(domain_buttons);
-  form->addRow(tr("Domains"), domain_box);
+  form->addRow(new QLabel(tr("Domains")));  // the list and its buttons under it, as the targets
+  form->addRow(domain_box);
   instruct_ = new QLineEdit;
   instruct_->setPlaceholderText(tr("Alpaca records (.json / .jsonl); empty: no stage 2"));
-  auto* instruct_browse = new QPushButton(tr("…"));
+  auto* instruct_browse = browse_button();
   form->addRow(tr("Instructions"), path_row(instruct_, instruct_browse));
   recover_steps_ = new QSpinBox;
   recover_steps_->setRange(1, 10000000);
@@ -433,6 +505,11 @@ void RunPanel::setSteps(int steps) {
   steps_->setValue(steps);
 }
 
+void RunPanel::setMessage(const QString& text) {
+  status_->setText(text);
+  dashboard_status_->setText(text);
+}
+
 QString RunPanel::messageText() const {
   return status_->text();
 }
@@ -462,7 +539,7 @@ bool RunPanel::start(bool resume) {
       }
   }
   if (!problem.isEmpty()) {
-    status_->setText(tr("Not started: %1").arg(problem));
+    setMessage(tr("Not started: %1").arg(problem));
     return false;
   }
   for (auto* chart : {loss_, groups_, lr_chart_, speed_})
@@ -471,11 +548,11 @@ bool RunPanel::start(bool resume) {
   weights_->removeAllSeries();
   sparsity_.clear();
   if (!engine_->runPruning(s, plan_->planJson())) {
-    status_->setText(tr("Not started: the engine is busy with %1").arg(engine_->currentTask()));
+    setMessage(tr("Not started: the engine is busy with %1").arg(engine_->currentTask()));
     return false;
   }
   running_ = true;
-  status_->setText(resume ? tr("Resuming from the last checkpoint…") : tr("Running…"));
+  setMessage(resume ? tr("Resuming from the last checkpoint…") : tr("Running…"));
   emit runStarted();
   updateButtons();
   return true;
@@ -528,7 +605,7 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
   if (loss) {
     const bool recovering = !pruning;
     const auto stage = last("stage");
-    status_->setText(
+    setMessage(
         tr("%1 step %2 — loss %3 (EMA %4), lr %5, %6 tokens/s")
             .arg(recovering
                      ? tr("Recovery (stage %1),").arg(stage ? static_cast<int>(stage->y()) : 1)

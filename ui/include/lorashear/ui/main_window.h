@@ -1,9 +1,10 @@
 #pragma once
-// The main window of LoRAShear Studio: the dependency graph in the middle (search, expand and
-// collapse, overlays with a legend, an overview), docks for the model summary, the node-group
-// tree, the inspector and the log, and a status bar with the engine's progress, time left and a
-// cancel button. Opens models from the menu, recent files, drag and drop or the command line;
-// remembers its layout, theme and recent files.
+// The main window of LoRAShear Studio: tabs in the middle for what needs room — the dependency
+// graph (search, expand and collapse, overlays with a legend, an overview), a run's dashboard and
+// a comparison's tables; docks for the forms and lists (model summary, node-group tree, inspector,
+// log, plan, run settings, comparison settings), and a status bar with the engine's progress, time
+// left and a cancel button. Opens models from the menu, recent files, drag and drop or the command
+// line; remembers its layout, theme and recent files.
 
 #include <QMainWindow>
 #include <QString>
@@ -22,6 +23,7 @@ class QLineEdit;
 class QMenu;
 class QProgressBar;
 class QPushButton;
+class QTabWidget;
 class QThreadPool;
 class QVariant;
 class QTreeView;
@@ -72,6 +74,8 @@ class MainWindow : public QMainWindow {
   void setTheme(const QString& name);
 
   Engine* engine() const { return engine_; }
+  /// The central tabs: Graph, Dashboard, Compare. Another view needs the room too? addTab() here.
+  QTabWidget* centralTabs() const { return tabs_; }
   GraphView* graphView() const { return view_; }
   GraphOverview* overview() const { return overview_; }
   GraphLegend* legend() const { return legend_; }
@@ -141,6 +145,7 @@ class MainWindow : public QMainWindow {
 
   Engine* engine_ = nullptr;
   LayoutCache* layouts_ = nullptr;
+  QTabWidget* tabs_ = nullptr;
   GraphView* view_ = nullptr;
   GraphOverview* overview_ = nullptr;
   GraphLegend* legend_ = nullptr;

@@ -1,12 +1,14 @@
 #pragma once
 // The run panel (issue 7): LHSPG settings (training text, output folder, steps, periods, learning
 // rate, epsilon, lambda, LoRA rank and targets) and knowledge recovery (domains, instruction data,
-// budget, sampling); Start, Pause / Resume, Cancel. The dashboard: training loss (raw and EMA, the
-// recovery's after the pruning's), groups zeroed against scheduled, per-layer sparsity, validation
-// loss per category and the category sampling weights during recovery, learning rate and tokens/s;
-// x-axis by step or wall time. The plan comes from the plan editor; the engine runs it on its
-// worker thread.
+// budget, sampling); Start, Pause / Resume, Cancel. Its dashboard, a separate widget the window
+// places where there is room: training loss (raw and EMA, the recovery's after the pruning's),
+// groups zeroed against scheduled, per-layer sparsity, validation loss per category and the
+// category sampling weights during recovery, learning rate and tokens/s, in as many columns as its
+// width allows; x-axis by step or wall time. The plan comes from the plan editor; the engine runs
+// it on its worker thread.
 
+#include <QPointer>
 #include <QWidget>
 
 #include <map>
@@ -42,6 +44,7 @@ class RunPanel : public QWidget {
   Q_OBJECT
  public:
   RunPanel(Engine* engine, PlanModel* plan, QWidget* parent = nullptr);
+  ~RunPanel() override;
   RunSettings settings() const;
   void setSettings(const RunSettings& settings);
   void setTextPath(const QString& path);
@@ -50,6 +53,9 @@ class RunPanel : public QWidget {
   /// Starts the run with the current settings and plan (continuing from OUT.checkpoint when
   /// `resume`); false with a message when it cannot.
   bool start(bool resume = false);
+  /// The charts, the sparsity bars, the x-axis choice and the run's latest figures, for the window
+  /// to show apart from the settings (its Dashboard tab). The panel deletes it when it goes.
+  QWidget* dashboard() const { return dashboard_; }
   MetricChart* lossChart() const { return loss_; }
   MetricChart* groupsChart() const { return groups_; }
   MetricChart* categoryChart() const { return categories_; }
@@ -73,8 +79,11 @@ class RunPanel : public QWidget {
  private:
   void metrics(const QVector<MetricPoint>& points);
   void updateButtons();
+  /// The run's state in the panel and on the dashboard.
+  void setMessage(const QString& text);
   QWidget* pruningTab();
   QWidget* recoveryTab();
+  QWidget* buildDashboard();
   std::vector<MetricChart*> charts() const;
   Engine* engine_;
   PlanModel* plan_;
@@ -100,6 +109,8 @@ class RunPanel : public QWidget {
   QPushButton* pause_ = nullptr;
   QPushButton* cancel_ = nullptr;
   QLabel* status_ = nullptr;
+  QPointer<QWidget> dashboard_;  // usually owned by a tab of the window; see ~RunPanel
+  QLabel* dashboard_status_ = nullptr;
   MetricChart* loss_ = nullptr;
   MetricChart* groups_ = nullptr;
   MetricChart* categories_ = nullptr;
