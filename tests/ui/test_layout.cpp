@@ -27,6 +27,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "chart_checks.h"
 #include "lorashear/runtime.h"
 #include "lorashear/ui/compare_panel.h"
 #include "lorashear/ui/engine.h"
@@ -105,53 +106,9 @@ void fill_charts(RunPanel* run) {
     chart->flush();
 }
 
-QString text_of(QGraphicsItem* item) {
-  if (auto* t = qgraphicsitem_cast<QGraphicsTextItem*>(item)) return t->toPlainText();
-  if (auto* s = qgraphicsitem_cast<QGraphicsSimpleTextItem*>(item)) return s->text();
-  return {};
-}
-
-// What is wrong with how `view` shows its chart ("" when nothing): elided or clipped text, an axis
-// without a title or whose title is not drawn, a legend entry not drawn in full, a plot too small
-// to read.
-QString chart_problems(QChartView* view) {
-  QStringList problems;
-  auto* chart = view->chart();
-  const QString name = chart->title().isEmpty() ? view->objectName() : chart->title();
-  if (!view->isVisible()) return name + ": not on screen";
-  const QRectF area = QRectF(view->viewport()->rect()).adjusted(-1, -1, 1, 1);
-  QStringList shown;  // the texts drawn in full
-  for (auto* item : view->scene()->items()) {
-    const auto text = text_of(item);
-    if (text.isEmpty() || !item->isVisible()) continue;
-    if (text.contains(QChar(0x2026)) || text.contains("..."))
-      problems << QString("'%1' is elided").arg(text);
-    else if (!area.contains(view->mapFromScene(item->sceneBoundingRect()).boundingRect()))
-      problems << QString("'%1' is cut by the chart's edge").arg(text);
-    else
-      shown << text;
-  }
-  for (auto* axis : chart->axes()) {
-    if (axis->titleText().isEmpty())
-      problems << QString("an axis (%1) has no title")
-                      .arg(axis->orientation() == Qt::Horizontal ? "x" : "y");
-    else if (!shown.contains(axis->titleText()))
-      problems << QString("the axis title '%1' is not drawn in full").arg(axis->titleText());
-  }
-  if (!chart->series().isEmpty() && !chart->legend()->isVisible())
-    problems << "the legend is hidden";
-  for (auto* marker : chart->legend()->markers())
-    if (marker->isVisible() && !shown.contains(marker->label()))
-      problems << QString("the legend entry '%1' is not drawn in full").arg(marker->label());
-  const auto plot = chart->plotArea();
-  if (plot.width() < 120 || plot.height() < 70)
-    problems << QString("the plot is %1×%2 px").arg(plot.width()).arg(plot.height());
-  return problems.isEmpty() ? QString() : name + ": " + problems.join("; ");
-}
-
 QString dashboard_problems(MainWindow& w) {
   QStringList problems;
-  const auto views = w.findChildren<QChartView*>();
+  const auto views = w.runPanel()->dashboard()->findChildren<QChartView*>();
   if (views.size() < 7) problems << QString("%1 charts, expected 7").arg(views.size());
   for (auto* view : views) {
     // A dashboard that scrolls is fine; what is scrolled to must be readable.
@@ -159,7 +116,7 @@ QString dashboard_problems(MainWindow& w) {
     for (QWidget* p = view->parentWidget(); p; p = p->parentWidget())
       if (auto* scroll = qobject_cast<QScrollArea*>(p->parentWidget()))
         if (p == scroll->viewport()) scroll->ensureWidgetVisible(view, 0, 0);
-    const auto problem = chart_problems(view);
+    const auto problem = test::chart_problems(view);
     if (!problem.isEmpty()) problems << problem;
   }
   return problems.join("\n");
@@ -269,7 +226,7 @@ class TestLayout : public QObject {
     QTRY_VERIFY(!w.engine()->busy());
     auto* figures = compare->figuresTable();
     auto* groups = compare->groupsTable();
-    QCOMPARE(figures->rowCount(), 3);  // no text: parameters, FLOPs, tokens/s
+    QCOMPARE(figures->rowCount(), 5);  // no text, no tasks: parameters, FLOPs, prefill, decode, TTFT
     QVERIFY(groups->rowCount() >= 8);  // the demo's 4 layers, attention and MLP, and more
     bring_forward(compare);            // the form, in its dock
     bring_forward(groups);
@@ -290,10 +247,11 @@ class TestLayout : public QObject {
     auto* tabs = w.centralTabs();
     QVERIFY(tabs);
     QCOMPARE(tabs->objectName(), QString("centralTabs"));
-    QCOMPARE(tabs->count(), 3);
+    QCOMPARE(tabs->count(), 4);
     QCOMPARE(tabs->tabText(0), QString("Graph"));
     QCOMPARE(tabs->tabText(1), QString("Dashboard"));
     QCOMPARE(tabs->tabText(2), QString("Compare"));
+    QCOMPARE(tabs->tabText(3), QString("Experiments"));
     QCOMPARE(tabs->widget(0), static_cast<QWidget*>(w.graphView()));
     QCOMPARE(tabs->widget(1), w.runPanel()->dashboard());
     QCOMPARE(tabs->widget(2), w.comparePanel()->results());

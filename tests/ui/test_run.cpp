@@ -145,7 +145,8 @@ class TestRun : public QObject {
     QCOMPARE(c.pruned.parameters, pruned_params);
     QVERIFY(c.dense.perplexity > 0 && c.pruned.perplexity > 0);
     QVERIFY(c.dense.tokens_per_second > 0 && c.pruned.tokens_per_second > 0);
-    QCOMPARE(compare->figuresTable()->rowCount(), 4);
+    // Parameters, FLOPs, prefill, decode, time to first token, perplexity.
+    QCOMPARE(compare->figuresTable()->rowCount(), 6);
     // The graph diff: each node group's removed indices, exactly the report's removed ids.
     QFile report(pruned + "/pruning_report.json");
     QVERIFY(report.open(QIODevice::ReadOnly));

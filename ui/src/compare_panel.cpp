@@ -10,6 +10,7 @@
 #include <QLocale>
 #include <QPushButton>
 #include <QResizeEvent>
+#include <QSpinBox>
 #include <QSplitter>
 #include <QStyle>
 #include <QTableWidget>
@@ -150,6 +151,26 @@ ComparePanel::ComparePanel(Engine* engine, QWidget* parent) : QWidget(parent), e
   text_->setPlaceholderText(tr("text for the perplexity (optional; up to 200 windows of 128)"));
   auto* text_browse = tool(tr("…"), tr("Choose…"));
   form->addRow(tr("Text"), path_row(text_, {text_browse}));
+  tasks_data_ = new QLineEdit;
+  tasks_data_->setPlaceholderText(tr("zero-shot task files or folder (optional)"));
+  auto* tasks_browse = tool(tr("…"), tr("A folder of task files (ARC, BoolQ, PIQA, …)"));
+  form->addRow(tr("Tasks"), path_row(tasks_data_, {tasks_browse}));
+  auto* limit_row = new QHBoxLayout;
+  tasks_names_ = new QLineEdit;
+  tasks_names_->setPlaceholderText(tr("all tasks there"));
+  limit_row->addWidget(tasks_names_, 1);
+  limit_row->addWidget(new QLabel(tr("items")));
+  limit_ = new QSpinBox;
+  limit_->setRange(0, 1000000);
+  limit_->setSpecialValueText(tr("all"));
+  limit_->setToolTip(tr("Items per task (all: the whole file)"));
+  limit_row->addWidget(limit_);
+  form->addRow(tr("Task names"), limit_row);
+  connect(tasks_browse, &QToolButton::clicked, this, [this] {
+    const auto dir =
+        QFileDialog::getExistingDirectory(this, tr("Task folder"), tasks_data_->text());
+    if (!dir.isEmpty()) tasks_data_->setText(dir);
+  });
   compare_ = new QPushButton(tr("Compare"));
   auto* buttons = new QHBoxLayout;
   buttons->addStretch(1);
@@ -224,6 +245,12 @@ QString ComparePanel::otherModel() const {
   return other_->text();
 }
 
+void ComparePanel::setTasks(const QString& data, const QString& names, int limit) {
+  tasks_data_->setText(data);
+  tasks_names_->setText(names);
+  limit_->setValue(limit);
+}
+
 void ComparePanel::setTextPath(const QString& path) {
   text_->setText(path);
 }
@@ -242,7 +269,19 @@ bool ComparePanel::compare() {
     problem = tr("%1 does not exist").arg(other_->text());
   else if (!text_->text().isEmpty() && !QFileInfo::exists(text_->text()))
     problem = tr("the text %1 does not exist").arg(text_->text());
-  if (problem.isEmpty() && !engine_->compareWith(other_->text(), text_->text()))
+  CompareSettings settings;
+  settings.text = text_->text();
+  for (const auto& p : tasks_data_->text().split(',', Qt::SkipEmptyParts))
+    settings.task_data << p.trimmed();
+  for (const auto& t : tasks_names_->text().split(',', Qt::SkipEmptyParts))
+    settings.tasks << t.trimmed();
+  settings.task_limit = limit_->value();
+  for (const auto& p : settings.task_data)
+    if (problem.isEmpty() && !QFileInfo::exists(p))
+      problem = tr("the task data %1 does not exist").arg(p);
+  if (problem.isEmpty() && !settings.tasks.isEmpty() && settings.task_data.isEmpty())
+    problem = tr("the tasks need their files: choose the task folder");
+  if (problem.isEmpty() && !engine_->compareWith(other_->text(), settings))
     problem = tr("the engine is busy with %1").arg(engine_->currentTask());
   if (!problem.isEmpty()) {
     message_->setText(tr("Not compared: %1").arg(problem));
@@ -277,11 +316,24 @@ void ComparePanel::render() {
   std::vector<Row> rows{
       {tr("Parameters"), double(c.dense.parameters), double(c.pruned.parameters), &format_count},
       {tr("FLOPs per token"), c.dense.flops_per_token, c.pruned.flops_per_token, &format_count},
-      {tr("Tokens/s (forward, %1 × %2)").arg(c.batch).arg(c.seq_len), c.dense.tokens_per_second,
-       c.pruned.tokens_per_second, [](double v) { return QString::number(v, 'f', 0); }}};
+      {tr("Prefill tokens/s"), c.dense.prefill_tokens_per_second,
+       c.pruned.prefill_tokens_per_second, [](double v) { return QString::number(v, 'f', 0); }},
+      {tr("Decode tokens/s"), c.dense.decode_tokens_per_second, c.pruned.decode_tokens_per_second,
+       [](double v) { return QString::number(v, 'f', 1); }},
+      {tr("Time to first token (ms)"), c.dense.ttft_ms, c.pruned.ttft_ms,
+       [](double v) { return QString::number(v, 'f', 1); }}};
+  const int speed_row = 2;
   if (c.dense.perplexity >= 0)
     rows.push_back({tr("Perplexity (%1)").arg(QFileInfo(c.text).fileName()), c.dense.perplexity,
                     c.pruned.perplexity, [](double v) { return QString::number(v, 'f', 3); }});
+  const int ppl_row = c.dense.perplexity >= 0 ? static_cast<int>(rows.size()) - 1 : -1;
+  const auto percent = [](double v) { return QString::number(100.0 * v, 'f', 2) + " %"; };
+  for (const auto& t : c.tasks)
+    rows.push_back({tr("%1 accuracy").arg(t), c.dense.task_accuracy.value(t),
+                    c.pruned.task_accuracy.value(t), percent});
+  if (c.tasks.size() > 1)
+    rows.push_back({tr("Mean accuracy (%1 tasks)").arg(c.tasks.size()), c.dense.task_mean,
+                    c.pruned.task_mean, percent});
   figures_->setRowCount(static_cast<int>(rows.size()));
   for (int r = 0; r < static_cast<int>(rows.size()); ++r) {
     const auto& row = rows[static_cast<size_t>(r)];
@@ -290,8 +342,27 @@ void ComparePanel::render() {
     figures_->setItem(r, 2, cell(row.format(row.pruned), Qt::AlignRight));
     figures_->setItem(r, 3, cell(change(row.dense, row.pruned), Qt::AlignRight));
   }
-  if (c.dense.perplexity >= 0)
-    figures_->item(figures_->rowCount() - 1, 0)->setToolTip(c.dense.perplexity_protocol);
+  if (ppl_row >= 0) figures_->item(ppl_row, 0)->setToolTip(c.dense.perplexity_protocol);
+  // Speed: the speed-up is the median of the per-repetition ratios, with its range.
+  const auto ratio = [](double m, double lo, double hi) {
+    return QString("×%1 (%2–%3)").arg(m, 0, 'f', 2).arg(lo, 0, 'f', 2).arg(hi, 0, 'f', 2);
+  };
+  figures_->setItem(
+      speed_row, 3,
+      cell(ratio(c.prefill_speedup, c.prefill_speedup_min, c.prefill_speedup_max), Qt::AlignRight));
+  figures_->setItem(
+      speed_row + 1, 3,
+      cell(ratio(c.decode_speedup, c.decode_speedup_min, c.decode_speedup_max), Qt::AlignRight));
+  for (int r = speed_row; r < speed_row + 3; ++r)
+    figures_->item(r, 0)->setToolTip(c.speed_protocol);
+  // Accuracy changes in percentage points, as the papers' tables state them.
+  for (int r = ppl_row >= 0 ? ppl_row + 1 : speed_row + 3; r < figures_->rowCount(); ++r) {
+    figures_->item(r, 0)->setToolTip(c.task_protocol);
+    const auto& row = rows[static_cast<size_t>(r)];
+    figures_->setItem(
+        r, 3,
+        cell(tr("%1 points").arg(100.0 * (row.pruned - row.dense), 0, 'f', 2), Qt::AlignRight));
+  }
   groups_->setRowCount(static_cast<int>(c.groups.size()));
   for (int r = 0; r < static_cast<int>(c.groups.size()); ++r) {
     const auto& g = c.groups[r];

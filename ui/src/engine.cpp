@@ -13,6 +13,8 @@
 #include "document.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
+#include "lorashear/eval/speed.h"
+#include "lorashear/eval/tasks.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/gguf.h"
 #include "lorashear/io/text.h"
@@ -23,6 +25,7 @@
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/pipeline.h"
 #include "lorashear/prune/plan.h"
+#include "lorashear/prune/sweep.h"
 #include "lorashear/tokenizer/tokenizer.h"
 #include "lorashear/viewers/threads.h"
 
@@ -391,6 +394,51 @@ bool Engine::analyzeKnowledge(const QString& text_path, qint64 windows) {
 
 namespace lorashear {
 
+namespace {
+
+/// The Run dock's settings and the plan editor's plan as the pipeline's options (shared by a run
+/// and an experiment sweep).
+PruneOptions prune_options(const RunSettings& settings, const QString& plan_json) {
+  PruneOptions o;
+  o.plan = PruningPlan::from_json(nlohmann::json::parse(plan_json.toStdString()),
+                                  "the plan editor's plan");
+  o.method = settings.method.toStdString();
+  o.analyze = false;  // the plan editor's locks are the protections
+  o.lora.rank = settings.lora_rank;
+  o.lora.alpha = 2.0 * static_cast<double>(settings.lora_rank);
+  if (!settings.lora_targets.isEmpty()) {
+    o.lora.targets.clear();
+    for (const auto& t : settings.lora_targets)
+      o.lora.targets.push_back(t.toStdString());
+  }
+  o.lhspg.periods = settings.periods;
+  o.lhspg.split_budget(settings.steps);
+  o.lhspg.lr = settings.lr;
+  o.lhspg.epsilon = settings.epsilon;
+  o.lhspg.lambda = settings.lambda;
+  o.lhspg.batch_size = settings.batch;
+  o.seq_len = settings.seq_len;
+  o.eval_windows = settings.eval_windows;
+  o.out_dir = settings.out_dir.toStdString();
+  o.overwrite = true;
+  o.checkpoint_every = settings.checkpoint_every;
+  o.resume = settings.resume;
+  o.recover = settings.recover;
+  if (settings.recover) {
+    for (const auto& d : settings.domains)
+      o.recovery.domains.push_back(d.toStdString());
+    o.recovery.instruct = settings.instruct.toStdString();
+    o.recovery.sampling = settings.sampling.toStdString();
+    if (o.recovery.domains.empty() && o.recovery.instruct.empty())
+      throw UsageError(
+          "recovery needs data: add a domain (text, folder or JSONL) or instruction data");
+    o.recovery.split_budget(settings.recover_steps);
+  }
+  return o;
+}
+
+}  // namespace
+
 bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
   auto doc = document_;
   const auto open_options = open_options_;
@@ -398,41 +446,7 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
       "Prune",
       [this, doc, settings, plan_json](const TaskContext& ctx, MetricsBuffer& metrics) -> Outcome {
         const auto& d = need_weights(doc);
-        PruneOptions o;
-        o.plan = PruningPlan::from_json(nlohmann::json::parse(plan_json.toStdString()),
-                                        "the plan editor's plan");
-        o.method = settings.method.toStdString();
-        o.analyze = false;  // the plan editor's locks are the protections
-        o.lora.rank = settings.lora_rank;
-        o.lora.alpha = 2.0 * static_cast<double>(settings.lora_rank);
-        if (!settings.lora_targets.isEmpty()) {
-          o.lora.targets.clear();
-          for (const auto& t : settings.lora_targets)
-            o.lora.targets.push_back(t.toStdString());
-        }
-        o.lhspg.periods = settings.periods;
-        o.lhspg.split_budget(settings.steps);
-        o.lhspg.lr = settings.lr;
-        o.lhspg.epsilon = settings.epsilon;
-        o.lhspg.lambda = settings.lambda;
-        o.lhspg.batch_size = settings.batch;
-        o.seq_len = settings.seq_len;
-        o.eval_windows = settings.eval_windows;
-        o.out_dir = settings.out_dir.toStdString();
-        o.overwrite = true;
-        o.checkpoint_every = settings.checkpoint_every;
-        o.resume = settings.resume;
-        o.recover = settings.recover;
-        if (settings.recover) {
-          for (const auto& d : settings.domains)
-            o.recovery.domains.push_back(d.toStdString());
-          o.recovery.instruct = settings.instruct.toStdString();
-          o.recovery.sampling = settings.sampling.toStdString();
-          if (o.recovery.domains.empty() && o.recovery.instruct.empty())
-            throw UsageError(
-                "recovery needs data: add a domain (text, folder or JSONL) or instruction data");
-          o.recovery.split_budget(settings.recover_steps);
-        }
+        auto o = prune_options(settings, plan_json);
         o.validate();
         const auto t0 = std::chrono::steady_clock::now();
         auto wall = [t0] {
@@ -498,42 +512,22 @@ bool Engine::runPruning(const RunSettings& settings, const QString& plan_json) {
 
 namespace lorashear {
 
-namespace {
-
-// Forward tokens/s of `model` on batches of `batch` × `seq` tokens: one warm-up pass, then passes
-// until a second has gone (at least 3, at most 200).
-double forward_tokens_per_second(LlamaModelImpl& model, int64_t batch, int64_t seq,
-                                 const TaskContext& ctx) {
-  torch::NoGradGuard no_grad;
-  const auto device = model.options().device;
-  auto tokens = torch::arange(1, batch * seq + 1, torch::kLong)
-                    .remainder(model.config().vocab_size)
-                    .view({batch, seq})
-                    .to(device);
-  // Reading a value back makes each pass complete before the clock is read (CUDA runs
-  // asynchronously).
-  model.forward(tokens).sum().item<double>();
-  int passes = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  double seconds = 0;
-  while (passes < 3 || (seconds < 1.0 && passes < 200)) {
-    ctx.check();
-    model.forward(tokens).sum().item<double>();
-    ++passes;
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  return static_cast<double>(passes * batch * seq) / std::max(seconds, 1e-9);
+bool Engine::compareWith(const QString& other_path, const QString& text_path, qint64 windows) {
+  CompareSettings settings;
+  settings.text = text_path;
+  settings.windows = windows;
+  return compareWith(other_path, settings);
 }
 
-}  // namespace
-
-bool Engine::compareWith(const QString& other_path, const QString& text_path, qint64 windows) {
+bool Engine::compareWith(const QString& other_path, const CompareSettings& settings) {
   auto doc = document_;
   const auto options = open_options_;
+  const QString text_path = settings.text;
+  const qint64 windows = settings.windows;
   const bool ok = submit(
       "Compare",
-      [this, doc, other_path, text_path, windows, options](const TaskContext& ctx,
-                                                           MetricsBuffer&) -> Outcome {
+      [this, doc, other_path, text_path, windows, options, settings](const TaskContext& ctx,
+                                                                     MetricsBuffer&) -> Outcome {
         const auto& open = need_weights(doc);
         const std::string op = other_path.toStdString();
         if (!std::filesystem::exists(op)) throw InputError(op + ": no such file or folder");
@@ -559,6 +553,18 @@ bool Engine::compareWith(const QString& other_path, const QString& text_path, qi
                            std::to_string(b.vocab_size) + " against " +
                            std::to_string(a.n_layers()) + ", " + std::to_string(a.hidden_size) +
                            ", " + std::to_string(a.vocab_size));
+        // Task files are read before the long measurements: a bad one fails at once.
+        std::vector<TaskFile> task_files;
+        if (!settings.task_data.isEmpty()) {
+          std::vector<std::string> names, data;
+          for (const auto& t : settings.tasks)
+            names.push_back(t.toStdString());
+          for (const auto& t : settings.task_data)
+            data.push_back(t.toStdString());
+          task_files = resolve_task_files(names, data);
+          for (const auto& f : task_files)
+            (void)load_task(f.name, f.path);
+        }
         Comparison c;
         c.open_is_dense = open.deps.total.params >= other->deps.total.params;
         const ModelDocument& dense = c.open_is_dense ? open : *other;
@@ -581,9 +587,52 @@ bool Engine::compareWith(const QString& other_path, const QString& text_path, qi
             f.perplexity = r.ppl;
             f.perplexity_protocol = QString::fromStdString(r.protocol());
           }
-          ctx.report("tokens/s", static_cast<int64_t>(i), 2, which);
-          f.tokens_per_second = forward_tokens_per_second(task_model(d), c.batch, c.seq_len, ctx);
+          if (!task_files.empty()) {
+            if (!d.loaded.tokenizer)
+              throw InputError(d.path + " has no tokenizer: the tasks cannot be scored");
+            TaskEvalOptions to;
+            to.limit = settings.task_limit;
+            const auto results =
+                evaluate_tasks(task_model(d), *d.loaded.tokenizer, task_files, to, &ctx);
+            for (const auto& r : results)
+              f.task_accuracy[QString::fromStdString(r.name)] = r.headline();
+            f.task_mean = task_means(results).headline;
+            if (i == 0) {
+              for (const auto& r : results)
+                c.tasks << QString::fromStdString(r.name);
+              c.task_protocol =
+                  QString::fromStdString(task_protocol(task_model(d), *d.loaded.tokenizer));
+            }
+          }
         }
+        // Speed as `lorashear bench --compare`: the two models alternate.
+        SpeedOptions so;
+        so.prompt = settings.prompt;
+        so.generate = settings.generate;
+        so.reps = settings.reps;
+        const auto speed = compare_speed(task_model(dense), task_model(pruned), so, &ctx);
+        for (int i = 0; i < 2; ++i) {
+          auto& f = i == 0 ? c.dense : c.pruned;
+          const auto& r = i == 0 ? speed.a : speed.b;
+          f.prefill_tokens_per_second = r.prefill.median;
+          f.decode_tokens_per_second = r.decode.median;
+          f.tokens_per_second = r.prefill.median;
+          f.ttft_ms = r.ttft.median * 1e3;
+        }
+        c.prefill_speedup = speed.prefill_ratio.median;
+        c.prefill_speedup_min = speed.prefill_ratio.min;
+        c.prefill_speedup_max = speed.prefill_ratio.max;
+        c.decode_speedup = speed.decode_ratio.median;
+        c.decode_speedup_min = speed.decode_ratio.min;
+        c.decode_speedup_max = speed.decode_ratio.max;
+        c.batch = 1;
+        c.speed_protocol =
+            QString("prompt %1, %2 tokens decoded, %3 alternating repetitions%4")
+                .arg(speed.a.prompt)
+                .arg(speed.a.generate)
+                .arg(speed.a.samples.size())
+                .arg(speed.a.note.empty() ? QString()
+                                          : "; " + QString::fromStdString(speed.a.note));
         // Node groups by id: the variable groups each model keeps, by original index.
         for (const auto& g : dense.deps.node_groups) {
           if (g.size == 0 || g.group_prefix.empty()) continue;
@@ -611,7 +660,7 @@ bool Engine::compareWith(const QString& other_path, const QString& text_path, qi
           c.groups.push_back(diff);
         }
         const auto summary =
-            QString("%1 → %2 parameters (%3% removed), %4 → %5 tokens/s")
+            QString("%1 → %2 parameters (%3% removed), prefill %4 → %5 tokens/s")
                 .arg(c.dense.parameters)
                 .arg(c.pruned.parameters)
                 .arg(100.0 *
@@ -627,6 +676,56 @@ bool Engine::compareWith(const QString& other_path, const QString& text_path, qi
                 summary};
       });
   return ok;
+}
+
+bool Engine::runSweep(const RunSettings& run, const QString& plan_json,
+                      const SweepSettings& sweep) {
+  auto doc = document_;
+  const auto options = open_options_;
+  return submit(
+      "Experiment",
+      [this, doc, run, plan_json, sweep, options](const TaskContext& ctx,
+                                                  MetricsBuffer&) -> Outcome {
+        const auto& d = need_weights(doc);
+        SweepOptions o;
+        o.model = d.path;
+        o.text = run.text.toStdString();
+        auto r = run;
+        r.out_dir = sweep.out_dir + "/runs/x";  // replaced per run
+        r.resume = false;
+        o.prune = prune_options(r, plan_json);
+        o.prune.overwrite = true;
+        for (double x : sweep.ratios)
+          o.ratios.push_back(x);
+        for (const auto& m : sweep.methods)
+          o.methods.push_back(m.toStdString());
+        for (const auto& t : sweep.task_data)
+          o.task_data.push_back(t.toStdString());
+        for (const auto& t : sweep.tasks)
+          o.tasks.push_back(t.toStdString());
+        o.task_options.limit = sweep.task_limit;
+        o.bench = sweep.bench;
+        o.model_options.device = parse_device(options.device.toStdString());
+        o.model_options.dtype = parse_dtype(options.dtype.toStdString());
+        o.out_dir = sweep.out_dir.toStdString();
+        auto publish = [this](const nlohmann::json& results) {
+          const auto text = QString::fromStdString(results.dump());
+          QMetaObject::invokeMethod(
+              this,
+              [this, text] {
+                sweep_results_ = text;
+                emit sweepChanged(text);
+              },
+              Qt::QueuedConnection);
+        };
+        const auto results = run_sweep(o, &ctx, publish);
+        const auto missing = sweep_missing(results);
+        return {{},
+                QString("%1 runs in %2%3")
+                    .arg(results["runs"].size())
+                    .arg(sweep.out_dir)
+                    .arg(missing.empty() ? QString() : QString(", %1 failed").arg(missing.size()))};
+      });
 }
 
 bool Engine::documentHasAdapter() const {

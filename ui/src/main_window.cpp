@@ -20,6 +20,7 @@
 #include <QMimeData>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSettings>
 #include <QStatusBar>
 #include <QStringListModel>
@@ -36,6 +37,7 @@
 #include "lorashear/runtime.h"
 #include "lorashear/ui/compare_panel.h"
 #include "lorashear/ui/engine.h"
+#include "lorashear/ui/experiments_panel.h"
 #include "lorashear/ui/export_dialog.h"
 #include "lorashear/ui/inspector.h"
 #include "lorashear/ui/log_view.h"
@@ -278,6 +280,21 @@ void MainWindow::buildDocks() {
   inspector_dock->raise();
   tabs_->addTab(run_->dashboard(), tr("Dashboard"));
   tabs_->addTab(compare_->results(), tr("Compare"));
+  experiments_ = new ExperimentsPanel(engine_, run_, plan_->model());
+  // Its form is wider than a small window's central area: it scrolls there rather than widening
+  // the window.
+  auto* experiments_scroll = new QScrollArea;
+  experiments_scroll->setObjectName("experimentsScroll");
+  experiments_scroll->setWidgetResizable(true);
+  experiments_scroll->setFrameShape(QFrame::NoFrame);
+  experiments_scroll->setVerticalScrollBarPolicy(Qt::ScrollBarAsNeeded);
+  experiments_scroll->setWidget(experiments_);
+  tabs_->addTab(experiments_scroll, tr("Experiments"));
+  connect(experiments_, &ExperimentsPanel::openModelRequested, this,
+          [this](const QString& path) { openModel(path); });
+  connect(engine_, &Engine::taskStarted, this, [this](const QString& task) {
+    if (task == "Experiment") tabs_->setCurrentWidget(experiments_->parentWidget()->parentWidget());
+  });
   // The overlays sit in the view's corners: placed again once the view is shown at its size.
   connect(tabs_, &QTabWidget::currentChanged, this, [this] {
     if (tabs_->currentWidget() == view_) QTimer::singleShot(0, this, &MainWindow::placeOverlays);

@@ -6,6 +6,7 @@
 // rate. cancel() works at any moment (the task stops at its next check); an exception ends the
 // task with taskFailed and the previous document stays open.
 
+#include <QMap>
 #include <QObject>
 #include <QString>
 #include <QStringList>
@@ -93,7 +94,32 @@ struct ModelFigures {
   double flops_per_token = 0;
   double perplexity = -1;  ///< < 0: no text given
   QString perplexity_protocol;
-  double tokens_per_second = 0;  ///< forward passes of `Comparison::batch` × `seq_len` tokens
+  double tokens_per_second = 0;  ///< prefill tokens/s (median), as `lorashear bench`
+  double prefill_tokens_per_second = 0, decode_tokens_per_second = 0;  ///< medians
+  double ttft_ms = 0;                   ///< time to first token, median
+  QMap<QString, double> task_accuracy;  ///< per task: acc_norm where it has one, else acc
+  double task_mean = -1;                ///< < 0: no tasks
+};
+
+/// What a comparison measures besides parameters and FLOPs (the CLI's `eval ppl`, `eval tasks`
+/// and `bench --compare`).
+struct CompareSettings {
+  QString text;                                  ///< perplexity text (empty: none)
+  qint64 windows = 200;                          ///< windows of 128 tokens (0 = all)
+  QStringList task_data;                         ///< task files / folders (empty: no tasks)
+  QStringList tasks;                             ///< task names (empty: every task in task_data)
+  qint64 task_limit = 0;                         ///< items per task (0 = all)
+  qint64 prompt = 128, generate = 32, reps = 3;  ///< speed: alternating repetitions
+};
+
+/// An experiment: every method at every ratio with the Run dock's settings (`lorashear sweep`).
+struct SweepSettings {
+  QString out_dir;
+  QList<double> ratios;
+  QStringList methods;
+  QStringList task_data, tasks;
+  qint64 task_limit = 0;
+  bool bench = true;
 };
 
 /// One node group of the dense model against the pruned one (same id in both).
@@ -111,6 +137,11 @@ struct Comparison {
   bool open_is_dense = false;
   QString text;  ///< perplexity text (empty: none)
   qint64 batch = 1, seq_len = 128;
+  /// Pruned over dense, per alternating repetition: median and range.
+  double prefill_speedup = 0, prefill_speedup_min = 0, prefill_speedup_max = 0;
+  double decode_speedup = 0, decode_speedup_min = 0, decode_speedup_max = 0;
+  QString speed_protocol, task_protocol;
+  QStringList tasks;          ///< in the order evaluated
   QVector<GroupDiff> groups;  ///< every node group with variable groups, in model order
   bool empty() const { return dense.path.isEmpty(); }
 };
@@ -169,6 +200,13 @@ class Engine : public QObject {
   /// forward tokens/s, and the node groups' variable groups before / after with the removed
   /// indices. The two must be the same architecture (layers, hidden size, vocabulary).
   bool compareWith(const QString& other_path, const QString& text_path, qint64 windows = 200);
+  /// The same with zero-shot tasks and the speed measurement of `lorashear bench --compare`.
+  bool compareWith(const QString& other_path, const CompareSettings& settings);
+  /// Runs (or resumes) a sweep from the open model with the Run dock's settings and the plan
+  /// editor's plan (its ratio replaced by each of the sweep's); sweepChanged after every run.
+  bool runSweep(const RunSettings& run, const QString& plan_json, const SweepSettings& sweep);
+  /// The last sweep results document (JSON text; empty before any).
+  QString sweepResults() const { return sweep_results_; }
   /// The last comparison (cleared when another model is opened).
   const Comparison& comparison() const { return comparison_; }
   /// Whether the open model has a LoRA adapter attached.
@@ -209,6 +247,8 @@ class Engine : public QObject {
   void importanceChanged();
   /// A comparison finished (comparison() holds it).
   void comparisonChanged();
+  /// The sweep's results document changed (JSON text, as OUT/results.json).
+  void sweepChanged(const QString& results);
 
  private:
   void poll();
@@ -226,6 +266,7 @@ class Engine : public QObject {
   std::shared_ptr<const ModelDocument> document_;
   std::map<std::string, double> importance_;
   Comparison comparison_;
+  QString sweep_results_;
   MetricsBuffer metrics_;
 
   mutable std::mutex progress_mutex_;

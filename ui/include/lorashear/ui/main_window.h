@@ -39,6 +39,7 @@ class LayoutCache;
 class LogView;
 class NodeGroupModel;
 class ComparePanel;
+class ExperimentsPanel;
 class PlanEditor;
 class RunPanel;
 class SummaryView;
@@ -87,6 +88,7 @@ class MainWindow : public QMainWindow {
   PlanEditor* planEditor() const { return plan_; }
   RunPanel* runPanel() const { return run_; }
   ComparePanel* comparePanel() const { return compare_; }
+  ExperimentsPanel* experimentsPanel() const { return experiments_; }
   std::shared_ptr<const ModelDocument> document() const;
   /// The open model's path ("" when none).
   QString documentPath() const;
@@ -157,6 +159,7 @@ class MainWindow : public QMainWindow {
   PlanEditor* plan_ = nullptr;
   RunPanel* run_ = nullptr;
   ComparePanel* compare_ = nullptr;
+  ExperimentsPanel* experiments_ = nullptr;
   QLineEdit* search_ = nullptr;
   QComboBox* overlay_ = nullptr;
   QLabel* status_ = nullptr;
