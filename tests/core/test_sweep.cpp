@@ -72,11 +72,16 @@ class TestSweep : public QObject {
     const auto first_time =
         fs::last_write_time(out.toStdString() + "/runs/magnitude-0.20/result.json");
 
+    // A model folder a killed run was writing is cleared when the run starts again.
+    const auto stale = out.toStdString() + "/runs/random-0.50/.model.tmp-999999";
+    fs::create_directories(stale);
+    test::write_all(stale + "/model.safetensors", "partial");
     // The same call again: only the missing runs are computed.
     cancel = false;
     std::vector<std::string> statuses;
     const auto done = run_sweep(o, &ctx);
     QVERIFY(sweep_missing(done).empty());
+    QVERIFY(!fs::exists(stale));
     QCOMPARE(fs::last_write_time(out.toStdString() + "/runs/magnitude-0.20/result.json"),
              first_time);
     for (const auto& r : done["runs"]) {

@@ -275,6 +275,11 @@ json run_sweep(const SweepOptions& o, const TaskContext* ctx,
                 "pruning " + id);
     const auto t0 = std::chrono::steady_clock::now();
     try {
+      // A run killed while writing its model leaves the staging folder (.model.tmp-PID) behind.
+      if (fs::is_directory(run_dir, ec))
+        for (const auto& entry : fs::directory_iterator(run_dir, ec))
+          if (entry.path().filename().string().rfind(".model.tmp-", 0) == 0)
+            fs::remove_all(entry.path(), ec);
       auto fresh = load(o, o.model, ctx);
       PruneOptions p = o.prune;
       p.method = run["method"].get<std::string>();
