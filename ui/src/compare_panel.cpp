@@ -361,7 +361,8 @@ void ComparePanel::render() {
     const auto& row = rows[static_cast<size_t>(r)];
     figures_->setItem(
         r, 3,
-        cell(tr("%1 points").arg(100.0 * (row.pruned - row.dense), 0, 'f', 2), Qt::AlignRight));
+        cell(tr("%1 points").arg(QString::asprintf("%+.2f", 100.0 * (row.pruned - row.dense))),
+             Qt::AlignRight));
   }
   groups_->setRowCount(static_cast<int>(c.groups.size()));
   for (int r = 0; r < static_cast<int>(c.groups.size()); ++r) {
