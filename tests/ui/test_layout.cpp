@@ -226,7 +226,8 @@ class TestLayout : public QObject {
     QTRY_VERIFY(!w.engine()->busy());
     auto* figures = compare->figuresTable();
     auto* groups = compare->groupsTable();
-    QCOMPARE(figures->rowCount(), 5);  // no text, no tasks: parameters, FLOPs, prefill, decode, TTFT
+    QCOMPARE(figures->rowCount(),
+             5);  // no text, no tasks: parameters, FLOPs, prefill, decode, TTFT
     QVERIFY(groups->rowCount() >= 8);  // the demo's 4 layers, attention and MLP, and more
     bring_forward(compare);            // the form, in its dock
     bring_forward(groups);

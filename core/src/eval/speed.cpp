@@ -75,6 +75,7 @@ SpeedSample run_once(LlamaModelImpl& model, const torch::Tensor& prompt, int64_t
   task_check(ctx);
   auto t1 = Clock::now();
   for (int64_t i = 0; i < generate; ++i) {
+    task_check(ctx);
     next = model.forward(next, &cache).select(1, 0).argmax(-1).view({B, 1});
     (void)next.cpu();  // each token reaches the host, as a chat front end needs it
   }
