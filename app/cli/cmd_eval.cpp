@@ -94,10 +94,9 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
   if (data.empty())
     throw UsageError(
         "give the task files: --data DIR or --data FILE,… (or set LORASHEAR_EVAL_DATA)");
-  // Check the task list before the model is loaded: a typo should not cost a load.
+  // The task files are read before the model is loaded: a typo should not cost a load.
   const auto files = resolve_task_files(a.tasks, data);
-  for (const auto& f : files)
-    (void)load_task(f.name, f.path);
+  const auto tasks = load_tasks(files);
   auto loaded = load_model_for_cli(a, global, true);
   TaskEvalOptions opts;
   opts.limit = a.limit;
@@ -107,7 +106,7 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
   std::vector<TaskResult> done;
   const auto protocol = task_protocol(*loaded.model, *loaded.tokenizer);
   try {
-    evaluate_tasks(*loaded.model, *loaded.tokenizer, files, opts, &ctx,
+    evaluate_tasks(*loaded.model, *loaded.tokenizer, tasks, opts, &ctx,
                    [&](const TaskResult& r) { done.push_back(r); });
   } catch (const CancelledError&) {
     bar.finish();
@@ -121,13 +120,13 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
   }
   bar.finish();
   if (global.json) {
-    nlohmann::json tasks = nlohmann::json::array();
+    nlohmann::json per_task = nlohmann::json::array();
     for (const auto& r : done)
-      tasks.push_back(to_json(r, a.per_item));
+      per_task.push_back(to_json(r, a.per_item));
     const auto m = task_means(done);
     print_json({{"model", a.model},
                 {"protocol", protocol},
-                {"tasks", tasks},
+                {"tasks", per_task},
                 {"mean_acc", m.acc},
                 {"mean_headline", m.headline}});
   } else {

@@ -126,7 +126,17 @@ class TestSweep : public QObject {
     o.methods = {"random"};
     o.tasks = {"no_such_task"};
     QVERIFY_THROWS_EXCEPTION(UsageError, run_sweep(o));
-    QVERIFY(!fs::exists(dir.filePath("s/runs/random-0.20").toStdString()));
+    QVERIFY(!fs::exists(dir.filePath("s").toStdString()));  // nothing written for a typo
+    // A wrong model path: corrected, the same folder is accepted (no settings were recorded).
+    o.tasks = {"arc_easy"};
+    o.task_options.limit = 2;
+    o.bench = false;
+    o.model = dir.filePath("missing.bin").toStdString();
+    QVERIFY_THROWS_EXCEPTION(InputError, run_sweep(o));
+    o.model = test::shared_path("models/stories260K/stories260K.bin").string();
+    o.prune.lhspg.split_budget(12);
+    const auto r = run_sweep(o);
+    QVERIFY(sweep_missing(r).empty());
   }
 };
 

@@ -328,6 +328,35 @@ class TestTasks : public QObject {
     QVERIFY(std::abs(r.acc_stderr - std::sqrt(r.acc * (1 - r.acc) / 4)) < 1e-12);
   }
 
+  void dynamicRopeAcrossWorkerThreads() {
+    // Dynamic scaling caches its tables only up to max_position_embeddings; items cut to the
+    // context reach exactly there. The workers must only read shared state: the scores equal a
+    // direct forward's, many times over.
+    auto cfg = model_->config();
+    cfg.rope_scaling.type = "dynamic";
+    cfg.rope_scaling.factor = 2.0;
+    LlamaModel dyn(cfg);
+    dyn->init_random(5, 0.3);
+    std::swap(model_, dyn);
+    TaskData t;
+    t.name = "custom";
+    for (int i = 0; i < 40; ++i) {
+      TaskItem it;
+      it.contexts.assign(2, std::string(static_cast<size_t>(20 + i), 'a' + i % 26));
+      it.continuations = {"xy", "z"};
+      t.items.push_back(it);
+    }
+    TaskEvalOptions o;
+    o.batch = 2;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto r = evaluate_task(*model_, *tok_, t, o);
+      QVERIFY(r.truncated > 0);
+      for (int i = 0; i < 40; i += 13)
+        QVERIFY(std::abs(r.lls[i][0] - direct_ll(t.items[i].contexts[0], " xy")) < 1e-4);
+    }
+    std::swap(model_, dyn);
+  }
+
   void lambadaAndPartial() {
     TaskData lam;
     lam.name = "lambada";

@@ -12,6 +12,7 @@
 #include <QLineSeries>
 #include <QScrollArea>
 #include <QScrollBar>
+#include <QTabWidget>
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QValueAxis>
@@ -82,6 +83,7 @@ class TestExperiments : public QObject {
     QVERIFY2(e->messageText().contains("output folder"), qPrintable(e->messageText()));
     e->setOutputDir(dir_.filePath("sweep"));
     QVERIFY(e->start());
+    QCOMPARE(w.centralTabs()->currentWidget()->objectName(), QString("experimentsScroll"));
     QTRY_VERIFY_WITH_TIMEOUT(!w.findChild<Engine*>()->busy(), 300000);
     QVERIFY2(e->messageText().startsWith("Sweep finished"), qPrintable(e->messageText()));
     auto* table = e->table();

@@ -144,7 +144,10 @@ class TestRun : public QObject {
     QCOMPARE(c.dense.parameters, dense_params);
     QCOMPARE(c.pruned.parameters, pruned_params);
     QVERIFY(c.dense.perplexity > 0 && c.pruned.perplexity > 0);
-    QVERIFY(c.dense.tokens_per_second > 0 && c.pruned.tokens_per_second > 0);
+    QVERIFY(c.dense.prefill_tokens_per_second > 0 && c.pruned.prefill_tokens_per_second > 0);
+    QVERIFY(c.dense.decode_tokens_per_second > 0 && c.pruned.decode_tokens_per_second > 0);
+    QVERIFY(c.prefill_speedup_min <= c.prefill_speedup &&
+            c.prefill_speedup <= c.prefill_speedup_max);
     // Parameters, FLOPs, prefill, decode, time to first token, perplexity.
     QCOMPARE(compare->figuresTable()->rowCount(), 6);
     // The graph diff: each node group's removed indices, exactly the report's removed ids.

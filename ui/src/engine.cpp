@@ -562,15 +562,13 @@ bool Engine::compareWith(const QString& other_path, const CompareSettings& setti
           for (const auto& t : settings.task_data)
             data.push_back(t.toStdString());
           task_files = resolve_task_files(names, data);
-          for (const auto& f : task_files)
-            (void)load_task(f.name, f.path);
         }
+        const auto tasks = load_tasks(task_files);
         Comparison c;
         c.open_is_dense = open.deps.total.params >= other->deps.total.params;
         const ModelDocument& dense = c.open_is_dense ? open : *other;
         const ModelDocument& pruned = c.open_is_dense ? *other : open;
         c.text = text_path;
-        c.seq_len = std::min<int64_t>(128, a.max_position_embeddings);
         const std::vector<const ModelDocument*> docs{&dense, &pruned};
         for (size_t i = 0; i < docs.size(); ++i) {
           const auto& d = *docs[i];
@@ -587,13 +585,13 @@ bool Engine::compareWith(const QString& other_path, const CompareSettings& setti
             f.perplexity = r.ppl;
             f.perplexity_protocol = QString::fromStdString(r.protocol());
           }
-          if (!task_files.empty()) {
+          if (!tasks.empty()) {
             if (!d.loaded.tokenizer)
               throw InputError(d.path + " has no tokenizer: the tasks cannot be scored");
             TaskEvalOptions to;
             to.limit = settings.task_limit;
             const auto results =
-                evaluate_tasks(task_model(d), *d.loaded.tokenizer, task_files, to, &ctx);
+                evaluate_tasks(task_model(d), *d.loaded.tokenizer, tasks, to, &ctx);
             for (const auto& r : results)
               f.task_accuracy[QString::fromStdString(r.name)] = r.headline();
             f.task_mean = task_means(results).headline;
@@ -616,7 +614,6 @@ bool Engine::compareWith(const QString& other_path, const CompareSettings& setti
           const auto& r = i == 0 ? speed.a : speed.b;
           f.prefill_tokens_per_second = r.prefill.median;
           f.decode_tokens_per_second = r.decode.median;
-          f.tokens_per_second = r.prefill.median;
           f.ttft_ms = r.ttft.median * 1e3;
         }
         c.prefill_speedup = speed.prefill_ratio.median;
@@ -625,7 +622,6 @@ bool Engine::compareWith(const QString& other_path, const CompareSettings& setti
         c.decode_speedup = speed.decode_ratio.median;
         c.decode_speedup_min = speed.decode_ratio.min;
         c.decode_speedup_max = speed.decode_ratio.max;
-        c.batch = 1;
         c.speed_protocol =
             QString("prompt %1, %2 tokens decoded, %3 alternating repetitions%4")
                 .arg(speed.a.prompt)
@@ -667,8 +663,8 @@ bool Engine::compareWith(const QString& other_path, const CompareSettings& setti
                          (1.0 - static_cast<double>(c.pruned.parameters) /
                                     static_cast<double>(std::max<qint64>(1, c.dense.parameters))),
                      0, 'f', 1)
-                .arg(c.dense.tokens_per_second, 0, 'f', 0)
-                .arg(c.pruned.tokens_per_second, 0, 'f', 0);
+                .arg(c.dense.prefill_tokens_per_second, 0, 'f', 0)
+                .arg(c.pruned.prefill_tokens_per_second, 0, 'f', 0);
         return {[this, c] {
                   comparison_ = c;
                   emit comparisonChanged();
@@ -690,11 +686,8 @@ bool Engine::runSweep(const RunSettings& run, const QString& plan_json,
         SweepOptions o;
         o.model = d.path;
         o.text = run.text.toStdString();
-        auto r = run;
-        r.out_dir = sweep.out_dir + "/runs/x";  // replaced per run
-        r.resume = false;
-        o.prune = prune_options(r, plan_json);
-        o.prune.overwrite = true;
+        // The run's output folder and resume flag are the sweep's, set per run.
+        o.prune = prune_options(run, plan_json);
         for (double x : sweep.ratios)
           o.ratios.push_back(x);
         for (const auto& m : sweep.methods)

@@ -287,13 +287,12 @@ void MainWindow::buildDocks() {
   experiments_scroll->setObjectName("experimentsScroll");
   experiments_scroll->setWidgetResizable(true);
   experiments_scroll->setFrameShape(QFrame::NoFrame);
-  experiments_scroll->setVerticalScrollBarPolicy(Qt::ScrollBarAsNeeded);
   experiments_scroll->setWidget(experiments_);
   tabs_->addTab(experiments_scroll, tr("Experiments"));
   connect(experiments_, &ExperimentsPanel::openModelRequested, this,
           [this](const QString& path) { openModel(path); });
-  connect(engine_, &Engine::taskStarted, this, [this](const QString& task) {
-    if (task == "Experiment") tabs_->setCurrentWidget(experiments_->parentWidget()->parentWidget());
+  connect(engine_, &Engine::taskStarted, this, [this, experiments_scroll](const QString& task) {
+    if (task == "Experiment") tabs_->setCurrentWidget(experiments_scroll);
   });
   // The overlays sit in the view's corners: placed again once the view is shown at its size.
   connect(tabs_, &QTabWidget::currentChanged, this, [this] {

@@ -19,13 +19,11 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-/// Resets the kernel's record of the peak resident set (Linux ≥ 4.0); false where it cannot.
-bool reset_peak_rss() {
+/// Resets the kernel's record of the peak resident set (Linux ≥ 4.0). Where it cannot, VmHWM stays
+/// the process's peak so far: still an upper bound.
+void reset_peak_rss() {
   std::ofstream out("/proc/self/clear_refs");
-  if (!out) return false;
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
+  if (out) out << "5";
 }
 
 int64_t peak_rss_bytes() {
@@ -58,7 +56,7 @@ SpeedSample run_once(LlamaModelImpl& model, const torch::Tensor& prompt, int64_t
                      const TaskContext* ctx) {
   torch::InferenceMode guard;
   const int64_t B = prompt.size(0), P = prompt.size(1);
-  const bool peak_resets = reset_peak_rss();
+  reset_peak_rss();
   SpeedSample s;
   auto cache = model.make_cache(B, P + generate);
   const auto device = model.options().device;
@@ -81,8 +79,6 @@ SpeedSample run_once(LlamaModelImpl& model, const torch::Tensor& prompt, int64_t
   }
   const double decode = seconds_since(t1);
   s.decode_tokens_per_second = decode > 0 ? static_cast<double>(B * generate) / decode : 0.0;
-  // Without the reset this is the process's peak so far: still an upper bound.
-  (void)peak_resets;
   s.peak_rss_bytes = peak_rss_bytes();
   return s;
 }

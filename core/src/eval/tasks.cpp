@@ -421,8 +421,8 @@ void score_requests(LlamaModelImpl& model, std::vector<Request>& reqs, int64_t b
     size_t c1 = c0;
     while (c1 < contexts.size() && contexts[c1]->first.size() == len &&
            static_cast<int64_t>(c1 - c0) < batch) {
-      for (auto r : contexts[c1]->second)
-        max_positions = std::max<int64_t>(max_positions, len + reqs[r].cont.size());
+      for (auto r : contexts[c1]->second)  // the last continuation token is only a target
+        max_positions = std::max<int64_t>(max_positions, len + reqs[r].cont.size() - 1);
       ++c1;
     }
     groups.emplace_back(c0, c1);
@@ -729,16 +729,19 @@ nlohmann::json to_json(const TaskResult& r, bool per_item) {
   return j;
 }
 
+std::vector<TaskData> load_tasks(const std::vector<TaskFile>& files) {
+  std::vector<TaskData> data;
+  for (const auto& f : files)
+    data.push_back(load_task(f.name, f.path));
+  return data;
+}
+
 std::vector<TaskResult> evaluate_tasks(LlamaModelImpl& model, const Tokenizer& tokenizer,
-                                       const std::vector<TaskFile>& tasks,
+                                       const std::vector<TaskData>& tasks,
                                        const TaskEvalOptions& options, const TaskContext* ctx,
                                        const std::function<void(const TaskResult&)>& on_result) {
-  // Every file is read first: a broken one is reported before any time is spent.
-  std::vector<TaskData> data;
-  for (const auto& t : tasks)
-    data.push_back(load_task(t.name, t.path));
   std::vector<TaskResult> results;
-  for (const auto& d : data) {
+  for (const auto& d : tasks) {
     task_check(ctx);
     results.push_back(evaluate_task(model, tokenizer, d, options, ctx));
     if (on_result) on_result(results.back());

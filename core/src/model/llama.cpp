@@ -466,6 +466,10 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, KVCache* cach
 }
 
 void LlamaModelImpl::reserve_positions(int64_t positions) {
+  // Dynamic scaling computes passes beyond max_position_embeddings afresh each time; only the
+  // tables up to there are cached (and could otherwise grow under a concurrent forward).
+  if (cfg_.rope_scaling.type == "dynamic")
+    positions = std::min(positions, cfg_.max_position_embeddings);
   if (positions > 0) rotary_.get(0, positions, opts_.device, opts_.dtype);
 }
 

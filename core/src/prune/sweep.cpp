@@ -59,11 +59,11 @@ json task_figures(const std::vector<TaskResult>& results) {
   return tasks;
 }
 
-json evaluate(LlamaModelImpl& model, const Tokenizer& tokenizer, const std::vector<TaskFile>& files,
+json evaluate(LlamaModelImpl& model, const Tokenizer& tokenizer, const std::vector<TaskData>& tasks,
               const SweepOptions& o, const TaskContext* ctx) {
   json out = json::object();
-  if (files.empty()) return out;
-  const auto results = evaluate_tasks(model, tokenizer, files, o.task_options, ctx);
+  if (tasks.empty()) return out;
+  const auto results = evaluate_tasks(model, tokenizer, tasks, o.task_options, ctx);
   out["tasks"] = task_figures(results);
   const auto m = task_means(results);
   out["mean"] = m.headline;
@@ -84,17 +84,11 @@ std::string fixed(const json& v, int digits, double scale = 1.0) {
   return buf;
 }
 
+/// The tasks in the order the sweep ran them.
 std::vector<std::string> task_names(const json& results) {
   std::vector<std::string> names;
-  if (results.contains("dense") && results["dense"].contains("tasks"))
-    for (const auto& [k, v] : results["dense"]["tasks"].items())
-      names.push_back(k);
-  // In the order the sweep ran them.
-  if (results.contains("task_order")) {
-    names.clear();
-    for (const auto& n : results["task_order"])
-      names.push_back(n.get<std::string>());
-  }
+  for (const auto& n : results.value("task_order", json::array()))
+    names.push_back(n.get<std::string>());
   return names;
 }
 
@@ -193,12 +187,21 @@ std::vector<std::string> sweep_missing(const json& results) {
 json run_sweep(const SweepOptions& o, const TaskContext* ctx,
                const std::function<void(const json&)>& on_update) {
   o.validate();
+  // Task files are read before anything is written or loaded: a typo must not leave a sweep
+  // folder whose settings a corrected command would then be refused by.
+  std::vector<TaskFile> task_files;
+  if (!o.task_data.empty()) {
+    task_files = resolve_task_files(o.tasks, o.task_data);
+  } else if (!o.tasks.empty()) {
+    throw UsageError("--tasks needs the task files: --task-data DIR_OR_FILES");
+  }
+  const auto tasks = load_tasks(task_files);
   const auto settings = o.to_json();
-  std::error_code ec;
-  fs::create_directories(o.out_dir + "/runs", ec);
-  if (ec) throw Error("cannot create " + o.out_dir + "/runs: " + ec.message());
   const auto settings_path = o.out_dir + "/sweep.json";
-  if (fs::exists(settings_path)) {
+  // sweep.json is written once the dense model has been read and evaluated: a wrong model or
+  // text path must not leave settings that the corrected command would be refused by.
+  const bool resuming = fs::exists(settings_path);
+  if (resuming) {
     const auto old = io::read_json_file(settings_path);
     if (old != settings) {
       std::string diff;
@@ -207,18 +210,10 @@ json run_sweep(const SweepOptions& o, const TaskContext* ctx,
       throw UsageError(o.out_dir + " holds a sweep with other settings (" + diff +
                        " differ): resume it with the same settings or choose another --out");
     }
-  } else {
-    io::write_file_atomic(settings_path, settings.dump(2) + "\n");
   }
-  // Task files are checked before any model is loaded.
-  std::vector<TaskFile> task_files;
-  if (!o.task_data.empty()) {
-    task_files = resolve_task_files(o.tasks, o.task_data);
-    for (const auto& f : task_files)
-      (void)load_task(f.name, f.path);
-  } else if (!o.tasks.empty()) {
-    throw UsageError("--tasks needs the task files: --task-data DIR_OR_FILES");
-  }
+  std::error_code ec;
+  fs::create_directories(o.out_dir + "/runs", ec);
+  if (ec) throw Error("cannot create " + o.out_dir + "/runs: " + ec.message());
 
   json results = {{"format", "lorashear-sweep"},
                   {"version", 1},
@@ -234,8 +229,10 @@ json run_sweep(const SweepOptions& o, const TaskContext* ctx,
 
   // The dense model: loaded once, evaluated once (cached in OUT/dense.json).
   task_report(ctx, "sweep", 0, static_cast<int64_t>(o.run_ids().size()), "dense model");
-  auto dense = load(o, o.model, ctx);
+  // Kept for the whole sweep only to measure the speed-ups against.
   const auto dense_path = o.out_dir + "/dense.json";
+  LoadedModel dense;
+  if (o.bench || !fs::exists(dense_path)) dense = load(o, o.model, ctx);
   json dense_json;
   if (fs::exists(dense_path)) {
     dense_json = io::read_json_file(dense_path);
@@ -250,10 +247,11 @@ json run_sweep(const SweepOptions& o, const TaskContext* ctx,
     dense_json = {{"parameters", dense.model->num_parameters()},
                   {"ppl", ppl.ppl},
                   {"ppl_protocol", ppl.protocol() + " of the held-out tokens"}};
-    dense_json.update(evaluate(*dense.model, *dense.tokenizer, task_files, o, ctx));
+    dense_json.update(evaluate(*dense.model, *dense.tokenizer, tasks, o, ctx));
     dense_json["seconds"] = since(t0);
     io::write_file_atomic(dense_path, dense_json.dump(2) + "\n");
   }
+  if (!resuming) io::write_file_atomic(settings_path, settings.dump(2) + "\n");
   results["dense"] = dense_json;
   write_outputs(o, results);
   if (on_update) on_update(results);
@@ -305,7 +303,7 @@ json run_sweep(const SweepOptions& o, const TaskContext* ctx,
       task_report(ctx, "sweep", static_cast<int64_t>(i), static_cast<int64_t>(runs.size()),
                   "evaluating " + id);
       auto pruned = load(o, p.out_dir, ctx);
-      r.update(evaluate(*pruned.model, *pruned.tokenizer, task_files, o, ctx));
+      r.update(evaluate(*pruned.model, *pruned.tokenizer, tasks, o, ctx));
       if (o.bench) {
         const auto c = compare_speed(*dense.model, *pruned.model, o.speed, ctx);
         r["prefill_speedup"] = c.prefill_ratio.median;

@@ -118,10 +118,13 @@ TaskResult evaluate_task(LlamaModelImpl& model, const Tokenizer& tokenizer, cons
 /// `per_item` adds predictions and lls.
 nlohmann::json to_json(const TaskResult& r, bool per_item = false);
 
-/// Loads and scores each task in turn; `on_result` sees each result as it is finished (so a cancel
-/// keeps the finished ones). Progress: stage = task name.
+/// Reads every task file (load_task): a broken one fails before any scoring.
+std::vector<TaskData> load_tasks(const std::vector<TaskFile>& files);
+
+/// Scores each task in turn; `on_result` sees each result as it is finished (so a cancel keeps
+/// the finished ones). Progress: stage = task name.
 std::vector<TaskResult> evaluate_tasks(
-    LlamaModelImpl& model, const Tokenizer& tokenizer, const std::vector<TaskFile>& tasks,
+    LlamaModelImpl& model, const Tokenizer& tokenizer, const std::vector<TaskData>& tasks,
     const TaskEvalOptions& options, const TaskContext* ctx = nullptr,
     const std::function<void(const TaskResult&)>& on_result = {});
 

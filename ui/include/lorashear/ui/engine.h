@@ -94,7 +94,6 @@ struct ModelFigures {
   double flops_per_token = 0;
   double perplexity = -1;  ///< < 0: no text given
   QString perplexity_protocol;
-  double tokens_per_second = 0;  ///< prefill tokens/s (median), as `lorashear bench`
   double prefill_tokens_per_second = 0, decode_tokens_per_second = 0;  ///< medians
   double ttft_ms = 0;                   ///< time to first token, median
   QMap<QString, double> task_accuracy;  ///< per task: acc_norm where it has one, else acc
@@ -136,7 +135,6 @@ struct Comparison {
   ModelFigures dense, pruned;
   bool open_is_dense = false;
   QString text;  ///< perplexity text (empty: none)
-  qint64 batch = 1, seq_len = 128;
   /// Pruned over dense, per alternating repetition: median and range.
   double prefill_speedup = 0, prefill_speedup_min = 0, prefill_speedup_max = 0;
   double decode_speedup = 0, decode_speedup_min = 0, decode_speedup_max = 0;
