@@ -23,8 +23,7 @@ std::vector<std::string> module_candidates() {
   if (!ec) {
     auto dir = exe.parent_path();
     out.push_back((dir / kModuleName).string());
-    out.push_back((dir / ".." / "lib" / "lorashear" / kModuleName).string());
-    out.push_back((dir / ".." / "lib" / kModuleName).string());
+    out.push_back((dir / LORASHEAR_SPM_MODULE_RELDIR / kModuleName).lexically_normal().string());
   }
 #ifdef LORASHEAR_SPM_MODULE_BUILD_PATH
   out.emplace_back(LORASHEAR_SPM_MODULE_BUILD_PATH);
