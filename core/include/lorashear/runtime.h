@@ -28,6 +28,13 @@ class WorkerThreadsScope {
   WorkerThreadsScope& operator=(const WorkerThreadsScope&) = delete;
 };
 
+/// The CPU attention kernel in use: "avx512", "avx2" or "baseline" in an x86-64 build (the best
+/// this CPU runs, chosen at first use; the environment variable
+/// LORASHEAR_CPU_KERNEL=baseline|avx2|avx512 forces one), "native" in a build configured with
+/// -DLORASHEAR_NATIVE_KERNELS=ON, "baseline" on other architectures. Throws UsageError when
+/// LORASHEAR_CPU_KERNEL names a variant this CPU or build lacks.
+std::string cpu_kernel_variant();
+
 /// Library version string, e.g. "0.1.0".
 std::string version();
 

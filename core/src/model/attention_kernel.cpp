@@ -1,11 +1,20 @@
+// Compiled once per instruction-set level (see core/CMakeLists.txt): each copy defines
+// attention_rows in the namespace LORASHEAR_KERNEL_NS names (kernel_baseline, kernel_avx2,
+// kernel_avx512), and attention_dispatch.cpp calls the best one this CPU runs. Without the macro
+// (a single -march=native or non-x86 build) it defines detail::attention_rows itself.
+//
+// No std:: template or other inline function with external linkage may be used here: each copy
+// would emit it as a weak symbol compiled for its own instruction set, and the linker keeps one of
+// them for all — possibly the AVX-512 one, which the baseline variant would then call. Only
+// internal-linkage helpers (the anonymous namespace) and builtins.
 #include "attention_kernel.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
+#include <cstdint>
 
 namespace lorashear::detail {
+#ifdef LORASHEAR_KERNEL_NS
+namespace LORASHEAR_KERNEL_NS {
+#endif
 
 namespace {
 
@@ -53,16 +62,17 @@ void attention_rows(const AttentionArgs& a, int64_t b, int64_t kvh, int64_t t0, 
     const int64_t h = kvh * group + j;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n = a.start + t + 1;  // keys [s0, n) are visible
-      const int64_t s0 = a.window > 0 ? std::max<int64_t>(0, n - a.window) : 0;
+      const int64_t s0 = a.window > 0 && n > a.window ? n - a.window : 0;
       const float* q = a.q + b * a.q_sb + t * a.q_st + h * a.q_sh;
-      std::fill(p + s0, p + n, 0.0f);
+      for (int64_t s = s0; s < n; ++s)
+        p[s] = 0.0f;
       for (int64_t d = 0; d < D; ++d) {
         const float qd = q[d] * a.scale;
         const float* kd = kt + d * keys;
         for (int64_t s = s0; s < n; ++s)
           p[s] += qd * kd[s];
       }
-      float m = -std::numeric_limits<float>::infinity();
+      float m = -__builtin_inff();
 #pragma omp simd reduction(max : m)
       for (int64_t s = s0; s < n; ++s)
         m = p[s] > m ? p[s] : m;
@@ -86,4 +96,7 @@ void attention_rows(const AttentionArgs& a, int64_t b, int64_t kvh, int64_t t0, 
   }
 }
 
+#ifdef LORASHEAR_KERNEL_NS
+}  // namespace LORASHEAR_KERNEL_NS
+#endif
 }  // namespace lorashear::detail
