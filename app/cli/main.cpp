@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "lorashear/build_info.h"
 #include "lorashear/errors.h"
 #include "lorashear/runtime.h"
 
@@ -23,14 +24,19 @@ int main(int argc, char** argv) {
   using namespace lorashear;
   CLI::App app{
       "lorashear " + version() +
-      " — structured pruning with knowledge recovery for LLaMA-family models (LoRAShear).\n"
+      ": structured pruning with knowledge recovery for LLaMA-family models (LoRAShear).\n"
       "Models: a Hugging Face directory (config.json + *.safetensors), a llama2.c .bin or a GGUF "
       "file.\nExamples:\n  lorashear info MODEL\n  lorashear generate MODEL -p \"Once upon a "
       "time\"\n"
       "  lorashear eval ppl MODEL --text FILE --seq-len 128\n"
       "  lorashear tokenize --tokenizer tokenizer.json --text \"Hello\"\n"
-      "  lorashear convert MODEL --to hf OUTDIR\nDetails: lorashear SUBCOMMAND --help"};
-  app.set_version_flag("--version", "lorashear " + version());
+      "  lorashear convert MODEL --to hf OUTDIR\nDetails: lorashear SUBCOMMAND --help",
+      "lorashear"};
+  app.set_version_flag("--version", std::function<std::string()>([] {
+                         auto text = build_info_text("lorashear");
+                         text += "CPU attention kernel: " + cpu_kernel_variant();
+                         return text;
+                       }));
   app.fallthrough();  // global flags may follow the subcommand
   app.require_subcommand(1);
   cli::GlobalOptions global;
