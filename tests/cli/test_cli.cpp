@@ -45,10 +45,42 @@ class TestCli : public QObject {
     auto v = run_cli({"--version"});
     QCOMPARE(v.code, 0);
     QVERIFY(v.out.contains("lorashear 0."));
+    // What a bug report needs: the commit, LibTorch, BLAS, CUDA, the attention kernel variant.
+    for (const char* part : {"(commit ", "LibTorch 1.", "BLAS: ", "CUDA: ", "Qt 6.", "Graphviz ",
+                             "CPU attention kernel: "})
+      QVERIFY2(v.out.contains(part), part);
     auto h = run_cli({"--help"});
     QCOMPARE(h.code, 0);
     for (const char* cmd : {"info", "generate", "eval", "convert"})
       QVERIFY2(h.out.contains(cmd), cmd);
+  }
+
+  // The bash completion is generated from the command tree: every subcommand and its options are
+  // in it, and bash accepts the script and completes from it.
+  void bashCompletion() {
+    auto c = run_cli({"completion", "bash"});
+    QCOMPARE(c.code, 0);
+    QVERIFY(c.out.contains("complete -F _lorashear lorashear"));
+    QTemporaryDir dir;
+    QFile script(dir.filePath("lorashear.bash"));
+    QVERIFY(script.open(QIODevice::WriteOnly));
+    script.write(c.out.toUtf8());
+    script.close();
+    const auto complete = [&](const QString& words, int cword) {
+      QProcess bash;
+      bash.start("bash", {"-c", QString("source '%1'; COMP_WORDS=(%2); COMP_CWORD=%3; _lorashear; "
+                                        "echo \"${COMPREPLY[*]}\"")
+                                    .arg(script.fileName(), words)
+                                    .arg(cword)});
+      bash.waitForFinished(10000);
+      return QString::fromUtf8(bash.readAllStandardOutput()).trimmed();
+    };
+    QCOMPARE(complete("lorashear ev", 1), QString("eval"));
+    QCOMPARE(complete("lorashear eval ''", 2), QString("ppl tasks"));
+    QCOMPARE(complete("lorashear --threads 2 eval ppl m --pre", 6), QString("--preset"));
+    QCOMPARE(complete("lorashear eval ppl m --preset ''", 5), QString("windows-128 windows-ctx"));
+    QVERIFY(complete("lorashear prune --", 2).contains("--ratio"));
+    QVERIFY(complete("lorashear prune --", 2).contains("--json"));  // global flags too
   }
 
   void usageErrorsExitTwo() {
