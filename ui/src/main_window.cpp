@@ -12,6 +12,7 @@
 #include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QGridLayout>
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
@@ -34,11 +35,13 @@
 #include <algorithm>
 
 #include "document.h"
+#include "lorashear/build_info.h"
 #include "lorashear/runtime.h"
 #include "lorashear/ui/compare_panel.h"
 #include "lorashear/ui/engine.h"
 #include "lorashear/ui/experiments_panel.h"
 #include "lorashear/ui/export_dialog.h"
+#include "lorashear/ui/help_dialogs.h"
 #include "lorashear/ui/inspector.h"
 #include "lorashear/ui/log_view.h"
 #include "lorashear/ui/node_group_model.h"
@@ -47,6 +50,7 @@
 #include "lorashear/ui/run_panel.h"
 #include "lorashear/ui/summary_view.h"
 #include "lorashear/ui/theme.h"
+#include "lorashear/ui/welcome_page.h"
 #include "lorashear/viewers/graph_legend.h"
 #include "lorashear/viewers/graph_overview.h"
 #include "lorashear/viewers/graph_view.h"
@@ -60,6 +64,8 @@ constexpr int kMaxRecent = 10;
 // saveState()'s version: a state saved by a layout without the central tabs (0) is ignored.
 constexpr int kStateVersion = 1;
 constexpr int64_t kExpandedByDefault = 4;  // models with at most this many layers open expanded
+// Set at the first start: later starts without a model open the demo model.
+constexpr const char* kWelcomeShown = "welcome/shown";
 
 qint64 now_ns() {
   static QElapsedTimer clock = [] {
@@ -107,6 +113,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   setWindowTitle(tr("LoRAShear Studio"));
   setAcceptDrops(true);
   install_log_sink();
+  // Graphviz's version for Help ▸ About: its first query touches Graphviz's global state, so it
+  // is made now, before any layout runs on another thread.
+  graphviz_runtime_version();
   engine_ = new Engine(this);
   layouts_ = new LayoutCache(this);
 
@@ -115,7 +124,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   tabs_ = new QTabWidget;
   tabs_->setObjectName("centralTabs");
   tabs_->setDocumentMode(true);
-  setCentralWidget(tabs_);
+  // While no model is open the welcome page covers the tabs: both share one grid cell, so the tabs
+  // keep their size and state underneath.
+  auto* centre = new QWidget;
+  auto* cell = new QGridLayout(centre);
+  cell->setContentsMargins(0, 0, 0, 0);
+  cell->addWidget(tabs_, 0, 0);
+  welcome_ = new WelcomePage;
+  cell->addWidget(welcome_, 0, 0);
+  setCentralWidget(centre);
   view_ = new GraphView;
   view_->setObjectName("graphView");
   tabs_->addTab(view_, tr("Graph"));
@@ -146,6 +163,20 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   connect(cancel_, &QPushButton::clicked, engine_, &Engine::cancel);
   connect(engine_, &Engine::taskStarted, this, &MainWindow::taskStarted);
+  // A model being opened takes the welcome page's place; if it fails, the page comes back.
+  connect(engine_, &Engine::taskStarted, this, [this](const QString& task) {
+    if (task.startsWith("Open")) {
+      opening_ = true;
+      updateWelcome();
+    }
+  });
+  connect(welcome_, &WelcomePage::openModelRequested, this,
+          [this](bool folder) { openDialog(folder); });
+  connect(welcome_, &WelcomePage::openDemoRequested, this,
+          [this] { openModel(QString::fromStdString(demo_model_path())); });
+  connect(welcome_, &WelcomePage::openRecentRequested, this,
+          [this](const QString& path) { openModel(path); });
+  connect(welcome_, &WelcomePage::userGuideRequested, this, [this] { showUserGuide(); });
   connect(engine_, &Engine::progressChanged, this, &MainWindow::progress);
   connect(engine_, &Engine::idle, this, &MainWindow::taskEnded);
   connect(engine_, &Engine::documentChanged, this, &MainWindow::documentChanged);
@@ -198,7 +229,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   restoreGeometry(settings.value("window/geometry").toByteArray());
   restoreState(settings.value("window/state").toByteArray(), kStateVersion);
   setTheme(settings.value("theme", "light").toString());
+  welcome_->setDemoModel(QString::fromStdString(demo_model_path()));
   updateRecentMenu();
+  updateWelcome();
   placeOverlays();
 }
 
@@ -452,14 +485,15 @@ void MainWindow::buildActions() {
   cancel->setShortcut(Qt::Key_Escape);
 
   auto* help = menuBar()->addMenu(tr("&Help"));
-  help->addAction(tr("&About"), this, [this] {
-    QMessageBox::about(
-        this, tr("About LoRAShear Studio"),
-        tr("<h3>LoRAShear Studio %1</h3><p>Structured pruning with knowledge "
-           "recovery for LLaMA-family models (LoRAShear, arXiv 2310.18356).</p>"
-           "<p>%2</p>")
-            .arg(QString::fromStdString(version()), QString::fromStdString(runtime_description())));
-  });
+  auto* guide = help->addAction(tr("&User guide"), this, [this] { showUserGuide(); });
+  guide->setObjectName("userGuideAction");
+  guide->setShortcut(Qt::Key_F1);
+  auto* keys = help->addAction(tr("&Keyboard shortcuts"), this, &MainWindow::showShortcuts);
+  keys->setObjectName("shortcutsAction");
+  help->addSeparator();
+  auto* about = help->addAction(tr("&About LoRAShear Studio"), this, &MainWindow::showAbout);
+  about->setObjectName("aboutAction");
+  about->setMenuRole(QAction::AboutRole);
 }
 
 QStringList MainWindow::overlayNames() const {
@@ -491,6 +525,15 @@ bool MainWindow::openModel(const QString& path, const QString& adapter) {
                dtype_.toStdString(),
                adapter.isEmpty() ? "" : " with adapter " + adapter.toStdString());
   return engine_->openModel(QFileInfo(path).absoluteFilePath(), o);
+}
+
+bool MainWindow::openAtStart(const QString& model, const QString& adapter) {
+  const bool first = !QSettings().value(kWelcomeShown, false).toBool();
+  if (first) saveSetting(kWelcomeShown, true);
+  if (!model.isEmpty()) return openModel(model, adapter);
+  if (first) return false;  // the welcome page says what to do
+  const auto demo = QString::fromStdString(demo_model_path());
+  return !demo.isEmpty() && openModel(demo, adapter);
 }
 
 void MainWindow::setOpenOptions(const QString& device, const QString& dtype) {
@@ -539,6 +582,7 @@ void MainWindow::updateRecentMenu() {
     a->setEnabled(QFileInfo::exists(path));
   }
   if (recent.isEmpty()) recent_menu_->addAction(tr("(none yet)"))->setEnabled(false);
+  welcome_->setRecentFiles(recent);
   recent_menu_->addSeparator();
   recent_menu_->addAction(tr("Clear the list"), this, [this] {
     recent_.clear();
@@ -549,6 +593,7 @@ void MainWindow::updateRecentMenu() {
 
 void MainWindow::documentChanged() {
   const auto doc = document();
+  updateWelcome();
   if (!doc) return;
   selection_kind_ = 0;
   selection_ = -1;
@@ -863,6 +908,8 @@ void MainWindow::progress(const EngineProgress& p) {
 }
 
 void MainWindow::taskEnded() {
+  opening_ = false;
+  updateWelcome();
   progress_->hide();
   cancel_->hide();
   time_left_->clear();
@@ -911,6 +958,50 @@ void MainWindow::exportGraph(bool png) {
     showError(tr("Cannot export the graph"), error);
   else
     statusBar()->showMessage(tr("Wrote %1").arg(path), 8000);
+}
+
+// ---- help
+
+void MainWindow::updateWelcome() {
+  const bool show = !document() && !opening_;
+  welcome_->setVisible(show);
+  if (show) welcome_->raise();
+}
+
+bool MainWindow::showUserGuide(const QString& anchor) {
+  const auto path = QString::fromStdString(manual_path());
+  if (path.isEmpty()) {
+    auto* box = new QMessageBox(
+        QMessageBox::Warning, tr("User guide not found"),
+        tr("The user guide is not installed. It was expected at:\n\n%1\n\nIn a build tree, "
+           "build it with: cmake --build build --target manual")
+            .arg(manual_candidates().join("\n")),
+        QMessageBox::Ok, this);
+    box->setObjectName("manualMissing");
+    box->setAttribute(Qt::WA_DeleteOnClose);
+    box->open();
+    return false;
+  }
+  if (!guide_) guide_ = new UserGuideWindow(this);
+  guide_->showManual(path, anchor);
+  guide_->show();
+  guide_->raise();
+  guide_->activateWindow();
+  return true;
+}
+
+void MainWindow::showShortcuts() {
+  // Built from the actions each time, so it lists what the window has now.
+  delete findChild<ShortcutsDialog*>("shortcutsDialog");
+  auto* dialog = new ShortcutsDialog(shortcut_entries(this), this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->show();
+}
+
+void MainWindow::showAbout() {
+  auto* dialog = new AboutDialog(this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  dialog->open();
 }
 
 // ---- window

@@ -1,10 +1,11 @@
 #pragma once
 // The main window of LoRAShear Studio: tabs in the middle for what needs room — the dependency
 // graph (search, expand and collapse, overlays with a legend, an overview), a run's dashboard and
-// a comparison's tables; docks for the forms and lists (model summary, node-group tree, inspector,
-// log, plan, run settings, comparison settings), and a status bar with the engine's progress, time
-// left and a cancel button. Opens models from the menu, recent files, drag and drop or the command
-// line; remembers its layout, theme and recent files.
+// a comparison's tables — or, while no model is open, a welcome page; docks for the forms and lists
+// (model summary, node-group tree, inspector, log, plan, run settings, comparison settings), and a
+// status bar with the engine's progress, time left and a cancel button. Opens models from the
+// menu, recent files, drag and drop or the command line; remembers its layout, theme and recent
+// files. Help: the user guide, the keyboard shortcuts, About.
 
 #include <QMainWindow>
 #include <QString>
@@ -43,6 +44,8 @@ class ExperimentsPanel;
 class PlanEditor;
 class RunPanel;
 class SummaryView;
+class UserGuideWindow;
+class WelcomePage;
 struct EngineProgress;
 struct GraphLayout;
 struct ModelDocument;
@@ -56,6 +59,11 @@ class MainWindow : public QMainWindow {
   /// Starts opening `path` in the engine (with a LoRA adapter folder, if given) on the device and
   /// in the precision of the preferences; false when the engine is busy.
   bool openModel(const QString& path, const QString& adapter = {});
+  /// The app's start: opens `model` when given; without one, the very first start (no
+  /// "welcome/shown" setting yet) opens nothing and leaves the welcome page in front, later starts
+  /// open the bundled demo model (demo_model_path()) when it is there. Returns whether an open
+  /// started.
+  bool openAtStart(const QString& model, const QString& adapter = {});
   /// Device ("cpu", "cuda:0") and weight dtype ("float32", "bfloat16", "float16") for the next
   /// open; saved with the settings.
   void setOpenOptions(const QString& device, const QString& dtype);
@@ -89,6 +97,16 @@ class MainWindow : public QMainWindow {
   RunPanel* runPanel() const { return run_; }
   ComparePanel* comparePanel() const { return compare_; }
   ExperimentsPanel* experimentsPanel() const { return experiments_; }
+  /// Shown in the middle, over the tabs, whenever no model is open (or being opened).
+  WelcomePage* welcomePage() const { return welcome_; }
+  /// Help ▸ User guide: the manual (manual_path()) in the guide window, at `anchor` when given;
+  /// false, with a message naming where it was expected, when it is missing.
+  bool showUserGuide(const QString& anchor = {});
+  /// The guide window (null until the guide was first shown).
+  UserGuideWindow* userGuide() const { return guide_; }
+  /// Help ▸ Keyboard shortcuts and Help ▸ About (non-modal; closed with the window).
+  void showShortcuts();
+  void showAbout();
   std::shared_ptr<const ModelDocument> document() const;
   /// The open model's path ("" when none).
   QString documentPath() const;
@@ -142,6 +160,7 @@ class MainWindow : public QMainWindow {
   void exportGraph(bool png);
   void openDialog(bool folder);
   void runTextTask(bool knowledge);
+  void updateWelcome();
   /// Writes a setting on a background thread (QSettings syncs with fdatasync, tens of ms).
   void saveSetting(const QString& key, const QVariant& value);
 
@@ -160,6 +179,9 @@ class MainWindow : public QMainWindow {
   RunPanel* run_ = nullptr;
   ComparePanel* compare_ = nullptr;
   ExperimentsPanel* experiments_ = nullptr;
+  WelcomePage* welcome_ = nullptr;
+  UserGuideWindow* guide_ = nullptr;
+  bool opening_ = false;  // an open is running (the welcome page steps aside)
   QLineEdit* search_ = nullptr;
   QComboBox* overlay_ = nullptr;
   QLabel* status_ = nullptr;
