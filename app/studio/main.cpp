@@ -1,8 +1,11 @@
-// `lorashear-studio [MODEL]`: the desktop app (opens the bundled demo model without arguments).
-// `lorashear-studio --export-graph out.svg|out.png [--expand LAYERS] MODEL` writes the drawing
-// without opening a window; `--screenshot out.png` saves the main window once the graph is drawn
-// and exits.
+// `lorashear-studio [MODEL]`: the desktop app. Without MODEL the very first start shows the welcome
+// page and later starts open the bundled demo model.
+// `lorashear-studio --export-graph out.svg|out.png [--expand LAYERS] [MODEL]` writes the drawing
+// without opening a window; `--screenshot out.png [MODEL]` saves the main window once the graph is
+// drawn and exits (both use the demo model without MODEL, and need no display). `--help` and
+// `--version` need no display either (help2man runs them at build time).
 // LibTorch (through the loader) before Qt: ATen has members called `slots`, a Qt keyword macro.
+#include "lorashear/build_info.h"
 #include "lorashear/errors.h"
 #include "lorashear/graph/dependency.h"
 #include "lorashear/graph/export.h"
@@ -15,13 +18,16 @@
 #include "lorashear/viewers/graph_view.h"
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QCoreApplication>
 #include <QMessageBox>
 #include <QTimer>
 // clang-format on
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
+#include <vector>
 
 using namespace lorashear;
 
@@ -58,48 +64,128 @@ std::set<int64_t> parse_expand(const QString& text, int64_t n_layers) {
   return out;
 }
 
+// The command line, shared by the display-less --help / --version pass and the app itself.
+struct Options {
+  QCommandLineOption version{"version",
+                             "print the version, the build and the CPU kernel, and exit"};
+  QCommandLineOption export_graph{
+      "export-graph", "write the dependency graph to FILE (.svg or .png) and exit", "FILE"};
+  QCommandLineOption expand{"expand", "layers drawn expanded: none (default), all, 3 or 0-3",
+                            "LAYERS", "none"};
+  QCommandLineOption screenshot{
+      "screenshot", "save the main window as a PNG once the graph is drawn, and exit", "FILE"};
+  QCommandLineOption find{"find", "select the operator or node group matching TEXT once open",
+                          "TEXT"};
+  QCommandLineOption theme{"theme", "light, dark or system (default: the last one used)", "THEME"};
+  QCommandLineOption device{"device", "cpu, cuda or cuda:N (default: the preferences)", "DEVICE"};
+  QCommandLineOption dtype{
+      "dtype", "weights in float32, bfloat16 or float16 (default: the preferences)", "DTYPE"};
+  QCommandLineOption adapter{"adapter", "attach the LoRA adapter in DIR (PEFT layout)", "DIR"};
+
+  void describe(QCommandLineParser& parser) const {
+    parser.setApplicationDescription(
+        "LoRAShear Studio: structured pruning with knowledge recovery for LLaMA-family models.\n"
+        "Without MODEL: the welcome page on the very first start, the bundled demo model "
+        "afterwards (--export-graph and --screenshot always use the demo model).\n"
+        "Without a display: --export-graph and --screenshot run headless; the lorashear command "
+        "line does everything else.");
+    parser.addHelpOption();
+    parser.addOption(version);
+    parser.addPositionalArgument(
+        "model", "Hugging Face directory, llama2.c .bin, .gguf or config.json", "[model]");
+    for (const auto* o :
+         {&export_graph, &expand, &screenshot, &theme, &device, &dtype, &adapter, &find})
+      parser.addOption(*o);
+  }
+};
+
+// Whether one of `names` is on the command line (also as --name=value).
+bool has_arg(int argc, char** argv, std::initializer_list<const char*> names) {
+  for (int i = 1; i < argc; ++i)
+    for (const char* n : names) {
+      const size_t len = std::strlen(n);
+      if (std::strncmp(argv[i], n, len) == 0 && (argv[i][len] == 0 || argv[i][len] == '='))
+        return true;
+    }
+  return false;
+}
+
+// Where Qt's xcb or wayland plugin would find no display and abort.
+bool no_display() {
+#if defined(Q_OS_LINUX) || defined(Q_OS_FREEBSD)
+  return qEnvironmentVariableIsEmpty("DISPLAY") && qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY") &&
+         qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM");
+#else
+  return false;
+#endif
+}
+
+void set_names() {
+  QCoreApplication::setApplicationName("LoRAShear Studio");
+  QCoreApplication::setOrganizationName("LoRAShear");
+  QCoreApplication::setApplicationVersion(QString::fromStdString(version()));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Headless export: no display needed.
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--export-graph" && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM"))
+  const Options opt;
+  // --help and --version before any display is needed.
+  if (has_arg(argc, argv, {"-h", "--help", "--help-all", "-?", "--version"})) {
+    // The usage line names the program, not the path it was run from (help2man copies it).
+    std::vector<char*> args(argv, argv + argc);
+    char name[] = "lorashear-studio";
+    args[0] = name;
+    int n = argc;
+    QCoreApplication core(n, args.data());
+    set_names();
+    QCommandLineParser parser;
+    opt.describe(parser);
+    parser.process(core);  // prints the help and exits
+    if (parser.isSet(opt.version)) {
+      std::string text = build_info_text("lorashear-studio");
+      try {
+        text += "CPU attention kernel: " + cpu_kernel_variant() + "\n";
+      } catch (const std::exception& e) {
+        text += std::string("CPU attention kernel: ") + e.what() + "\n";
+      }
+      std::fputs(text.c_str(), stdout);
+      return 0;
+    }
+  }
+  // Headless export and screenshots: no display needed. Anything else needs one.
+  if (no_display()) {
+    if (has_arg(argc, argv, {"--export-graph", "--screenshot"})) {
       qputenv("QT_QPA_PLATFORM", "offscreen");
+    } else {
+      std::fprintf(stderr,
+                   "lorashear-studio: no display (DISPLAY and WAYLAND_DISPLAY are not set).\n"
+                   "Without a window:\n"
+                   "  lorashear-studio --screenshot out.png [MODEL]   # the window as a PNG\n"
+                   "  lorashear-studio --export-graph g.svg [MODEL]   # the dependency graph\n"
+                   "  QT_QPA_PLATFORM=offscreen lorashear-studio …    # the app, drawn off screen\n"
+                   "and the lorashear command line (lorashear --help) for everything else.\n");
+      return 2;
+    }
+  }
   QApplication app(argc, argv);
-  QApplication::setApplicationName("LoRAShear Studio");
-  QApplication::setOrganizationName("LoRAShear");
+  set_names();
   QCommandLineParser parser;
-  parser.setApplicationDescription("LoRAShear Studio: structured pruning with knowledge recovery");
-  parser.addHelpOption();
-  parser.addPositionalArgument("model",
-                               "Hugging Face directory, llama2.c .bin, .gguf or config.json "
-                               "(default: the bundled demo model)");
-  QCommandLineOption export_graph(
-      "export-graph", "write the dependency graph to FILE (.svg or .png) and exit", "FILE");
-  QCommandLineOption expand("expand", "layers drawn expanded: none (default), all, 3 or 0-3",
-                            "LAYERS", "none");
-  QCommandLineOption screenshot(
-      "screenshot", "save the main window as a PNG once the graph is drawn, and exit", "FILE");
-  QCommandLineOption find("find", "select the operator or node group matching TEXT once open",
-                          "TEXT");
-  QCommandLineOption theme("theme", "light, dark or system (default: the last one used)", "THEME");
-  parser.addOption(export_graph);
-  parser.addOption(expand);
-  parser.addOption(screenshot);
-  QCommandLineOption device("device", "cpu, cuda or cuda:N (default: the preferences)", "DEVICE");
-  QCommandLineOption dtype("dtype",
-                           "weights in float32, bfloat16 or float16 (default: the "
-                           "preferences)",
-                           "DTYPE");
-  QCommandLineOption adapter("adapter", "attach the LoRA adapter in DIR (PEFT layout)", "DIR");
-  parser.addOption(theme);
-  parser.addOption(device);
-  parser.addOption(dtype);
-  parser.addOption(adapter);
-  parser.addOption(find);
+  opt.describe(parser);
   parser.process(app);
+  const auto &export_graph = opt.export_graph, &expand = opt.expand, &screenshot = opt.screenshot,
+             &find = opt.find, &theme = opt.theme, &device = opt.device, &dtype = opt.dtype,
+             &adapter = opt.adapter;
   const auto args = parser.positionalArguments();
-  const QString path = args.isEmpty() ? QString(LORASHEAR_DEMO_MODEL) : args.front();
+  // Scripts rely on these opening the demo model without MODEL.
+  const bool scripted =
+      parser.isSet(export_graph) || parser.isSet(screenshot) || parser.isSet(find);
+  const QString demo = QString::fromStdString(demo_model_path());
+  const QString path = !args.isEmpty() ? args.front() : scripted ? demo : QString();
+  if (scripted && path.isEmpty()) {
+    std::fprintf(stderr, "error: the demo model is not installed; give a MODEL\n");
+    return 2;
+  }
   try {
     init_runtime();
     if (parser.isSet(export_graph)) {
@@ -161,7 +247,7 @@ int main(int argc, char** argv) {
       if (answer == QMessageBox::Yes && w.resumeRun()) return app.exec();
       w.discardInterruptedRun();
     }
-    w.openModel(path, parser.value(adapter));
+    w.openAtStart(path, parser.value(adapter));
     return app.exec();
   } catch (const UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
