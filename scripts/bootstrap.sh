@@ -3,6 +3,8 @@
 #   scripts/bootstrap.sh run    install packages, build, run the app on the bundled demo model
 #                               (in a window with a display; else the CLI demo and a screenshot)
 #   scripts/bootstrap.sh test   install packages, build, run every test (what .ci/run does)
+#   scripts/bootstrap.sh package  install packages, build, make the Debian package
+#                               build/lorashear-studio_<version>_<arch>.deb (and a .tar.gz)
 #   scripts/bootstrap.sh build  install packages and build only
 # Environment: BUILD_DIR (default build), JOBS (default: number of cores).
 set -euo pipefail
@@ -22,6 +24,8 @@ packages=(
   python3-numpy  # tests: the independent NumPy reader of exported Hugging Face folders
   python3-torch  # tests: the independent reference of the architectures (transformers' semantics)
   python3-sentencepiece  # tests: the independent zero-shot task scorer tokenises with it
+  help2man file dpkg-dev  # the package: man pages from --help; CPack's dpkg-shlibdeps Depends
+  desktop-file-utils appstream lintian mmdebstrap  # tests: the package checked in a clean root
 )
 
 missing=()
@@ -76,10 +80,24 @@ install_llama_cpp() {
   fi
 }
 
+# The Debian package (CPack: .deb and .tar.gz of the same tree) into BUILD_DIR.
+make_package() {
+  say "Making the Debian package (cpack)"
+  (cd "$build" && cpack -G "DEB;TGZ" >"$build/cpack.log" 2>&1) || {
+    tail -30 "$build/cpack.log"
+    exit 1
+  }
+  local deb
+  deb="$(ls -t "$build"/lorashear-studio_*.deb | head -1)"
+  say "Package: $deb ($(du -h "$deb" | cut -f1))"
+  echo "Install it with:  apt install $deb"
+}
+
 cli="$build/app/cli/lorashear"
 demo="$root/resources/demo-model"
 case "$mode" in
   build) ;;
+  package) make_package ;;
   run)
     studio="$build/app/studio/lorashear-studio"
     if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
@@ -105,11 +123,12 @@ case "$mode" in
     ;;
   test)
     install_llama_cpp
+    make_package  # test_install installs it in a clean Debian root
     say "Running every test (ctest; labels unit, model, slow, cli, interop)"
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900
     ;;
   *)
-    echo "usage: $0 run|test|build" >&2
+    echo "usage: $0 run|test|package|build" >&2
     exit 2
     ;;
 esac

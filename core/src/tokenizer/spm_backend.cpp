@@ -22,8 +22,8 @@ std::vector<std::string> module_candidates() {
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     auto dir = exe.parent_path();
-    out.push_back((dir / kModuleName).string());
     out.push_back((dir / LORASHEAR_SPM_MODULE_RELDIR / kModuleName).lexically_normal().string());
+    out.push_back((dir / kModuleName).string());
   }
 #ifdef LORASHEAR_SPM_MODULE_BUILD_PATH
   out.emplace_back(LORASHEAR_SPM_MODULE_BUILD_PATH);
@@ -39,7 +39,7 @@ const LspApi* api() {
     std::string tried;
     for (const auto& path : module_candidates()) {
       if (!std::filesystem::exists(path)) {
-        tried += " " + path;
+        tried += (tried.empty() ? " " : ", ") + path;
         continue;
       }
       // A fresh link namespace: SentencePiece resolves protobuf symbols to its own bundled copy,
@@ -60,8 +60,9 @@ const LspApi* api() {
       table = t;
       return;
     }
-    failure = std::string("SentencePiece module ") + kModuleName + " not found (looked at" + tried +
-              "; set LORASHEAR_SPM_MODULE)";
+    // The installed location first: that is the file a user must restore.
+    failure = std::string("the SentencePiece module is missing:") + tried +
+              " (reinstall lorashear-studio, or set LORASHEAR_SPM_MODULE to its path)";
   });
   if (!table) throw Error(failure);
   return table;
