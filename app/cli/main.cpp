@@ -24,13 +24,14 @@ int main(int argc, char** argv) {
   using namespace lorashear;
   CLI::App app{
       "lorashear " + version() +
-      ": structured pruning with knowledge recovery for LLaMA-family models (LoRAShear).\n"
-      "Models: a Hugging Face directory (config.json + *.safetensors), a llama2.c .bin or a GGUF "
-      "file.\nExamples:\n  lorashear info MODEL\n  lorashear generate MODEL -p \"Once upon a "
-      "time\"\n"
-      "  lorashear eval ppl MODEL --text FILE --seq-len 128\n"
-      "  lorashear tokenize --tokenizer tokenizer.json --text \"Hello\"\n"
-      "  lorashear convert MODEL --to hf OUTDIR\nDetails: lorashear SUBCOMMAND --help",
+          ": structured pruning with knowledge recovery for LLaMA-family models (LoRAShear).\n"
+          "Models: a Hugging Face directory (config.json + *.safetensors), a llama2.c .bin or a "
+          "GGUF "
+          "file.\nExamples:\n  lorashear info MODEL\n  lorashear generate MODEL -p \"Once upon a "
+          "time\"\n"
+          "  lorashear eval ppl MODEL --text FILE --seq-len 128\n"
+          "  lorashear tokenize --tokenizer tokenizer.json --text \"Hello\"\n"
+          "  lorashear convert MODEL --to hf OUTDIR\nDetails: lorashear SUBCOMMAND --help",
       "lorashear"};
   app.set_version_flag("--version", std::function<std::string()>([] {
                          auto text = build_info_text("lorashear");

@@ -73,8 +73,8 @@ BuildInfo build_info() {
 std::string build_info_text(const std::string& program) {
   const auto info = build_info();
   std::ostringstream out;
-  out << program << " " << info.version << " (commit " << info.git_commit << ", "
-      << info.build_type << ", " << info.compiler << ")\n"
+  out << program << " " << info.version << " (commit " << info.git_commit << ", " << info.build_type
+      << ", " << info.compiler << ")\n"
       << "LibTorch " << info.torch << ", BLAS: " << info.blas << "\n"
       << "CUDA: "
       << (info.cuda_available ? "available, " + std::to_string(info.cuda_devices) + " device(s)"
@@ -93,16 +93,16 @@ std::string executable_dir() {
 
 std::string demo_model_path() {
   const fs::path exe = executable_dir();
-  return first_existing({exe.empty() ? fs::path() : exe / ".." / LORASHEAR_INSTALL_DATADIR /
-                                                         "lorashear" / "demo-model",
+  return first_existing({exe.empty()
+                             ? fs::path()
+                             : exe / ".." / LORASHEAR_INSTALL_DATADIR / "lorashear" / "demo-model",
                          fs::path(LORASHEAR_SOURCE_DIR) / "resources" / "demo-model"});
 }
 
 std::string manual_path() {
   const fs::path exe = executable_dir();
   return first_existing(
-      {exe.empty() ? fs::path()
-                   : exe / ".." / LORASHEAR_INSTALL_DOCDIR / "manual" / "index.html",
+      {exe.empty() ? fs::path() : exe / ".." / LORASHEAR_INSTALL_DOCDIR / "manual" / "index.html",
        fs::path(LORASHEAR_BINARY_DIR) / "manual" / "index.html"});
 }
 
