@@ -45,9 +45,11 @@ struct ProcessResult {
   QString out, err;
 };
 
-inline ProcessResult run_process(const QString& program, const QStringList& args,
-                                 int timeout_ms = 300000) {
+inline ProcessResult run_process(
+    const QString& program, const QStringList& args, int timeout_ms = 300000,
+    const QProcessEnvironment& env = QProcessEnvironment::systemEnvironment()) {
   QProcess p;
+  p.setProcessEnvironment(env);
   p.start(program, args);
   if (!p.waitForFinished(timeout_ms)) {
     p.kill();

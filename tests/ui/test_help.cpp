@@ -64,21 +64,11 @@ QList<QAction*> actions_with_shortcuts(MainWindow& w) {
 
 // lorashear-studio run the way a terminal without a display (or help2man) runs it.
 test::ProcessResult studio(const QStringList& args, const QString& config_home) {
-  QProcess p;
   auto env = QProcessEnvironment::systemEnvironment();
   for (const auto* v : {"QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"})
     env.remove(v);
   env.insert("XDG_CONFIG_HOME", config_home);  // not the user's settings
-  p.setProcessEnvironment(env);
-  p.start(LORASHEAR_STUDIO_PATH, args);
-  if (!p.waitForFinished(120000)) {
-    p.kill();
-    p.waitForFinished(5000);
-    return {};
-  }
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2,
-          QString::fromUtf8(p.readAllStandardOutput()),
-          QString::fromUtf8(p.readAllStandardError())};
+  return test::run_process(LORASHEAR_STUDIO_PATH, args, 120000, env);
 }
 
 }  // namespace
