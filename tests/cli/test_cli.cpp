@@ -83,6 +83,46 @@ class TestCli : public QObject {
     QVERIFY(complete("lorashear prune --", 2).contains("--json"));  // global flags too
   }
 
+  // plan-memory from a config alone: the items add up, the weights are parameters × dtype bytes,
+  // ranks split the batch (activations per rank halve, weights do not), bad splits are refused.
+  void planMemory() {
+    LORASHEAR_REQUIRE_SHARED("configs/llama-2-7b/config.json");
+    const QString config =
+        QString::fromStdString(test::shared_path("configs/llama-2-7b/config.json").string());
+    const auto plan = [&](const QStringList& extra) {
+      auto r = run_cli(QStringList{"--json", "plan-memory", config} + extra);
+      if (r.code != 0) qWarning() << r.err;
+      return QJsonDocument::fromJson(r.out.toUtf8()).object();
+    };
+    auto one = plan({"--batch", "4", "--seq-len", "257"});
+    QCOMPARE(one["parameters"].toDouble(), 6738415616.0);
+    double sum = 0, weights = 0, activations = 0;
+    for (const auto& it : one["items"].toArray()) {
+      sum += it.toObject()["bytes"].toDouble();
+      if (it.toObject()["name"].toString() == "base weights")
+        weights = it.toObject()["bytes"].toDouble();
+      if (it.toObject()["name"].toString().startsWith("activations"))
+        activations = it.toObject()["bytes"].toDouble();
+    }
+    QCOMPARE(sum, one["per_rank_bytes"].toDouble());
+    QCOMPARE(weights, 6738415616.0 * 4);
+    QCOMPARE(one["tokens_per_rank"].toInt(), 4 * 256);
+    auto two = plan({"--batch", "4", "--seq-len", "257", "--world-size", "2"});
+    QCOMPARE(two["tokens_per_rank"].toInt(), 2 * 256);
+    QCOMPARE(two["total_bytes"].toDouble(), 2 * two["per_rank_bytes"].toDouble());
+    for (const auto& it : two["items"].toArray())
+      if (it.toObject()["name"].toString().startsWith("activations"))
+        QCOMPARE(it.toObject()["bytes"].toDouble(), activations / 2);
+    auto bf16 = run_cli({"--json", "--dtype", "bf16", "plan-memory", config});
+    QVERIFY(bf16.out.contains(QString::number(6738415616LL * 2)));
+    auto bad = run_cli({"plan-memory", config, "--batch", "3", "--world-size", "2"});
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.contains("does not split"), qPrintable(bad.err));
+    auto text = run_cli({"plan-memory", config});
+    QCOMPARE(text.code, 0);
+    QVERIFY(text.out.contains("per rank") && text.out.contains("available"));
+  }
+
   void usageErrorsExitTwo() {
     QCOMPARE(run_cli({}).code, 2);
     QCOMPARE(run_cli({"info"}).code, 2);        // MODEL missing
@@ -344,7 +384,8 @@ class TestCli : public QObject {
     QVERIFY(!QFile::exists(out2));
     QCOMPARE(
         QDir(dir.path()).entryList(QDir::AllEntries | QDir::NoDotAndDotDot | QDir::Hidden).size(),
-        4);  // text, pruned, plan, tiny — and no staging directory left behind
+        6);  // text, pruned, plan, tiny, the runs' records pruned.run and never.run (failed:
+             // the text was too short) — and no staging directory left behind
   }
 
   void pruneResumesAfterSigkill() {

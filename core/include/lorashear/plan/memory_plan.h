@@ -1,0 +1,56 @@
+#pragma once
+// Memory a pruning or recovery run needs, computed from the configuration alone before a run
+// starts (`lorashear plan-memory`): base weights, LoRA factors with their gradients and AdamW
+// state, the activations autograd keeps for the backward pass (per token, per layer), the logits
+// and the runtime itself. Data parallelism (world size N) splits the batch, not the model: each
+// rank holds every weight and 1/N of the activations. bench/bench_memory_plan compares the figures
+// with the peak RSS of real training steps.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lorashear/model/config.h"
+#include "lorashear/model/lora.h"
+
+namespace lorashear {
+
+struct MemoryPlanOptions {
+  int64_t batch = 1;  ///< global batch (sequences per optimiser step, over all ranks)
+  int64_t seq_len = 256;
+  int64_t world_size = 1;  ///< data-parallel ranks; must divide `batch`
+  /// Bytes per base weight element: 4 (fp32, the engine's default), 2 (bf16 / fp16).
+  int64_t weight_bytes = 4;
+  LoraConfig lora;
+  /// LHSPG (pruning) keeps one merged weight matrix per node group at a time for the saliency and
+  /// the projections; recovery does not.
+  bool lhspg = true;
+  /// Process overhead: LibTorch, OpenBLAS buffers, the allocator's reserve (measured on CPU by
+  /// bench_memory_plan: the resident size before the first step less weights and LoRA).
+  int64_t runtime_bytes = int64_t(130) << 20;
+  /// Throws UsageError naming the option.
+  void validate() const;
+};
+
+struct MemoryItem {
+  std::string name;
+  int64_t bytes = 0;
+  std::string detail;  ///< how it was counted
+};
+
+struct MemoryPlan {
+  std::vector<MemoryItem> items;           ///< per rank
+  int64_t per_rank_bytes = 0;              ///< sum of items
+  int64_t activation_bytes_per_token = 0;  ///< all layers, kept for backward
+  int64_t tokens_per_rank = 0;
+  int64_t world_size = 1;
+  int64_t lora_parameters = 0;
+  int64_t parameters = 0;
+  nlohmann::json to_json() const;
+};
+
+MemoryPlan plan_memory(const ModelConfig& config, const MemoryPlanOptions& options);
+
+}  // namespace lorashear

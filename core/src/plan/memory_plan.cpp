@@ -1,0 +1,115 @@
+#include "lorashear/plan/memory_plan.h"
+
+#include <algorithm>
+#include <map>
+
+#include "lorashear/errors.h"
+
+namespace lorashear {
+
+namespace {
+
+struct Linear {
+  std::string name;
+  int64_t in = 0, out = 0;
+};
+
+// The seven projections of layer i, as the engine builds them.
+std::vector<Linear> layer_linears(const ModelConfig& c, int64_t i) {
+  const auto& d = c.layers[i];
+  const int64_t h = c.hidden_size, q = d.n_heads * c.head_dim, kv = d.n_kv_heads * c.head_dim;
+  const int64_t m = d.intermediate_size;
+  return {{"q_proj", h, q},    {"k_proj", h, kv}, {"v_proj", h, kv},  {"o_proj", q, h},
+          {"gate_proj", h, m}, {"up_proj", h, m}, {"down_proj", m, h}};
+}
+
+}  // namespace
+
+void MemoryPlanOptions::validate() const {
+  if (batch < 1) throw UsageError("--batch must be at least 1");
+  if (seq_len < 2) throw UsageError("--seq-len must be at least 2");
+  if (world_size < 1) throw UsageError("--world-size must be at least 1");
+  if (batch % world_size != 0)
+    throw UsageError("--batch " + std::to_string(batch) + " does not split over --world-size " +
+                     std::to_string(world_size) + " ranks (each rank takes batch / world size)");
+  if (weight_bytes != 2 && weight_bytes != 4)
+    throw UsageError("weights are stored in 2 (bf16/fp16) or 4 (fp32) bytes");
+  lora.validate();
+}
+
+MemoryPlan plan_memory(const ModelConfig& c, const MemoryPlanOptions& o) {
+  o.validate();
+  MemoryPlan plan;
+  plan.world_size = o.world_size;
+  plan.parameters = c.num_parameters();
+  const int64_t per_rank_batch = o.batch / o.world_size;
+  // A window of seq_len tokens predicts seq_len − 1 of them; the forward runs over seq_len − 1.
+  const int64_t T = o.seq_len - 1;
+  plan.tokens_per_rank = per_rank_batch * T;
+  const int64_t wb = o.weight_bytes, ab = o.weight_bytes;  // activations in the weights' dtype
+  const int64_t h = c.hidden_size, r = o.lora.rank;
+
+  plan.items.push_back(
+      {"base weights", plan.parameters * wb,
+       std::to_string(plan.parameters) + " parameters × " + std::to_string(wb) + " bytes, frozen"});
+
+  // LoRA: factors, their gradients and AdamW's two moments, all fp32.
+  int64_t lora = 0, largest = 0;
+  for (int64_t i = 0; i < c.n_layers(); ++i)
+    for (const auto& l : layer_linears(c, i)) {
+      largest = std::max(largest, l.in * l.out);
+      if (std::find(o.lora.targets.begin(), o.lora.targets.end(), l.name) != o.lora.targets.end())
+        lora += r * (l.in + l.out);
+    }
+  plan.lora_parameters = lora;
+  plan.items.push_back({"LoRA factors + gradients + AdamW", lora * 16,
+                        std::to_string(lora) + " parameters × (4 + 4 + 8) bytes (fp32)"});
+  if (o.lhspg)
+    plan.items.push_back({"LHSPG merged weight", largest * 4,
+                          "the largest projection's W + s·B·A in fp32, one at a time"});
+
+  // Activations autograd keeps per token, per layer (elements): the two RMSNorms' inputs and
+  // outputs (4h), q/k/v (q + 2kv), q and k after RoPE (q + kv), k and v repeated to the query
+  // heads (2q, only with grouped-query attention), the attention scores and their softmax
+  // (2·heads·T: the training path materialises them), the attention output (q), the MLP's gate,
+  // SiLU(gate), up and their product (4m), and each adapter's A·x (r per adapted projection).
+  int64_t per_token = 0;
+  for (int64_t i = 0; i < c.n_layers(); ++i) {
+    const auto& d = c.layers[i];
+    const int64_t q = d.n_heads * c.head_dim, kv = d.n_kv_heads * c.head_dim;
+    int64_t e = 4 * h + (q + 2 * kv) + (q + kv) + q + 4 * d.intermediate_size + 2 * d.n_heads * T +
+                r * static_cast<int64_t>(o.lora.targets.size());
+    if (d.n_kv_heads != d.n_heads) e += 2 * q;
+    per_token += e * ab;
+  }
+  per_token += 2 * h * ab;  // embeddings out, final norm
+  plan.activation_bytes_per_token = per_token;
+  plan.items.push_back({"activations kept for backward", per_token * plan.tokens_per_rank,
+                        std::to_string(per_token) + " bytes per token × " +
+                            std::to_string(plan.tokens_per_rank) + " tokens (" +
+                            std::to_string(per_rank_batch) + " × " + std::to_string(T) + ")"});
+  // Logits (fp32) and the log-softmax cross-entropy keeps; in backward their gradient replaces
+  // the latter (measured: 2 copies at the peak, not 3).
+  plan.items.push_back({"logits and log-softmax", 2 * c.vocab_size * 4 * plan.tokens_per_rank,
+                        "2 × vocab " + std::to_string(c.vocab_size) + " × 4 bytes per token"});
+  plan.items.push_back({"runtime", o.runtime_bytes, "LibTorch, OpenBLAS, allocator (measured)"});
+  for (const auto& it : plan.items)
+    plan.per_rank_bytes += it.bytes;
+  return plan;
+}
+
+nlohmann::json MemoryPlan::to_json() const {
+  nlohmann::json items_json = nlohmann::json::array();
+  for (const auto& it : items)
+    items_json.push_back({{"name", it.name}, {"bytes", it.bytes}, {"detail", it.detail}});
+  return {{"items", items_json},
+          {"per_rank_bytes", per_rank_bytes},
+          {"total_bytes", per_rank_bytes * world_size},
+          {"world_size", world_size},
+          {"tokens_per_rank", tokens_per_rank},
+          {"activation_bytes_per_token", activation_bytes_per_token},
+          {"parameters", parameters},
+          {"lora_parameters", lora_parameters}};
+}
+
+}  // namespace lorashear
