@@ -18,6 +18,7 @@ struct PlanMemoryArgs {
   int64_t batch = 1, seq_len = 256, world_size = 0, lora_rank = 8;
   std::vector<std::string> lora_targets = LoraConfig::default_targets();
   std::string stage = "lhspg";
+  bool checkpoint_activations = false;
 };
 
 // The configuration alone where the path allows (a folder's config.json, a config.json); a
@@ -61,6 +62,7 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
   o.lora.rank = a.lora_rank;
   o.lora.targets = a.lora_targets;
   o.lhspg = a.stage == "lhspg";
+  o.checkpoint_activations = a.checkpoint_activations;
   const auto plan = plan_memory(config, o);
   const int64_t available = available_memory();
   // Ranks launched on this machine share its memory; a cluster gives each its own.
@@ -72,17 +74,19 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
     j["batch"] = a.batch;
     j["seq_len"] = a.seq_len;
     j["weight_dtype"] = global.dtype;
+    j["checkpoint_activations"] = a.checkpoint_activations;
     j["available_bytes"] = available;
     j["fits_one_rank"] = fits;
     j["fits_all_ranks_here"] = available < 0 || plan.per_rank_bytes * plan.world_size <= available;
     print_json(j);
     return 0;
   }
-  std::printf("%s: %s parameters, %s run, batch %lld × %lld tokens over %lld rank(s), weights %s\n",
-              a.model.c_str(), human_count(plan.parameters).c_str(),
-              a.stage == "lhspg" ? "pruning (LHSPG)" : "recovery", static_cast<long long>(a.batch),
-              static_cast<long long>(a.seq_len), static_cast<long long>(plan.world_size),
-              global.dtype.c_str());
+  std::printf(
+      "%s: %s parameters, %s run, batch %lld × %lld tokens over %lld rank(s), weights %s%s\n",
+      a.model.c_str(), human_count(plan.parameters).c_str(),
+      a.stage == "lhspg" ? "pruning (LHSPG)" : "recovery", static_cast<long long>(a.batch),
+      static_cast<long long>(a.seq_len), static_cast<long long>(plan.world_size),
+      global.dtype.c_str(), a.checkpoint_activations ? ", activation checkpointing" : "");
   for (const auto& it : plan.items)
     std::printf("  %-34s %12s   %s\n", it.name.c_str(), human_bytes(double(it.bytes)).c_str(),
                 it.detail.c_str());
@@ -126,6 +130,8 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   cmd->add_option("--stage", a->stage, "lhspg (pruning) or recovery")
       ->check(CLI::IsMember({"lhspg", "recovery"}))
       ->capture_default_str();
+  cmd->add_flag("--checkpoint-activations", a->checkpoint_activations,
+                "Plan for activation checkpointing (each layer keeps only its input)");
   return Command{cmd, [a, &global] { return run_plan_memory(*a, global); }};
 });
 

@@ -10,6 +10,7 @@
 #include "lorashear/io/files.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/recover/recovery.h"
+#include "lorashear/run_log.h"
 
 namespace lorashear::cli {
 
@@ -140,17 +141,28 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   const char* kill_at = std::getenv("LORASHEAR_TEST_KILL_AT_STEP");
   const int64_t kill_step = kill_at ? std::atoll(kill_at) : -1;
   int64_t seen = 0;
-  const auto report =
-      recover_model(*loaded.model, tok, a.r, dense, &ctx, [&](const RecoveryMetrics&) {
-        if (++seen == kill_step) std::raise(SIGKILL);
-      });
-  bar.finish();
-  save_hf(*loaded.model, loaded.tokenizer.get(), staged.path(), {}, &ctx);
-  auto full = report;
-  full["model"] = a.model;
-  full["dense_model"] = a.dense;
-  io::write_file_atomic(staged.path() + "/recovery_report.json", full.dump(2) + "\n");
-  staged.commit();
+  std::error_code fs_ec;
+  RunLogWriter log(run_dir_for(a.out),
+                   {{"kind", "recover"},
+                    {"model", std::filesystem::absolute(a.model, fs_ec).string()},
+                    {"out", std::filesystem::absolute(a.out, fs_ec).string()},
+                    {"total_steps", a.r.stage1.steps + a.r.stage2.steps},
+                    {"settings", {{"sampling", a.r.sampling}, {"domains", a.r.domains}}}});
+  nlohmann::json full;
+  run_logged(log, [&] {
+    const auto report =
+        recover_model(*loaded.model, tok, a.r, dense, &ctx, [&](const RecoveryMetrics& m) {
+          log.recovery(m);
+          if (++seen == kill_step) std::raise(SIGKILL);
+        });
+    bar.finish();
+    save_hf(*loaded.model, loaded.tokenizer.get(), staged.path(), {}, &ctx);
+    full = report;
+    full["model"] = a.model;
+    full["dense_model"] = a.dense;
+    io::write_file_atomic(staged.path() + "/recovery_report.json", full.dump(2) + "\n");
+    staged.commit();
+  });
   std::error_code ec;
   std::filesystem::remove_all(a.r.checkpoint_dir, ec);
   if (global.json) {

@@ -113,6 +113,16 @@ class TestCli : public QObject {
     for (const auto& it : two["items"].toArray())
       if (it.toObject()["name"].toString().startsWith("activations"))
         QCOMPARE(it.toObject()["bytes"].toDouble(), activations / 2);
+    // Checkpointing keeps each layer's input and one layer's intermediates instead of all.
+    auto ckpt = plan({"--batch", "4", "--seq-len", "257", "--checkpoint-activations"});
+    double kept = 0;
+    for (const auto& it : ckpt["items"].toArray())
+      if (it.toObject()["name"].toString().startsWith("layer inputs") ||
+          it.toObject()["name"].toString().startsWith("one layer"))
+        kept += it.toObject()["bytes"].toDouble();
+    QVERIFY(kept > 0 && kept < activations / 4);
+    QCOMPARE(ckpt["per_rank_bytes"].toDouble(),
+             one["per_rank_bytes"].toDouble() - activations + kept);
     auto bf16 = run_cli({"--json", "--dtype", "bf16", "plan-memory", config});
     QVERIFY(bf16.out.contains(QString::number(6738415616LL * 2)));
     auto bad = run_cli({"plan-memory", config, "--batch", "3", "--world-size", "2"});
@@ -342,6 +352,7 @@ class TestCli : public QObject {
     QCOMPARE(missing.code, 3);
     QVERIFY2(missing.err.contains("nowhere"), qPrintable(missing.err));
     QDir(kept).removeRecursively();
+    QDir(kept + ".run").removeRecursively();
     QDir(merged).removeRecursively();
 
     // The knowledge analysis writes a plan that prune reads.

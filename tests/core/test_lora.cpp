@@ -60,6 +60,59 @@ class TestLora : public QObject {
     QVERIFY(a.requires_grad());
   }
 
+  // Activation checkpointing changes memory, never results: the same loss and the same gradient
+  // in every LoRA factor (and with LoRA dropout, whose masks the recomputation must redraw alike);
+  // a KV-cache or no-grad forward is unaffected.
+  void activationCheckpointingGivesTheSameGradients_data() {
+    QTest::addColumn<double>("dropout");
+    QTest::newRow("no dropout") << 0.0;
+    QTest::newRow("dropout 0.3") << 0.3;
+  }
+  void activationCheckpointingGivesTheSameGradients() {
+    QFETCH(double, dropout);
+    auto m = random_model(config(), 3);
+    LoraConfig lc;
+    lc.rank = 4;
+    lc.dropout = dropout;
+    attach_lora(*m, lc);
+    randomise_b(*m);
+    freeze_base_weights(*m);
+    m->train();
+    const auto tokens = torch::arange(24, torch::kLong).remainder(41).view({3, 8});
+    const auto run = [&](bool checkpointing) {
+      m->set_activation_checkpointing(checkpointing);
+      for (auto& t : lora_parameters(*m))
+        t.mutable_grad() = torch::Tensor();
+      torch::manual_seed(7);
+      auto logits = m->forward(tokens);
+      auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 41}),
+                                                       tokens.roll(-1, 1).reshape({-1}));
+      loss.backward();
+      std::vector<torch::Tensor> grads;
+      for (auto& t : lora_parameters(*m)) {
+        if (!t.grad().defined()) return std::make_pair(loss.item<double>(), grads);
+        grads.push_back(t.grad().clone());
+      }
+      return std::make_pair(loss.item<double>(), grads);
+    };
+    const auto [plain_loss, plain] = run(false);
+    const auto [ckpt_loss, ckpt] = run(true);
+    QCOMPARE(static_cast<int>(plain.size()), static_cast<int>(lora_parameters(*m).size()));
+    QCOMPARE(static_cast<int>(ckpt.size()), static_cast<int>(plain.size()));
+    QCOMPARE(ckpt_loss, plain_loss);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      QVERIFY(plain[i].abs().max().item<double>() > 0);
+      QVERIFY2(torch::allclose(ckpt[i], plain[i], 1e-5, 1e-7),
+               qPrintable(QString("factor %1 differs by %2")
+                              .arg(i)
+                              .arg((ckpt[i] - plain[i]).abs().max().item<double>())));
+    }
+    m->eval();
+    const auto without_grad = logits(*m);  // checkpointing still on: no-grad forwards ignore it
+    m->set_activation_checkpointing(false);
+    QVERIFY(torch::equal(without_grad, logits(*m)));
+  }
+
   void mergeUnmergeFold() {
     auto m = random_model(config(), 2);
     LoraConfig lc;

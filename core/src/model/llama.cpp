@@ -1,5 +1,8 @@
 #include "lorashear/model/llama.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 
 #include "graph/recorder.h"
@@ -432,6 +435,51 @@ const TaskContext* ForwardInterrupt::current() {
   return current_interrupt;
 }
 
+namespace {
+
+// A decoder layer whose backward runs its forward again (activation checkpointing): forward keeps
+// only the input; backward recomputes the layer with gradients on, under the autocast state and
+// the random-number state of the first pass (LoRA dropout draws the same mask), and back-propagates
+// through it — reentrant, as torch.utils.checkpoint's reentrant variant: the layer's parameters
+// get their gradients in .grad.
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               DecoderLayerImpl* layer, torch::Tensor cos, torch::Tensor sin) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["cos"] = cos;
+    ctx->saved_data["sin"] = sin;
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->saved_data["autocast"] = at::autocast::is_enabled();
+    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    torch::NoGradGuard no_grad;
+    return layer->forward(x, cos, sin, 0, nullptr, nullptr);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    const auto cos = ctx->saved_data["cos"].toTensor(), sin = ctx->saved_data["sin"].toTensor();
+    auto generator = at::detail::getDefaultCPUGenerator();
+    const auto rng_now = generator.get_state();
+    generator.set_state(ctx->saved_data["rng"].toTensor());
+    torch::Tensor y;
+    {
+      torch::AutoGradMode grad_on(true);
+      const bool autocast_before = at::autocast::is_enabled();
+      at::autocast::set_enabled(ctx->saved_data["autocast"].toBool());
+      y = layer->forward(x, cos, sin, 0, nullptr, nullptr);
+      at::autocast::set_enabled(autocast_before);
+    }
+    generator.set_state(rng_now);
+    torch::autograd::backward({y}, {grad[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache* cache) {
   if (tokens.dim() != 2) throw UsageError("tokens must have shape [batch, time]");
   const int64_t T = tokens.size(1);
@@ -445,8 +493,16 @@ torch::Tensor LlamaModelImpl::hidden_states(const torch::Tensor& tokens, KVCache
   const TaskContext* interrupt = ForwardInterrupt::current();
   for (size_t i = 0; i < model->layers.size(); ++i) {
     if (interrupt != nullptr) interrupt->check();
-    h = model->layers[i](h, cos, sin, start, cache ? &cache->k[i] : nullptr,
-                         cache ? &cache->v[i] : nullptr);
+    if (checkpoint_activations_ && cache == nullptr && torch::GradMode::is_enabled() &&
+        TraceRecorder::active() == nullptr) {
+      // The layer's adapters need a gradient even where its input needs none (layer 0, after the
+      // frozen embeddings): autograd only calls backward when an input requires grad.
+      if (!h.requires_grad()) h = h.detach().requires_grad_(true);
+      h = CheckpointedLayer::apply(h, model->layers[i].get(), cos, sin);
+    } else {
+      h = model->layers[i](h, cos, sin, start, cache ? &cache->k[i] : nullptr,
+                           cache ? &cache->v[i] : nullptr);
+    }
   }
   if (cache) cache->length += T;
   return model->norm(h);

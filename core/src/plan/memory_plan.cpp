@@ -73,21 +73,30 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryPlanOptions& o) {
   // heads (2q, only with grouped-query attention), the attention scores and their softmax
   // (2·heads·T: the training path materialises them), the attention output (q), the MLP's gate,
   // SiLU(gate), up and their product (4m), and each adapter's A·x (r per adapted projection).
-  int64_t per_token = 0;
+  int64_t per_token = 0, largest_layer = 0;
   for (int64_t i = 0; i < c.n_layers(); ++i) {
     const auto& d = c.layers[i];
     const int64_t q = d.n_heads * c.head_dim, kv = d.n_kv_heads * c.head_dim;
     int64_t e = 4 * h + (q + 2 * kv) + (q + kv) + q + 4 * d.intermediate_size + 2 * d.n_heads * T +
                 r * static_cast<int64_t>(o.lora.targets.size());
     if (d.n_kv_heads != d.n_heads) e += 2 * q;
-    per_token += e * ab;
+    largest_layer = std::max(largest_layer, e * ab);
+    // With checkpointing a layer keeps only its input (h values per token).
+    per_token += o.checkpoint_activations ? h * ab : e * ab;
   }
   per_token += 2 * h * ab;  // embeddings out, final norm
   plan.activation_bytes_per_token = per_token;
-  plan.items.push_back({"activations kept for backward", per_token * plan.tokens_per_rank,
-                        std::to_string(per_token) + " bytes per token × " +
-                            std::to_string(plan.tokens_per_rank) + " tokens (" +
-                            std::to_string(per_rank_batch) + " × " + std::to_string(T) + ")"});
+  const std::string batch_text = std::to_string(plan.tokens_per_rank) + " tokens (" +
+                                 std::to_string(per_rank_batch) + " × " + std::to_string(T) + ")";
+  if (o.checkpoint_activations) {
+    plan.items.push_back({"layer inputs (checkpointing)", per_token * plan.tokens_per_rank,
+                          std::to_string(per_token) + " bytes per token × " + batch_text});
+    plan.items.push_back({"one layer recomputed", largest_layer * plan.tokens_per_rank,
+                          std::to_string(largest_layer) + " bytes per token × " + batch_text});
+  } else {
+    plan.items.push_back({"activations kept for backward", per_token * plan.tokens_per_rank,
+                          std::to_string(per_token) + " bytes per token × " + batch_text});
+  }
   // Logits (fp32) and the log-softmax cross-entropy keeps; in backward their gradient replaces
   // the latter (measured: 2 copies at the peak, not 3).
   plan.items.push_back({"logits and log-softmax", 2 * c.vocab_size * 4 * plan.tokens_per_rank,

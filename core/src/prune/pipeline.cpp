@@ -10,6 +10,7 @@
 #include "lorashear/io/text.h"
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/subnet.h"
+#include "lorashear/run_log.h"
 
 namespace lorashear {
 
@@ -83,11 +84,12 @@ TextSplit split_text(const Tokenizer& tokenizer, const std::string& text_path, d
   return t;
 }
 
-nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
-                           const TaskContext* ctx,
-                           const std::function<void(const LhspgMetrics&)>& on_step,
-                           const std::function<void(const RecoveryMetrics&)>& on_recovery_step) {
-  o.validate();
+namespace {
+
+nlohmann::json prune_model_impl(
+    LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
+    const TaskContext* ctx, const std::function<void(const LhspgMetrics&)>& on_step,
+    const std::function<void(const RecoveryMetrics&)>& on_recovery_step) {
   if (!loaded.tokenizer)
     throw InputError("the model has no tokenizer; pass one so the text can be tokenised");
   auto& model = *loaded.model;
@@ -321,6 +323,59 @@ nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, co
                 ", but the GGUF export failed: " + gguf_error + " (retry with: lorashear convert " +
                 o.out_dir + " --to gguf " + o.export_gguf + ")");
   task_report(ctx, "save", 1, 1);
+  return report;
+}
+
+}  // namespace
+
+nlohmann::json prune_model(LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
+                           const TaskContext* ctx,
+                           const std::function<void(const LhspgMetrics&)>& on_step,
+                           const std::function<void(const RecoveryMetrics&)>& on_recovery_step) {
+  o.validate();
+  // A run refused because its output exists must not replace that run's record.
+  if (!o.write_run_log || (!o.overwrite && std::filesystem::exists(o.out_dir)))
+    return prune_model_impl(loaded, text_path, o, ctx, on_step, on_recovery_step);
+  nlohmann::json settings = {{"method", o.method},
+                             {"plan", o.plan.to_json()},
+                             {"lora", {{"rank", o.lora.rank}, {"targets", o.lora.targets}}},
+                             {"steps", o.lhspg.total_steps()},
+                             {"periods", o.lhspg.periods},
+                             {"batch_size", o.lhspg.batch_size},
+                             {"lr", o.lhspg.lr},
+                             {"epsilon", o.lhspg.epsilon},
+                             {"lambda", o.lhspg.lambda},
+                             {"seq_len", o.seq_len},
+                             {"holdout", o.holdout},
+                             {"seed", o.seed},
+                             {"recover", o.recover}};
+  std::error_code ec;
+  const auto absolute = [&ec](const std::string& p) {
+    return p.empty() ? p : std::filesystem::absolute(p, ec).string();
+  };
+  RunLogWriter log(run_dir_for(o.out_dir),
+                   {{"kind", "prune"},
+                    {"model", absolute(loaded.path)},
+                    {"text", absolute(text_path)},
+                    {"out", absolute(o.out_dir)},
+                    {"total_steps", o.lhspg.total_steps()},
+                    {"settings", settings}},
+                   true, o.world_size);
+  const int64_t recovery_offset = o.lhspg.total_steps();
+  nlohmann::json report;
+  run_logged(log, [&] {
+    report = prune_model_impl(
+        loaded, text_path, o, ctx,
+        [&](const LhspgMetrics& m) {
+          log.lhspg(m);
+          if (on_step) on_step(m);
+        },
+        [&](const RecoveryMetrics& m) {
+          log.recovery(m, recovery_offset);
+          if (on_recovery_step) on_recovery_step(m);
+        });
+    log.update({{"ppl", report["ppl"]}, {"parameters", report["parameters"]}});
+  });
   return report;
 }
 

@@ -189,6 +189,13 @@ class LlamaModelImpl : public torch::nn::Module {
   /// The parameter called `name` (Hugging Face naming); throws InputError when unknown.
   torch::Tensor parameter(const std::string& name) const;
 
+  /// Activation checkpointing: training forwards (grad mode on, no KV cache) keep only each decoder
+  /// layer's input and run the layer again during the backward pass — hidden_size values per token
+  /// and layer instead of the layer's intermediates, for about one more forward of compute.
+  /// Gradients reach the parameters' .grad (Tensor::backward; not torch::autograd::grad).
+  void set_activation_checkpointing(bool on) { checkpoint_activations_ = on; }
+  bool activation_checkpointing() const { return checkpoint_activations_; }
+
   const ModelConfig& config() const { return cfg_; }
   const ModelOptions& options() const { return opts_; }
   /// Parameter count including LoRA factors (tied embeddings counted once).
@@ -208,6 +215,7 @@ class LlamaModelImpl : public torch::nn::Module {
   ModelOptions opts_;
   Rotary rotary_;
   std::vector<LoraConfig> lora_;  ///< zero or one entry
+  bool checkpoint_activations_ = false;
 };
 TORCH_MODULE(LlamaModel);
 

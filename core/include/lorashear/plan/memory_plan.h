@@ -27,6 +27,9 @@ struct MemoryPlanOptions {
   /// LHSPG (pruning) keeps one merged weight matrix per node group at a time for the saliency and
   /// the projections; recovery does not.
   bool lhspg = true;
+  /// Activation checkpointing (LlamaModelImpl::set_activation_checkpointing): each layer keeps
+  /// only its input; one layer's intermediates exist at a time, during its recomputation.
+  bool checkpoint_activations = false;
   /// Process overhead: LibTorch, OpenBLAS buffers, the allocator's reserve (measured on CPU by
   /// bench_memory_plan: the resident size before the first step less weights and LoRA).
   int64_t runtime_bytes = int64_t(130) << 20;

@@ -56,6 +56,10 @@ struct PruneOptions {
   int64_t checkpoint_every = 0;
   std::string checkpoint_dir;
   bool resume = false;
+  /// The run's live record in OUT_DIR.run (run.json + metrics.jsonl, lorashear/run_log.h); off
+  /// on the ranks other than 0 of a distributed run, which also sets `world_size` there.
+  bool write_run_log = true;
+  int world_size = 1;
   /// Throws UsageError naming the option.
   void validate() const;
 };
