@@ -1,10 +1,15 @@
 // `lorashear prune MODEL --ratio R --text FILE --out DIR`: the LoRAShear pruning pipeline (LHSPG
 // so far) writing the pruned model and pruning_report.json.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "cli_common.h"
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/prune/pipeline.h"
 
@@ -16,6 +21,7 @@ struct PruneArgs : ModelArgs {
   double ratio = 0;
   bool uniform = false;
   int64_t steps = 0, recover_steps = 0;
+  double dist_timeout = 600;
   CLI::App* app = nullptr;
   PruneOptions o;
 };
@@ -39,8 +45,34 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
     a.o.gguf_dtype = parse_gguf_dtype(a.gguf_dtype);
   }
   a.o.validate();
+  // Data parallel under torchrun / Slurm / `lorashear launch`: RANK, WORLD_SIZE, MASTER_ADDR,
+  // MASTER_PORT. Rank 0 writes the output and prints; the other ranks write and print nothing.
+  if (!(a.dist_timeout > 0)) throw UsageError("--dist-timeout must be positive (seconds)");
+  const auto dopts =
+      dist::DistOptions::from_env(std::chrono::milliseconds(std::llround(a.dist_timeout * 1000)));
+  if (dopts.world_size > 1) {
+    if (a.o.lhspg.batch_size % dopts.world_size != 0)
+      throw UsageError(
+          "--batch " + std::to_string(a.o.lhspg.batch_size) +
+          " does not split evenly over WORLD_SIZE=" + std::to_string(dopts.world_size) +
+          " ranks (give a multiple of " + std::to_string(dopts.world_size) + ")");
+    // The ranks on this machine share its cores (unless --threads or OMP_NUM_THREADS say).
+    const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
+    const long on_host = local_world != nullptr && std::atol(local_world) > 0
+                             ? std::atol(local_world)
+                             : dopts.world_size;
+    if (global.threads == 0 && std::getenv("OMP_NUM_THREADS") == nullptr)
+      torch::set_num_threads(static_cast<int>(
+          std::max<long>(1, static_cast<long>(std::thread::hardware_concurrency()) / on_host)));
+    dist::set_current(std::make_unique<dist::Distributed>(dopts));
+  }
+  const bool root = dist::current().is_root();
+  a.o.write_run_log = root;  // OUT.run: rank 0's record, with the world size
+  a.o.world_size = dopts.world_size;
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
-  ProgressBar bar(global);
+  GlobalOptions quiet = global;
+  if (!root) quiet.quiet = true;
+  ProgressBar bar(quiet);
   auto ctx = bar.context();
   // For the crash tests: LORASHEAR_TEST_KILL_AT_STEP=N kills the process with SIGKILL at step N.
   const char* kill_at = std::getenv("LORASHEAR_TEST_KILL_AT_STEP");
@@ -56,6 +88,7 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
         if (a.o.lhspg.total_steps() + ++recovery_steps == kill_step) std::raise(SIGKILL);
       });
   bar.finish();
+  if (!root) return 0;
   if (global.json) {
     print_json(report);
     return 0;
@@ -175,6 +208,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
          "continue a killed or cancelled run from its checkpoint directory (OUT.checkpoint); "
          "the other options must be the same as the first time")
       ->each([&o](const std::string&) { o.resume = true; });
+  app->add_option("--dist-timeout", a->dist_timeout,
+                  "data parallel (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set): seconds after "
+                  "which the other ranks give up on a rank that died or hangs")
+      ->capture_default_str();
   app->footer(
       "Examples:\n"
       "  lorashear prune ../shared/models/stories260K/stories260K.bin --ratio 0.2 \\\n"

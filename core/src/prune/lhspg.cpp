@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
 #include "lorashear/train/state.h"
@@ -106,6 +107,16 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
   o.validate();
   if (model.lora() == nullptr)
     throw UsageError("LHSPG trains LoRA adapters: attach them to the model first");
+  // Data parallel (dist::current(), one process unless the CLI set up ranks): each rank takes its
+  // rows of the same batch of step t, the LoRA gradients are averaged over the ranks before
+  // clipping, so every rank takes the same step and every decision below (saliency, the redundant
+  // set, lambda_g, projections) is made on the same numbers on every rank.
+  auto& ranks = dist::current();
+  if (ranks.active() && o.batch_size % ranks.world_size() != 0)
+    throw UsageError(
+        "--batch " + std::to_string(o.batch_size) +
+        " does not split evenly over WORLD_SIZE=" + std::to_string(ranks.world_size()) +
+        " ranks (give a multiple of " + std::to_string(ranks.world_size()) + ")");
   freeze_base_weights(model);
   model.train();
 
@@ -175,7 +186,10 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
               unfrozen.push_back(sl.param);
             }
       opt.zero_grad();
-      lm_loss(model, data.batch(0, o.batch_size)).backward();
+      lm_loss(model, dist::shard_rows(data.batch(0, o.batch_size), ranks, "--batch")).backward();
+      auto reduced = factors;
+      reduced.insert(reduced.end(), unfrozen.begin(), unfrozen.end());
+      dist::allreduce_gradients(reduced, ranks);
     }
     torch::NoGradGuard no_grad;
     std::vector<std::vector<double>> mag(tracked.size()), tay(tracked.size());
@@ -302,7 +316,10 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
   };
 
   // ---- Checkpoints: everything the remaining steps depend on.
+  // Rank 0 alone writes it (every rank holds the same state); the world size is recorded, since
+  // the per-rank batches depend on it.
   auto save_checkpoint = [&](int64_t step) {
+    if (!ranks.is_root()) return;
     io::StagedDirectory staged(checkpoint.dir + "/latest", /*overwrite=*/true);
     save_model_state(model, staged.path() + "/model.safetensors");
     torch::serialize::OutputArchive archive;
@@ -319,6 +336,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     }
     nlohmann::json state = {{"step", step},
                             {"settings", checkpoint.settings},
+                            {"world_size", ranks.world_size()},
                             {"groups", groups},
                             {"removed", result.removed},
                             {"zeroed_by_projection", result.zeroed_by_projection},
@@ -345,6 +363,12 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       throw UsageError(latest +
                        " was written by a run with other settings (model, text, plan or "
                        "options differ); start a new run or use the same settings");
+    const int64_t written_by = state.value("world_size", int64_t{1});
+    if (written_by != ranks.world_size())
+      throw UsageError(latest + " was written by a run on " + std::to_string(written_by) +
+                       " process(es) (WORLD_SIZE), this run has " +
+                       std::to_string(ranks.world_size()) +
+                       ": resume with the same world size, or start a new run");
     load_model_state(model, latest + "/model.safetensors");
     torch::serialize::InputArchive archive;
     archive.load_from(latest + "/optimizer.pt");
@@ -390,10 +414,11 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       select([&](const Tracked& t) { return t.per_period[static_cast<size_t>(period - 1)]; });
     const auto t0 = std::chrono::steady_clock::now();
 
-    auto batch = data.batch(step, o.batch_size);
+    auto batch = dist::shard_rows(data.batch(step, o.batch_size), ranks, "--batch");
     opt.zero_grad();
     auto loss = lm_loss(model, batch);
     loss.backward();
+    dist::allreduce_gradients(factors, ranks);  // the mean over the ranks' rows, before clipping
     if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(factors, o.grad_clip);
 
     // <grad_g, x> per shrinking group from the LoRA gradient (before the step).
@@ -510,7 +535,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     // A group zeroed by the projection must stay exactly zero (its W rows are 0 already).
     if (pruning && in_period == o.period_steps - 1) reset_rows(true, period - 1);
 
-    const double l = loss.item<double>();
+    const double l = ranks.allreduce_mean(loss.item<double>());  // ranks' rows are equal in number
     losses.push_back(l);
     if (on_step) {
       LhspgMetrics m;
@@ -535,7 +560,9 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       const double dt =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       m.tokens_per_second =
-          dt > 0 ? static_cast<double>(batch.size(0) * (batch.size(1) - 1)) / dt : 0;
+          dt > 0
+              ? static_cast<double>(batch.size(0) * ranks.world_size() * (batch.size(1) - 1)) / dt
+              : 0;
       on_step(m);
     }
     task_report(ctx, "LHSPG", step, total);

@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/files.h"
@@ -94,8 +96,21 @@ nlohmann::json prune_model_impl(
     throw InputError("the model has no tokenizer; pass one so the text can be tokenised");
   auto& model = *loaded.model;
   const auto t_start = std::chrono::steady_clock::now();
+  // Data parallel (dist::current()): every rank computes the same model; rank 0 alone writes the
+  // output, the report and the checkpoints, the other ranks write nothing.
+  auto& ranks = dist::current();
+  if (ranks.active() && o.recover)
+    throw UsageError("--recover does not run data parallel yet (WORLD_SIZE=" +
+                     std::to_string(ranks.world_size()) +
+                     "): prune on several processes, then run `lorashear recover` on one");
+  if (ranks.active() && o.lhspg.batch_size % ranks.world_size() != 0)
+    throw UsageError(
+        "--batch " + std::to_string(o.lhspg.batch_size) +
+        " does not split evenly over WORLD_SIZE=" + std::to_string(ranks.world_size()) +
+        " ranks (give a multiple of " + std::to_string(ranks.world_size()) + ")");
   // Fail before the long run if the output cannot be written.
-  io::StagedDirectory staged(o.out_dir, o.overwrite);
+  std::optional<io::StagedDirectory> staged;
+  if (ranks.is_root()) staged.emplace(o.out_dir, o.overwrite);
   // The LoRA targets decide what can be pruned (LORASHEAR.md §1): a node group whose producing
   // layers have no adapter is not in the search space. Resolving the plan against that space now
   // fails an impossible plan (too few targets for the ratio) before the perplexity and the run.
@@ -253,8 +268,10 @@ nlohmann::json prune_model_impl(
 
   task_check(ctx);
   task_report(ctx, "save", 0, 1);
-  save_hf(*pruned, loaded.tokenizer.get(), staged.path(), {}, ctx);  // base weights only
-  if (o.keep_adapter) save_lora_adapter(*pruned, staged.path() + "/adapter");
+  if (staged) {
+    save_hf(*pruned, loaded.tokenizer.get(), staged->path(), {}, ctx);  // base weights only
+    if (o.keep_adapter) save_lora_adapter(*pruned, staged->path() + "/adapter");
+  }
   nlohmann::json report = {
       {"format", "lorashear-pruning-report"},
       {"version", 1},
@@ -293,9 +310,10 @@ nlohmann::json prune_model_impl(
         {"loss", result.losses},
         {"steps", result.steps}}},
       {"seconds", {{"pruning", lhspg_seconds}, {"total", since(t_start)}}}};
+  report["world_size"] = ranks.world_size();  // data-parallel processes (batch rows split)
   // The GGUF goes to its own path, written atomically; a failure there must not cost the run.
   std::string gguf_error;
-  if (!o.export_gguf.empty()) {
+  if (!o.export_gguf.empty() && staged) {
     try {
       task_report(ctx, "save", 0, 1, "GGUF " + o.export_gguf);
       GgufSaveOptions gopts;
@@ -314,10 +332,12 @@ nlohmann::json prune_model_impl(
       report["gguf"] = {{"path", o.export_gguf}, {"error", gguf_error}};
     }
   }
-  io::write_file_atomic(staged.path() + "/pruning_report.json", report.dump(2) + "\n");
-  staged.commit();
-  std::error_code ec;
-  std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
+  if (staged) {
+    io::write_file_atomic(staged->path() + "/pruning_report.json", report.dump(2) + "\n");
+    staged->commit();
+    std::error_code ec;
+    std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
+  }
   if (!gguf_error.empty())
     throw Error("the pruned model is saved in " + o.out_dir +
                 ", but the GGUF export failed: " + gguf_error + " (retry with: lorashear convert " +
