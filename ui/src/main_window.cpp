@@ -48,6 +48,7 @@
 #include "lorashear/ui/plan_editor.h"
 #include "lorashear/ui/preferences_dialog.h"
 #include "lorashear/ui/run_panel.h"
+#include "lorashear/ui/run_watcher.h"
 #include "lorashear/ui/summary_view.h"
 #include "lorashear/ui/theme.h"
 #include "lorashear/ui/welcome_page.h"
@@ -349,6 +350,7 @@ void MainWindow::buildDocks() {
         run_record(run_->settings(), plan_->model()->planJson(), documentPath(), device_, dtype_);
     saveSetting("run/active", interrupted_run_);
   });
+  connect(run_, &RunPanel::runStarted, this, &MainWindow::stopFollowing);
   connect(run_, &RunPanel::runEnded, this, [this] {
     if (!closing_) discardInterruptedRun();
   });
@@ -367,6 +369,16 @@ void MainWindow::buildActions() {
   open->setShortcut(QKeySequence::Open);
   file->addAction(tr("Open model &folder…"), this, [this] { openDialog(true); });
   recent_menu_ = file->addMenu(tr("Open &recent"));
+  auto* open_run = file->addAction(tr("Open r&un…"), this, [this] {
+    const auto path = QFileDialog::getOpenFileName(
+        this, tr("A run to follow: its metrics.jsonl or run.json (in OUT.run)"),
+        QSettings().value("lastRunDir", QDir::homePath()).toString(),
+        tr("Run records (metrics.jsonl run.json *.jsonl);;All files (*)"));
+    if (path.isEmpty()) return;
+    saveSetting("lastRunDir", QFileInfo(path).absolutePath());
+    openRun(path);
+  });
+  open_run->setObjectName("openRun");
   auto* adapter = file->addAction(tr("Attach a LoRA &adapter…"), this, [this] {
     const auto doc = document();
     if (!doc || !doc->has_weights) return;
@@ -962,8 +974,103 @@ void MainWindow::exportGraph(bool png) {
 
 // ---- help
 
+bool MainWindow::openRun(const QString& path) {
+  if (run_->following() == false && engine_->busy() && engine_->currentTask() == "Prune") {
+    statusBar()->showMessage(tr("A run is going in this window: cancel it first"), 5000);
+    return false;
+  }
+  QString target = path;
+  if (QFileInfo(path).fileName() == "run.json") target = QFileInfo(path).absolutePath();
+  RunWatcher* watcher = nullptr;
+  try {
+    watcher = new RunWatcher(target, this);
+  } catch (const std::exception& e) {
+    showError(tr("Cannot open the run"), QString::fromUtf8(e.what()));
+    return false;
+  }
+  stopFollowing();
+  watcher_ = watcher;
+  const auto title = tr("Following %1").arg(QDir::toNativeSeparators(watcher->runDir()));
+  run_->beginFollowing(title);
+  connect(watcher, &RunWatcher::metrics, this,
+          [this, title](const MetricBatches& batches, const std::map<std::string, double>& sparsity,
+                        bool restarted) {
+            if (restarted) run_->beginFollowing(title);
+            run_->showMetrics(batches, sparsity);
+            updateFollowStatus();
+          });
+  connect(watcher, &RunWatcher::statusChanged, this, &MainWindow::updateFollowStatus);
+  connect(watcher, &RunWatcher::problemFound, this, [this](const QString& message) {
+    statusBar()->showMessage(message, 15000);
+    spdlog::warn("{}", message.toStdString());
+    updateFollowStatus();
+  });
+  tabs_->setCurrentWidget(run_->dashboard());
+  updateWelcome();
+  QElapsedTimer clock;
+  clock.start();
+  watcher->start();
+  spdlog::info("opened run {}: {} lines in {:.3f} s", watcher->metricsPath().toStdString(),
+               watcher->lines(), static_cast<double>(clock.nsecsElapsed()) / 1e9);
+  // The run's model and plan, as for a local run.
+  const auto model = watcher->modelPath();
+  const auto plan = watcher->planJson();
+  auto apply_plan = [this, plan] {
+    if (!plan.isEmpty() && !plan_->model()->setPlanJson(plan))
+      spdlog::warn("the run's plan does not apply: {}", plan_->model()->lastError().toStdString());
+  };
+  if (!model.isEmpty() && QFileInfo::exists(model)) {
+    if (QFileInfo(model).canonicalFilePath() == QFileInfo(documentPath()).canonicalFilePath()) {
+      apply_plan();
+    } else if (openModel(model)) {
+      auto* once = new QObject(this);
+      connect(engine_, &Engine::documentChanged, once, [this, once, apply_plan] {
+        once->deleteLater();
+        QTimer::singleShot(0, this, apply_plan);
+        // The open raised the graph: the run stays in front.
+        QTimer::singleShot(0, this, [this] {
+          if (watcher_) tabs_->setCurrentWidget(run_->dashboard());
+        });
+      });
+      connect(engine_, &Engine::taskFailed, once, [once] { once->deleteLater(); });
+    }
+  }
+  return true;
+}
+
+void MainWindow::stopFollowing() {
+  if (!watcher_) return;
+  delete watcher_;
+  watcher_ = nullptr;
+  run_->endFollowing();
+  updateWelcome();
+}
+
+void MainWindow::updateFollowStatus() {
+  if (!watcher_) return;
+  const auto status = watcher_->status();
+  QString text;
+  if (status == "running")
+    text = tr("running");
+  else if (status == "finished")
+    text = tr("finished");
+  else if (status == "failed")
+    text = watcher_->error().isEmpty() ? tr("failed") : tr("failed: %1").arg(watcher_->error());
+  else if (status == "cancelled")
+    text = tr("cancelled");
+  else if (status == "stale")
+    text = tr("stale: no new line for 5 minutes");
+  else
+    text = tr("no run.json");
+  text = tr("%1: %2 · %3 lines")
+             .arg(QFileInfo(watcher_->runDir()).fileName(), text)
+             .arg(watcher_->lines());
+  if (!watcher_->problem().isEmpty()) text += tr(" · %1").arg(watcher_->problem());
+  run_->setFollowStatus(text, QDir::toNativeSeparators(watcher_->metricsPath()));
+}
+
 void MainWindow::updateWelcome() {
-  const bool show = !document() && !opening_;
+  const bool show = !document() && !opening_ && !watcher_;
   welcome_->setVisible(show);
   if (show) welcome_->raise();
 }

@@ -189,6 +189,12 @@ QWidget* RunPanel::buildDashboard() {
   dashboard_status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   dashboard_status_->setWordWrap(true);
   top->addWidget(dashboard_status_, 1);
+  // A followed run's state (File ▸ Open run…).
+  follow_status_ = new QLabel;
+  follow_status_->setObjectName("followStatus");
+  follow_status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  follow_status_->hide();
+  top->addWidget(follow_status_);
   axis_ = new QComboBox;
   axis_->addItems({tr("step"), tr("wall time")});
   top->addWidget(new QLabel(tr("x-axis")));
@@ -542,11 +548,12 @@ bool RunPanel::start(bool resume) {
     setMessage(tr("Not started: %1").arg(problem));
     return false;
   }
-  for (auto* chart : {loss_, groups_, lr_chart_, speed_})
-    chart->clear();
-  categories_->removeAllSeries();
-  weights_->removeAllSeries();
-  sparsity_.clear();
+  if (engine_->busy()) {
+    setMessage(tr("Not started: the engine is busy with %1").arg(engine_->currentTask()));
+    return false;
+  }
+  endFollowing();
+  clearCharts();
   if (!engine_->runPruning(s, plan_->planJson())) {
     setMessage(tr("Not started: the engine is busy with %1").arg(engine_->currentTask()));
     return false;
@@ -558,13 +565,49 @@ bool RunPanel::start(bool resume) {
   return true;
 }
 
+void RunPanel::clearCharts() {
+  for (auto* chart : {loss_, groups_, lr_chart_, speed_})
+    chart->clear();
+  categories_->removeAllSeries();
+  weights_->removeAllSeries();
+  sparsity_.clear();
+  bars_->setValues({}, {});
+}
+
+void RunPanel::beginFollowing(const QString& title) {
+  following_ = true;
+  clearCharts();
+  dashboard_status_->setText(title);
+  follow_status_->clear();
+  follow_status_->show();
+}
+
+void RunPanel::endFollowing() {
+  if (!following_) return;
+  following_ = false;
+  follow_status_->hide();
+}
+
+void RunPanel::setFollowStatus(const QString& text, const QString& tooltip) {
+  follow_status_->setText(text);
+  follow_status_->setToolTip(tooltip);
+}
+
+QString RunPanel::followStatusText() const {
+  return follow_status_->text();
+}
+
+void RunPanel::showMetrics(const MetricBatches& batches,
+                           const std::map<std::string, double>& sparsity) {
+  if (!following_) return;
+  for (const auto& [id, v] : sparsity)
+    sparsity_[id] = v;
+  apply(batches, !sparsity.empty());
+}
+
 void RunPanel::metrics(const QVector<MetricPoint>& points) {
   if (!running_) return;
-  struct Batch {
-    QList<QPointF> points;
-    QList<double> seconds;
-  };
-  std::map<QString, Batch> batches;
+  MetricBatches batches;
   bool sparsity = false;
   for (const auto& p : points) {
     if (p.series.startsWith("sparsity:")) {
@@ -576,6 +619,11 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
       b.seconds.append(p.wall);
     }
   }
+  apply(batches, sparsity);
+}
+
+void RunPanel::apply(const MetricBatches& batches, bool sparsity) {
+  using Batch = MetricBatch;
   auto route = [](MetricChart* chart, const QString& series, const Batch& b) {
     if (!chart->hasSeries(series))  // a category seen for the first time
       chart->addSeries(series, MetricChart::paletteColour(static_cast<int>(chart->seriesCount())));
@@ -605,7 +653,7 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
   if (loss) {
     const bool recovering = !pruning;
     const auto stage = last("stage");
-    setMessage(
+    const auto text =
         tr("%1 step %2 — loss %3 (EMA %4), lr %5, %6 tokens/s")
             .arg(recovering
                      ? tr("Recovery (stage %1),").arg(stage ? static_cast<int>(stage->y()) : 1)
@@ -614,7 +662,11 @@ void RunPanel::metrics(const QVector<MetricPoint>& points) {
             .arg(loss->y(), 0, 'f', 3)
             .arg(loss_->lastValue(recovering ? "recovery" : "loss"), 0, 'f', 3)
             .arg(lr ? lr->y() : 0.0, 0, 'g', 3)
-            .arg(tps ? tps->y() : 0.0, 0, 'f', 0));
+            .arg(tps ? tps->y() : 0.0, 0, 'f', 0);
+    if (following_)  // the Run dock's state is the local run's
+      dashboard_status_->setText(text);
+    else
+      setMessage(text);
   }
   if (sparsity) {
     // Node group ids are `L<layer>.attn` / `L<layer>.mlp`; any other id has no bar.

@@ -43,6 +43,7 @@ class ComparePanel;
 class ExperimentsPanel;
 class PlanEditor;
 class RunPanel;
+class RunWatcher;
 class SummaryView;
 class UserGuideWindow;
 class WelcomePage;
@@ -121,6 +122,13 @@ class MainWindow : public QMainWindow {
   bool resumeRun();
   /// Forgets the interrupted run.
   void discardInterruptedRun();
+  /// File ▸ Open run…: follows the run in `path` (an OUT.run folder, its metrics.jsonl or
+  /// run.json) on the Dashboard tab while it grows, with its status; opens the model run.json
+  /// names (with the run's plan) as for a local run. False, with a message, when it cannot.
+  bool openRun(const QString& path);
+  /// The followed run (null when none).
+  RunWatcher* runWatcher() const { return watcher_; }
+  void stopFollowing();
   /// Time from a layout request to its drawing on screen, for the last drawing (ms).
   double lastPaintMs() const { return last_paint_ms_; }
 
@@ -210,6 +218,8 @@ class MainWindow : public QMainWindow {
   QString device_ = "cpu", dtype_ = "float32";
   QStringList recent_;
   QThreadPool* settings_writer_ = nullptr;  // one thread: writes stay in order
+  RunWatcher* watcher_ = nullptr;
+  void updateFollowStatus();
 };
 
 }  // namespace lorashear

@@ -8,7 +8,10 @@
 // width allows; x-axis by step or wall time. The plan comes from the plan editor; the engine runs
 // it on its worker thread.
 
+#include <QList>
+#include <QPointF>
 #include <QPointer>
+#include <QString>
 #include <QWidget>
 
 #include <map>
@@ -32,6 +35,14 @@ class SparsityBars;
 class PlanModel;
 struct MetricPoint;
 struct RunSettings;
+
+/// A series' new points (x: step) with their wall seconds, for the dashboard's charts.
+struct MetricBatch {
+  QList<QPointF> points;
+  QList<double> seconds;
+};
+/// Series name ("loss", "recovery", "zeroed", "validation:CATEGORY", …) → its new points.
+using MetricBatches = std::map<QString, MetricBatch>;
 
 /// A run as JSON (settings, plan, model) and back, for resuming it after a restart.
 QString run_record(const RunSettings& settings, const QString& plan_json, const QString& model,
@@ -69,6 +80,17 @@ class RunPanel : public QWidget {
   const std::map<std::string, double>& sparsity() const { return sparsity_; }
   QString messageText() const;
 
+  /// A run followed from its OUT.run folder (File ▸ Open run…) on the same charts: begin clears
+  /// them and shows `title` above them; a local run's start ends the following.
+  void beginFollowing(const QString& title);
+  void endFollowing();
+  bool following() const { return following_; }
+  /// Appends a followed run's points; `sparsity` holds the node groups whose sparsity changed.
+  void showMetrics(const MetricBatches& batches, const std::map<std::string, double>& sparsity);
+  /// The followed run's state (running / finished / failed / stale, lines read, problems).
+  void setFollowStatus(const QString& text, const QString& tooltip = {});
+  QString followStatusText() const;
+
  signals:
   void sparsityChanged();
   /// A run started (the window records it, to offer to resume it after a restart).
@@ -78,6 +100,8 @@ class RunPanel : public QWidget {
 
  private:
   void metrics(const QVector<MetricPoint>& points);
+  void apply(const MetricBatches& batches, bool sparsity_changed);
+  void clearCharts();
   void updateButtons();
   /// The run's state in the panel and on the dashboard.
   void setMessage(const QString& text);
@@ -120,6 +144,8 @@ class RunPanel : public QWidget {
   SparsityBars* bars_ = nullptr;
   std::map<std::string, double> sparsity_;
   bool running_ = false;
+  bool following_ = false;
+  QLabel* follow_status_ = nullptr;
 };
 
 }  // namespace lorashear
