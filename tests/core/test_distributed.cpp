@@ -5,6 +5,7 @@
 // size is refused; bad variables, a busy port, a dead or hung rank end in a one-line error,
 // quickly.
 #include <QElapsedTimer>
+#include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -334,6 +335,55 @@ class TestDistributed : public QObject {
     QVERIFY2(hung[0].err.contains("distributed rank 0 of 2"), qPrintable(hung[0].err));
     QVERIFY2(!one_line(hung[0].err).contains('\n'), qPrintable(hung[0].err));
     QVERIFY(!std::filesystem::exists(path("dead").toStdString() + "/model.safetensors"));
+  }
+
+  // `lorashear launch --nproc 2 -- prune …` on this machine: the result of the two ranks above;
+  // Ctrl-C reaches every rank (exit 130, nothing written); the first failing rank is named.
+  void launchRunsTheRanks() {
+    const QString ref = path("two-lhspg"), out = path("launched");
+    if (!std::filesystem::exists(ref.toStdString() + "/model.safetensors"))
+      QSKIP("needs twoRanksMatchOneProcess(lhspg)");
+    auto env = QProcessEnvironment::systemEnvironment();
+    for (const auto* v :
+         {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "LORASHEAR_TEST_KILL_AT_STEP"})
+      env.remove(v);
+    env.insert("OMP_NUM_THREADS", "1");
+    auto r = test::run_process(LORASHEAR_CLI_PATH,
+                               QStringList{"launch", "--nproc", "2", "--"} + prune_args(out),
+                               120000, env);
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QCOMPARE(nlohmann::json::parse(r.out.toStdString()).value("world_size", 0), 2);
+    const auto w = weight_difference(ref.toStdString() + "/model.safetensors",
+                                     out.toStdString() + "/model.safetensors");
+    QVERIFY2(w.elementwise <= 1e-6, qPrintable(QString::number(w.elementwise)));
+
+    auto killed_env = env;
+    killed_env.insert("LORASHEAR_TEST_KILL_AT_STEP", "5");
+    auto args = prune_args(path("launch-killed"));
+    args.replace(args.indexOf("40"), "400");
+    r = test::run_process(LORASHEAR_CLI_PATH, QStringList{"launch", "--nproc", "2", "--"} + args,
+                          60000, killed_env);
+    QCOMPARE(r.code, 128 + SIGKILL);
+    QVERIFY2(r.err.contains(QRegularExpression("rank [01] of 2 was killed by signal 9")),
+             qPrintable(r.err));
+
+    args = prune_args(path("launch-interrupted"));
+    args.replace(args.indexOf("40"), "4000");
+    QProcess p;
+    p.setProcessEnvironment(env);
+    p.start(LORASHEAR_CLI_PATH, QStringList{"launch", "--nproc", "2", "--"} + args);
+    QVERIFY(p.waitForStarted());
+    QTest::qWait(2500);
+    ::kill(static_cast<pid_t>(p.processId()), SIGINT);
+    QVERIFY(p.waitForFinished(30000));
+    const auto err = QString::fromUtf8(p.readAllStandardError());
+    QCOMPARE(p.exitCode(), 130);
+    QVERIFY2(err.contains("cancelled") && err.contains("of 2 exited with code 130"),
+             qPrintable(err));
+    QVERIFY(!std::filesystem::exists(path("launch-interrupted").toStdString()));
+
+    r = test::run_process(LORASHEAR_CLI_PATH, {"launch", "--nproc", "0", "--", "info"}, 20000, env);
+    QCOMPARE(r.code, 2);
   }
 };
 
