@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli_common.h"
+#include "cli_dist.h"
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/prune/pipeline.h"
@@ -47,25 +48,14 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   a.o.validate();
   // Data parallel under torchrun / Slurm / `lorashear launch`: RANK, WORLD_SIZE, MASTER_ADDR,
   // MASTER_PORT. Rank 0 writes the output and prints; the other ranks write and print nothing.
-  if (!(a.dist_timeout > 0)) throw UsageError("--dist-timeout must be positive (seconds)");
-  const auto dopts =
-      dist::DistOptions::from_env(std::chrono::milliseconds(std::llround(a.dist_timeout * 1000)));
-  if (dopts.world_size > 1) {
-    if (a.o.lhspg.batch_size % dopts.world_size != 0)
-      throw UsageError(
-          "--batch " + std::to_string(a.o.lhspg.batch_size) +
-          " does not split evenly over WORLD_SIZE=" + std::to_string(dopts.world_size) +
-          " ranks (give a multiple of " + std::to_string(dopts.world_size) + ")");
-    // The ranks on this machine share its cores (unless --threads or OMP_NUM_THREADS say).
-    const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
-    const long on_host = local_world != nullptr && std::atol(local_world) > 0
-                             ? std::atol(local_world)
-                             : dopts.world_size;
-    if (global.threads == 0 && std::getenv("OMP_NUM_THREADS") == nullptr)
-      torch::set_num_threads(static_cast<int>(
-          std::max<long>(1, static_cast<long>(std::thread::hardware_concurrency()) / on_host)));
-    dist::set_current(std::make_unique<dist::Distributed>(dopts));
+  std::vector<std::pair<std::string, int64_t>> batches{{"--batch", a.o.lhspg.batch_size}};
+  if (a.o.recover) {
+    if (a.o.recovery.stage1.steps > 0)
+      batches.push_back({"--stage1-batch", a.o.recovery.stage1.batch_size});
+    if (a.o.recovery.stage2.steps > 0)
+      batches.push_back({"--stage2-batch", a.o.recovery.stage2.batch_size});
   }
+  const auto dopts = init_distributed(a.dist_timeout, global, batches);
   const bool root = dist::current().is_root();
   a.o.write_run_log = root;  // OUT.run: rank 0's record, with the world size
   a.o.world_size = dopts.world_size;

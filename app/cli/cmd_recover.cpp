@@ -5,7 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <optional>
+
 #include "cli_common.h"
+#include "cli_dist.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
 #include "lorashear/model/llama.h"
@@ -115,6 +118,7 @@ struct RecoverArgs : ModelArgs {
   std::string dense, out;
   bool overwrite = false;
   int64_t steps = 0;
+  double dist_timeout = 600;
   RecoveryOptions r;
 };
 
@@ -123,13 +127,22 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   if (a.r.checkpoint_dir.empty()) a.r.checkpoint_dir = a.out + ".checkpoint";
   a.r.validate();
   if (a.out.empty()) throw UsageError("an output directory is required (--out DIR)");
-  io::StagedDirectory staged(a.out, a.overwrite);
+  // Data parallel under torchrun / Slurm / `lorashear launch`: rank 0 alone writes and prints.
+  std::vector<std::pair<std::string, int64_t>> batches;
+  if (a.r.stage1.steps > 0) batches.push_back({"--stage1-batch", a.r.stage1.batch_size});
+  if (a.r.stage2.steps > 0) batches.push_back({"--stage2-batch", a.r.stage2.batch_size});
+  const auto dopts = init_distributed(a.dist_timeout, global, batches);
+  const bool root = dopts.rank == 0;
+  std::optional<io::StagedDirectory> staged;
+  if (root) staged.emplace(a.out, a.overwrite);
   if (a.r.resume && !std::filesystem::exists(a.r.checkpoint_dir + "/latest/state.json"))
     throw UsageError("--resume: no checkpoint in " + a.r.checkpoint_dir);
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   if (loaded.model->lora() != nullptr) fold_lora(*loaded.model);  // --adapter: start from it
   std::shared_ptr<const Tokenizer> tok = loaded.tokenizer;
-  ProgressBar bar(global);
+  GlobalOptions quiet = global;
+  if (!root) quiet.quiet = true;
+  ProgressBar bar(quiet);
   auto ctx = bar.context();
   std::map<std::string, double> dense;
   if (!a.dense.empty() && a.r.stage1.steps > 0) {
@@ -147,7 +160,8 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
                     {"model", std::filesystem::absolute(a.model, fs_ec).string()},
                     {"out", std::filesystem::absolute(a.out, fs_ec).string()},
                     {"total_steps", a.r.stage1.steps + a.r.stage2.steps},
-                    {"settings", {{"sampling", a.r.sampling}, {"domains", a.r.domains}}}});
+                    {"settings", {{"sampling", a.r.sampling}, {"domains", a.r.domains}}}},
+                   root, dopts.world_size);
   nlohmann::json full;
   run_logged(log, [&] {
     const auto report =
@@ -156,13 +170,16 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
           if (++seen == kill_step) std::raise(SIGKILL);
         });
     bar.finish();
-    save_hf(*loaded.model, loaded.tokenizer.get(), staged.path(), {}, &ctx);
     full = report;
     full["model"] = a.model;
     full["dense_model"] = a.dense;
-    io::write_file_atomic(staged.path() + "/recovery_report.json", full.dump(2) + "\n");
-    staged.commit();
+    full["world_size"] = dopts.world_size;
+    if (!staged) return;
+    save_hf(*loaded.model, loaded.tokenizer.get(), staged->path(), {}, &ctx);
+    io::write_file_atomic(staged->path() + "/recovery_report.json", full.dump(2) + "\n");
+    staged->commit();
   });
+  if (!root) return 0;
   std::error_code ec;
   std::filesystem::remove_all(a.r.checkpoint_dir, ec);
   if (global.json) {
@@ -197,6 +214,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
                   "continue from a checkpoint directory (OUT.checkpoint); same options required")
       ->each([r = &a->r](const std::string&) { r->resume = true; });
   app->add_flag("--overwrite", a->overwrite, "replace DIR if it exists");
+  app->add_option("--dist-timeout", a->dist_timeout,
+                  "data parallel (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set): seconds after "
+                  "which the other ranks give up on a rank that died or hangs")
+      ->capture_default_str();
   app->footer(
       "Example:\n"
       "  lorashear recover pruned-50 --dense ../shared/models/stories260K/stories260K.bin \\\n"

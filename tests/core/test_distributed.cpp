@@ -337,6 +337,98 @@ class TestDistributed : public QObject {
     QVERIFY(!std::filesystem::exists(path("dead").toStdString() + "/model.safetensors"));
   }
 
+  // Recovery data parallel: `prune --recover` (two categories, adaptive sampling, instruction
+  // stage with early-stopping evaluations) and `lorashear recover` under launch give the losses,
+  // category weights and weights of one process.
+  void recoveryTwoRanksMatchOneProcess() {
+    const QString dom1 = path("dom1.txt"), dom2 = path("dom2.txt"), ins = path("ins.json");
+    const auto text = test::read_all(text_.toStdString());
+    test::write_all(dom1.toStdString(), text.substr(0, 20000));
+    test::write_all(dom2.toStdString(), text.substr(30000, 20000));
+    auto records = nlohmann::json::array();
+    const char* things[] = {"cat", "dog", "sun", "tree", "ball"};
+    for (int i = 0; i < 60; ++i)
+      records.push_back({{"instruction", "Name thing " + std::to_string(i) + "."},
+                         {"input", i % 2 ? "" : "a short answer"},
+                         {"output", std::string("It is the ") + things[i % 5] +
+                                        (i % 3 ? "." : ", and it is very nice.")}});
+    test::write_all(ins.toStdString(), records.dump());
+    const QStringList recovery{
+        "--recover", "--domain",        dom1, "--domain",           dom2, "--instruct",
+        ins,         "--recover-steps", "20", "--stage1-batch",     "4",  "--stage2-batch",
+        "4",         "--eval-every",    "5",  "--reestimate-every", "4"};
+    auto args = prune_args(path("rec-one")) + recovery;
+    args.replace(args.indexOf("40"), "20");
+    auto single = run_ranks(1, args, path("rec-single"));
+    QVERIFY2(single[0].code == 0, qPrintable(single[0].err));
+    args = prune_args(path("rec-two")) + recovery;
+    args.replace(args.indexOf("40"), "20");
+    auto ranks = run_ranks(2, args, path("rec-ranks"));
+    QVERIFY2(ranks[0].code == 0, qPrintable(ranks[0].err));
+    QVERIFY2(ranks[1].code == 0, qPrintable(ranks[1].err));
+    const auto a = nlohmann::json::parse(single[0].out.toStdString())["recovery"];
+    const auto b = nlohmann::json::parse(ranks[0].out.toStdString())["recovery"];
+    double worst = 0;
+    for (const char* stage : {"stage1", "stage2"}) {
+      const auto la = a[stage]["loss"].get<std::vector<double>>();
+      const auto lb = b[stage]["loss"].get<std::vector<double>>();
+      QVERIFY(!la.empty());
+      QCOMPARE(lb.size(), la.size());
+      for (size_t i = 0; i < la.size(); ++i)
+        worst = std::max(worst, std::abs(la[i] - lb[i]) / std::abs(la[i]));
+    }
+    QVERIFY2(worst <= 1e-5, qPrintable(QString("recovery loss differs by %1").arg(worst)));
+    // The category weights of every estimate (adaptive sampling) and the validation losses.
+    const auto ha = a["stage1"]["history"], hb = b["stage1"]["history"];
+    QCOMPARE(hb.size(), ha.size());
+    QVERIFY(ha.size() >= 2);
+    for (size_t i = 0; i < ha.size(); ++i)
+      for (auto it = ha[i]["weights"].begin(); it != ha[i]["weights"].end(); ++it)
+        QVERIFY(std::abs(it.value().get<double>() - hb[i]["weights"][it.key()].get<double>()) <=
+                1e-5);
+    QCOMPARE(b["stage2"]["validation"].size(), a["stage2"]["validation"].size());
+    const auto w = weight_difference(path("rec-one").toStdString() + "/model.safetensors",
+                                     path("rec-two").toStdString() + "/model.safetensors");
+    QVERIFY2(w.normwise <= 1e-5 && w.elementwise <= 1e-4,
+             qPrintable(QString("%1 normwise, %2 elementwise").arg(w.normwise).arg(w.elementwise)));
+    qInfo(
+        "prune --recover: 2 ranks vs 1 process: loss %.3g, weights %.3g normwise, %.3g "
+        "elementwise",
+        worst, w.normwise, w.elementwise);
+
+    // `lorashear recover` of the pruned model, under launch.
+    const QStringList rec{"recover",         path("rec-one"),
+                          "--domain",        dom1,
+                          "--domain",        dom2,
+                          "--sampling",      "uniform",
+                          "--recover-steps", "12",
+                          "--stage1-batch",  "4",
+                          "--seq-len",       "64",
+                          "--quiet",         "--json",
+                          "--overwrite"};
+    auto env = QProcessEnvironment::systemEnvironment();
+    env.insert("OMP_NUM_THREADS", "1");
+    auto one = test::run_process(LORASHEAR_CLI_PATH, rec + QStringList{"--out", path("recov-one")},
+                                 120000, env);
+    QVERIFY2(one.code == 0, qPrintable(one.err));
+    auto two = test::run_process(
+        LORASHEAR_CLI_PATH,
+        QStringList{"launch", "--nproc", "2", "--"} + rec + QStringList{"--out", path("recov-two")},
+        120000, env);
+    QVERIFY2(two.code == 0, qPrintable(two.err));
+    const auto ra = nlohmann::json::parse(one.out.toStdString());
+    const auto rb = nlohmann::json::parse(two.out.toStdString());
+    QCOMPARE(rb.value("world_size", 0), 2);
+    const auto la = ra["stage1"]["loss"].get<std::vector<double>>();
+    const auto lb = rb["stage1"]["loss"].get<std::vector<double>>();
+    QCOMPARE(lb.size(), la.size());
+    for (size_t i = 0; i < la.size(); ++i)
+      QVERIFY(std::abs(la[i] - lb[i]) <= 1e-5 * std::abs(la[i]));
+    const auto rw = weight_difference(path("recov-one").toStdString() + "/model.safetensors",
+                                      path("recov-two").toStdString() + "/model.safetensors");
+    QVERIFY2(rw.normwise <= 1e-5, qPrintable(QString::number(rw.normwise)));
+  }
+
   // `lorashear launch --nproc 2 -- prune …` on this machine: the result of the two ranks above;
   // Ctrl-C reaches every rank (exit 130, nothing written); the first failing rank is named.
   void launchRunsTheRanks() {

@@ -99,10 +99,6 @@ nlohmann::json prune_model_impl(
   // Data parallel (dist::current()): every rank computes the same model; rank 0 alone writes the
   // output, the report and the checkpoints, the other ranks write nothing.
   auto& ranks = dist::current();
-  if (ranks.active() && o.recover)
-    throw UsageError("--recover does not run data parallel yet (WORLD_SIZE=" +
-                     std::to_string(ranks.world_size()) +
-                     "): prune on several processes, then run `lorashear recover` on one");
   if (ranks.active() && o.lhspg.batch_size % ranks.world_size() != 0)
     throw UsageError(
         "--batch " + std::to_string(o.lhspg.batch_size) +

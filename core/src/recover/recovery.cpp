@@ -8,6 +8,7 @@
 #include <random>
 
 #include "lorashear/data/instruct.h"
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
 #include "lorashear/model/llama.h"
@@ -193,6 +194,10 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
         "adaptive sampling compares each category's loss with the dense model's: give the "
         "dense model (--dense MODEL), or use --sampling uniform");
   const auto t_start = std::chrono::steady_clock::now();
+  // Data parallel (dist::current()): each rank trains on its rows of the same batches, gradients
+  // averaged; the validation losses (category weights, early stopping) are computed whole on every
+  // rank, so every decision is the same everywhere.
+  auto& ranks = dist::current();
 
   // ---- checkpoint state
   const std::string latest = o.checkpoint_dir + "/latest";
@@ -230,12 +235,21 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       throw UsageError(latest +
                        " was written by a recovery run with other settings; start a new run "
                        "or use the same settings");
+    const int64_t written_by = state.value("world_size", int64_t{1});
+    if (written_by != ranks.world_size())
+      throw UsageError(latest + " was written by a run on " + std::to_string(written_by) +
+                       " process(es) (WORLD_SIZE), this run has " +
+                       std::to_string(ranks.world_size()) +
+                       ": resume with the same world size, or start a new run");
   }
   const int resume_stage = state.is_null() ? 1 : state.at("stage").get<int>();
   // A checkpoint: the model's tensors, the optimiser, what else the stage needs, and state.json
   // last, all in a staged directory renamed over `latest`.
-  auto write_checkpoint = [&](const LoraTrainer& trainer, const nlohmann::json& st,
+  // Rank 0 alone writes it (every rank holds the same state), with the world size.
+  auto write_checkpoint = [&](const LoraTrainer& trainer, nlohmann::json st,
                               const std::function<void(const std::string&)>& extra) {
+    if (!ranks.is_root()) return;
+    st["world_size"] = ranks.world_size();
     io::StagedDirectory staged(latest, /*overwrite=*/true);
     save_model_state(model, staged.path() + "/model.safetensors");
     if (extra) extra(staged.path());
@@ -336,7 +350,8 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
             ++m.drawn[names[c]];
             std::copy(seq.begin(), seq.end(), batch.data_ptr<int64_t>() + b * (o.seq_len + 1));
           }
-          return lm_loss(model, batch);
+          // Every rank draws the whole batch (the streams stay in step) and trains on its rows.
+          return lm_loss(model, dist::shard_rows(batch, ranks, "--stage1-batch"));
         });
         ++global_step;
         s1["loss"].push_back(loss);
@@ -443,7 +458,15 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       const double loss = trainer.step(step, [&](int64_t micro) {
         auto batch = set.batch((step - 1) * o.stage2.grad_accum + micro, o.stage2.batch_size);
         tokens += batch.tokens.numel();
-        return masked_lm_loss(model, batch);
+        if (!ranks.active()) return masked_lm_loss(model, batch);
+        // Each rank's rows hold a different number of response tokens: its mean is weighted by
+        // its share, so the mean over the ranks is the whole batch's mean.
+        const double all = batch.mask.sum().item<double>();
+        batch.tokens = dist::shard_rows(batch.tokens, ranks, "--stage2-batch");
+        batch.mask = dist::shard_rows(batch.mask, ranks, "--stage2-batch");
+        const double mine = batch.mask.sum().item<double>();
+        return masked_lm_loss(model, batch) *
+               (all > 0 ? mine * static_cast<double>(ranks.world_size()) / all : 1.0);
       });
       ++global_step;
       s2["loss"].push_back(loss);

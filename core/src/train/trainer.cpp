@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/model/lora.h"
@@ -97,9 +98,13 @@ double LoraTrainer::step(int64_t step, const std::function<torch::Tensor(int64_t
     (loss.to(torch::kFloat32) / static_cast<double>(options_.grad_accum)).backward();
     total += loss.item<double>();
   }
+  // Data parallel (dist::current()): the ranks' gradients are averaged before clipping, so every
+  // rank takes the same step; the loss returned is the mean over the ranks.
+  auto& ranks = dist::current();
+  dist::allreduce_gradients(factors_, ranks);
   if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(factors_, options_.grad_clip);
   opt_->step();
-  return total / static_cast<double>(options_.grad_accum);
+  return ranks.allreduce_mean(total / static_cast<double>(options_.grad_accum));
 }
 
 void LoraTrainer::save(const std::string& path) const {
