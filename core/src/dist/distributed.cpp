@@ -179,7 +179,9 @@ void Distributed::allreduce_mean(std::vector<torch::Tensor>& tensors) {
       std::vector<torch::Tensor> flat;
       for (auto i : bucket)
         flat.push_back(tensors[i].reshape({-1}));
-      std::vector<torch::Tensor> buf{torch::cat(flat)};
+      // Gloo reduces host memory: CUDA gradients go through it (this LibTorch has no NCCL
+      // process group wired here; see distributed.h).
+      std::vector<torch::Tensor> buf{torch::cat(flat).cpu()};
       last_buckets_.push_back(buf[0].numel());
       impl_->pg->allreduce(buf)->wait();
       buf[0].div_(static_cast<double>(world_size()));
@@ -214,7 +216,8 @@ void Distributed::broadcast(torch::Tensor& tensor, int root) {
   if (!active()) return;
 #if LORASHEAR_HAVE_GLOO
   try {
-    std::vector<torch::Tensor> buf{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+    std::vector<torch::Tensor> buf{
+        tensor.is_contiguous() && tensor.is_cpu() ? tensor : tensor.contiguous().cpu()};
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
     impl_->pg->broadcast(buf, bo)->wait();

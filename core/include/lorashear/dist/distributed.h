@@ -7,6 +7,8 @@
 // above 1 is then an error saying so.
 //
 // Every rank must call the collectives in the same order with tensors of the same shapes.
+// Tensors on a CUDA device are reduced through host memory (Gloo); a ProcessGroupNCCL path is not
+// wired (Debian's LibTorch has none to test it with).
 
 #include <torch/torch.h>
 
