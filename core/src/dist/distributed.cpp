@@ -147,8 +147,11 @@ Distributed::Distributed(const DistOptions& o) : options_(o) {
 }
 
 void Distributed::fail(const std::string& op, const std::exception& e) const {
+  // With two ranks the culprit is known; with more, Gloo's message names the peer's address.
+  const std::string other =
+      world_size() == 2 ? "rank " + std::to_string(1 - rank()) : std::string("another rank");
   throw Error("distributed rank " + std::to_string(rank()) + " of " + std::to_string(world_size()) +
-              ": " + op + " failed (another rank died, or did not reach it within " +
+              ": " + op + " failed (" + other + " died, or did not reach it within " +
               seconds(options_.timeout) + "): " + first_line(e));
 }
 
