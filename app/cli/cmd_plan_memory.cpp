@@ -34,17 +34,6 @@ ModelConfig config_of(const std::string& path, const GlobalOptions& global) {
   return load_model_for_cli(args, global, false).model->config();
 }
 
-// MemAvailable of /proc/meminfo in bytes, or -1.
-int64_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return -1;
-}
-
 int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
   const auto config = config_of(a.model, global);
   MemoryPlanOptions o;
@@ -64,7 +53,7 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
   o.lhspg = a.stage == "lhspg";
   o.checkpoint_activations = a.checkpoint_activations;
   const auto plan = plan_memory(config, o);
-  const int64_t available = available_memory();
+  const int64_t available = available_memory_bytes();
   // Ranks launched on this machine share its memory; a cluster gives each its own.
   const bool fits = available < 0 || plan.per_rank_bytes <= available;
   if (global.json) {

@@ -193,6 +193,11 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--checkpoint-every", o.checkpoint_every,
                   "save the run's state every N steps (0 = never) into OUT.checkpoint")
       ->capture_default_str();
+  app->add_option("--checkpoint-activations", o.checkpoint_activations,
+                  "keep only each layer's input and recompute it in backward: on, off, or auto "
+                  "(on when the run would not fit the available memory; lorashear plan-memory)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
   app->add_option(
          "--resume", o.checkpoint_dir,
          "continue a killed or cancelled run from its checkpoint directory (OUT.checkpoint); "

@@ -1,9 +1,11 @@
 // `lorashear recover MODEL --domain FILE_OR_DIR ... [--instruct FILE] [--dense MODEL] --out DIR`:
 // dynamic knowledge recovery (LORASHEAR.md §4) on any model, writing the recovered model and
 // recovery_report.json. The options are shared with `prune --recover`.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 
 #include <optional>
 
@@ -12,6 +14,7 @@
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
 #include "lorashear/model/llama.h"
+#include "lorashear/plan/memory_plan.h"
 #include "lorashear/recover/recovery.h"
 #include "lorashear/run_log.h"
 
@@ -119,6 +122,7 @@ struct RecoverArgs : ModelArgs {
   bool overwrite = false;
   int64_t steps = 0;
   double dist_timeout = 600;
+  std::string checkpoint_activations = "auto";
   RecoveryOptions r;
 };
 
@@ -144,6 +148,21 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   if (!root) quiet.quiet = true;
   ProgressBar bar(quiet);
   auto ctx = bar.context();
+  {
+    // Activation checkpointing, planned for the larger of the two stages' batches.
+    MemoryPlanOptions mem;
+    mem.batch = std::max(a.r.stage1.batch_size, a.r.stage2.batch_size);
+    mem.seq_len = std::max(a.r.seq_len, a.r.instruct_seq_len);
+    mem.world_size = dopts.world_size;
+    mem.weight_bytes = loaded.model->options().dtype == torch::kFloat32 ? 4 : 2;
+    mem.lora = a.r.lora;
+    mem.lhspg = false;
+    std::string why;
+    loaded.model->set_activation_checkpointing(
+        decide_activation_checkpointing(a.checkpoint_activations, loaded.model->config(), mem,
+                                        loaded.model->options().device.is_cuda(), &why));
+    if (root && !global.json && !global.quiet) std::cerr << why << "\n";
+  }
   std::map<std::string, double> dense;
   if (!a.dense.empty() && a.r.stage1.steps > 0) {
     ModelArgs d{a.dense, a.tokenizer, ""};
@@ -214,6 +233,11 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
                   "continue from a checkpoint directory (OUT.checkpoint); same options required")
       ->each([r = &a->r](const std::string&) { r->resume = true; });
   app->add_flag("--overwrite", a->overwrite, "replace DIR if it exists");
+  app->add_option("--checkpoint-activations", a->checkpoint_activations,
+                  "keep only each layer's input and recompute it in backward: on, off, or auto "
+                  "(on when the run would not fit the available memory; lorashear plan-memory)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
   app->add_option("--dist-timeout", a->dist_timeout,
                   "data parallel (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set): seconds after "
                   "which the other ranks give up on a rank that died or hangs")

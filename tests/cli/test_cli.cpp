@@ -292,6 +292,65 @@ class TestCli : public QObject {
     QVERIFY2(r.err.contains("not valid JSON"), qPrintable(r.err));
   }
 
+  // --checkpoint-activations on changes memory, not the run: the same losses step by step, the
+  // same removed groups; the report says whether it was on and why; auto on a small model is off.
+  void pruneWithActivationCheckpointing() {
+    QTemporaryDir dir;
+    const QString text = dir.filePath("text.txt");
+    {
+      std::ofstream f(text.toStdString());
+      for (int i = 0; i < 60; ++i)
+        f << "Once upon a time, there was a little girl named Lily. She liked to play in the park "
+             "with her dog. One day, the sun was bright and the sky was blue.\n";
+    }
+    const auto prune = [&](const QString& mode) {
+      auto r = run_cli({"prune",
+                        demo_model(),
+                        "--ratio",
+                        "0.3",
+                        "--text",
+                        text,
+                        "--out",
+                        dir.filePath(mode),
+                        "--steps",
+                        "10",
+                        "--periods",
+                        "2",
+                        "--seq-len",
+                        "32",
+                        "--batch",
+                        "2",
+                        "--lora-rank",
+                        "2",
+                        "--checkpoint-activations",
+                        mode,
+                        "--json"});
+      if (r.code != 0) qWarning() << r.err;
+      return QJsonDocument::fromJson(r.out.toUtf8()).object();
+    };
+    const auto off = prune("off"), on = prune("on"), automatic = prune("auto");
+    QCOMPARE(on["activation_checkpointing"].toObject()["on"].toBool(), true);
+    QCOMPARE(off["activation_checkpointing"].toObject()["on"].toBool(), false);
+    QCOMPARE(automatic["activation_checkpointing"].toObject()["on"].toBool(), false);
+    QVERIFY(automatic["activation_checkpointing"].toObject()["why"].toString().contains("auto"));
+    const auto loss_on = on["pruning"].toObject()["loss"].toArray();
+    const auto loss_off = off["pruning"].toObject()["loss"].toArray();
+    QCOMPARE(loss_on.size(), 10);
+    QCOMPARE(loss_on.size(), loss_off.size());
+    for (int i = 0; i < loss_on.size(); ++i)
+      QVERIFY2(std::abs(loss_on[i].toDouble() - loss_off[i].toDouble()) <=
+                   1e-5 * std::abs(loss_off[i].toDouble()),
+               qPrintable(QString("step %1: %2 vs %3")
+                              .arg(i + 1)
+                              .arg(loss_on[i].toDouble())
+                              .arg(loss_off[i].toDouble())));
+    QCOMPARE(on["pruning"].toObject()["removed"].toArray(),
+             off["pruning"].toObject()["removed"].toArray());
+    auto bad = run_cli({"prune", demo_model(), "--ratio", "0.3", "--text", text, "--out",
+                        dir.filePath("bad"), "--checkpoint-activations", "sometimes"});
+    QCOMPARE(bad.code, 2);
+  }
+
   void pruneWritesAModelThatLoads() {
     QTemporaryDir dir;
     const QString text = dir.filePath("text.txt"), out = dir.filePath("pruned");

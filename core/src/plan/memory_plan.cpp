@@ -1,6 +1,7 @@
 #include "lorashear/plan/memory_plan.h"
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 
 #include "lorashear/errors.h"
@@ -105,6 +106,46 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryPlanOptions& o) {
   for (const auto& it : plan.items)
     plan.per_rank_bytes += it.bytes;
   return plan;
+}
+
+int64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return -1;
+}
+
+bool decide_activation_checkpointing(const std::string& mode, const ModelConfig& config,
+                                     MemoryPlanOptions options, bool cuda, std::string* why) {
+  const auto say = [&](const std::string& text) {
+    if (why) *why = text;
+  };
+  if (mode == "on" || mode == "off") {
+    say(std::string("activation checkpointing ") + mode + " (--checkpoint-activations " + mode +
+        ")");
+    return mode == "on";
+  }
+  if (mode != "auto")
+    throw UsageError("--checkpoint-activations must be on, off or auto, not \"" + mode + "\"");
+  if (cuda) {
+    say("activation checkpointing off (auto: GPU memory is not queried; --checkpoint-activations "
+        "on to save memory)");
+    return false;
+  }
+  options.checkpoint_activations = false;
+  const int64_t need = plan_memory(config, options).per_rank_bytes;
+  const int64_t available = available_memory_bytes();
+  const auto gib = [](int64_t b) { return std::to_string(b / (int64_t(1) << 20)) + " MiB"; };
+  if (available >= 0 && need > available) {
+    say("activation checkpointing on (auto: the run needs about " + gib(need) + " without it, " +
+        gib(available) + " are available)");
+    return true;
+  }
+  say("activation checkpointing off (auto: about " + gib(need) + " needed" +
+      (available >= 0 ? ", " + gib(available) + " available)" : ")"));
+  return false;
 }
 
 nlohmann::json MemoryPlan::to_json() const {

@@ -10,6 +10,7 @@
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/text.h"
+#include "lorashear/plan/memory_plan.h"
 #include "lorashear/prune/knowledge.h"
 #include "lorashear/prune/subnet.h"
 #include "lorashear/run_log.h"
@@ -19,6 +20,10 @@ namespace lorashear {
 void PruneOptions::validate() const {
   if (seq_len < 2) throw UsageError("--seq-len must be at least 2");
   if (!(holdout > 0 && holdout < 1)) throw UsageError("--holdout must be in (0, 1)");
+  if (checkpoint_activations != "on" && checkpoint_activations != "off" &&
+      checkpoint_activations != "auto")
+    throw UsageError("--checkpoint-activations must be on, off or auto, not \"" +
+                     checkpoint_activations + "\"");
   if (out_dir.empty()) throw UsageError("an output directory is required (--out DIR)");
   lora.validate();
   if (recover && keep_adapter)
@@ -238,6 +243,19 @@ nlohmann::json prune_model_impl(
   if (o.resume && !std::filesystem::exists(ckpt.dir + "/latest/state.json"))
     throw UsageError("--resume: no checkpoint in " + ckpt.dir);
 
+  // Activation checkpointing for the training stages, decided from the memory plan of this run.
+  MemoryPlanOptions mem;
+  mem.batch = o.lhspg.batch_size;
+  mem.seq_len = o.seq_len;
+  mem.world_size = ranks.world_size();
+  mem.weight_bytes = model.options().dtype == torch::kFloat32 ? 4 : 2;
+  mem.lora = lora;
+  std::string checkpointing_why;
+  const bool checkpointing =
+      decide_activation_checkpointing(o.checkpoint_activations, model.config(), mem,
+                                      model.options().device.is_cuda(), &checkpointing_why);
+  model.set_activation_checkpointing(checkpointing);
+
   const auto t_lhspg = std::chrono::steady_clock::now();
   auto lhspg = o.lhspg;
   lhspg.method = o.method;
@@ -246,6 +264,7 @@ nlohmann::json prune_model_impl(
 
   task_report(ctx, "subnet", 0, 1);
   auto pruned = construct_subnet(model, deps, result.removed);
+  pruned->set_activation_checkpointing(checkpointing);
   if (!o.keep_adapter) fold_lora(*pruned);
   pruned->eval();
   const auto ppl_after = perplexity(*pruned, heldout, popt, ctx);
@@ -307,6 +326,7 @@ nlohmann::json prune_model_impl(
         {"steps", result.steps}}},
       {"seconds", {{"pruning", lhspg_seconds}, {"total", since(t_start)}}}};
   report["world_size"] = ranks.world_size();  // data-parallel processes (batch rows split)
+  report["activation_checkpointing"] = {{"on", checkpointing}, {"why", checkpointing_why}};
   // The GGUF goes to its own path, written atomically; a failure there must not cost the run.
   std::string gguf_error;
   if (!o.export_gguf.empty() && staged) {

@@ -56,4 +56,17 @@ struct MemoryPlan {
 
 MemoryPlan plan_memory(const ModelConfig& config, const MemoryPlanOptions& options);
 
+/// MemAvailable of /proc/meminfo in bytes, or -1 where unknown.
+int64_t available_memory_bytes();
+
+/// Whether a run checkpoints activations: `mode` "on", "off" or "auto". Auto turns it on when the
+/// run planned without it (`options`, whose checkpoint_activations is ignored) needs more than
+/// the memory available — measured, checkpointing costs about one more forward pass per step
+/// (bench_memory_plan) and saves the activations' share, which only matters when memory runs
+/// out. On CUDA (`cuda`) free device memory is not queried by this LibTorch: auto means off there.
+/// `why` (optional) gets one line for logs and reports. Throws UsageError for another mode.
+bool decide_activation_checkpointing(const std::string& mode, const ModelConfig& config,
+                                     MemoryPlanOptions options, bool cuda,
+                                     std::string* why = nullptr);
+
 }  // namespace lorashear

@@ -60,6 +60,9 @@ struct PruneOptions {
   /// on the ranks other than 0 of a distributed run, which also sets `world_size` there.
   bool write_run_log = true;
   int world_size = 1;
+  /// Activation checkpointing during LHSPG and recovery: "on", "off" or "auto" (on when the run
+  /// would not fit the available memory without it; decide_activation_checkpointing).
+  std::string checkpoint_activations = "auto";
   /// Throws UsageError naming the option.
   void validate() const;
 };
