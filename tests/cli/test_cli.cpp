@@ -36,6 +36,14 @@ QByteArray read_all(const QString& path) {
   return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
 }
 
+// 60 lines of a short story: enough text for a few training windows of 32 tokens.
+void write_story_text(const QString& path) {
+  std::ofstream f(path.toStdString());
+  for (int i = 0; i < 60; ++i)
+    f << "Once upon a time, there was a little girl named Lily. She liked to play in the park "
+         "with her dog. One day, the sun was bright and the sky was blue.\n";
+}
+
 }  // namespace
 
 class TestCli : public QObject {
@@ -297,12 +305,7 @@ class TestCli : public QObject {
   void pruneWithActivationCheckpointing() {
     QTemporaryDir dir;
     const QString text = dir.filePath("text.txt");
-    {
-      std::ofstream f(text.toStdString());
-      for (int i = 0; i < 60; ++i)
-        f << "Once upon a time, there was a little girl named Lily. She liked to play in the park "
-             "with her dog. One day, the sun was bright and the sky was blue.\n";
-    }
+    write_story_text(text);
     const auto prune = [&](const QString& mode) {
       auto r = run_cli({"prune",
                         demo_model(),
@@ -354,12 +357,7 @@ class TestCli : public QObject {
   void pruneWritesAModelThatLoads() {
     QTemporaryDir dir;
     const QString text = dir.filePath("text.txt"), out = dir.filePath("pruned");
-    {
-      std::ofstream f(text.toStdString());
-      for (int i = 0; i < 60; ++i)
-        f << "Once upon a time, there was a little girl named Lily. She liked to play in the park "
-             "with her dog. One day, the sun was bright and the sky was blue.\n";
-    }
+    write_story_text(text);
     auto r = run_cli({"prune", demo_model(), "--ratio", "0.3", "--text", text, "--out", out,
                       "--steps", "12", "--periods", "2", "--seq-len", "32", "--batch", "2",
                       "--lora-rank", "2", "--json"});

@@ -234,6 +234,13 @@ void Distributed::broadcast(torch::Tensor& tensor, int root) {
 #endif
 }
 
+void Distributed::require_world_size(int64_t written_by, const std::string& checkpoint) const {
+  if (written_by != world_size())
+    throw UsageError(checkpoint + " was written by a run on " + std::to_string(written_by) +
+                     " process(es) (WORLD_SIZE), this run has " + std::to_string(world_size()) +
+                     ": resume with the same world size, or start a new run");
+}
+
 void Distributed::barrier() {
   if (!active()) return;
 #if LORASHEAR_HAVE_GLOO

@@ -363,12 +363,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       throw UsageError(latest +
                        " was written by a run with other settings (model, text, plan or "
                        "options differ); start a new run or use the same settings");
-    const int64_t written_by = state.value("world_size", int64_t{1});
-    if (written_by != ranks.world_size())
-      throw UsageError(latest + " was written by a run on " + std::to_string(written_by) +
-                       " process(es) (WORLD_SIZE), this run has " +
-                       std::to_string(ranks.world_size()) +
-                       ": resume with the same world size, or start a new run");
+    ranks.require_world_size(state.value("world_size", int64_t{1}), latest);
     load_model_state(model, latest + "/model.safetensors");
     torch::serialize::InputArchive archive;
     archive.load_from(latest + "/optimizer.pt");

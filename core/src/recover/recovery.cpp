@@ -235,12 +235,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       throw UsageError(latest +
                        " was written by a recovery run with other settings; start a new run "
                        "or use the same settings");
-    const int64_t written_by = state.value("world_size", int64_t{1});
-    if (written_by != ranks.world_size())
-      throw UsageError(latest + " was written by a run on " + std::to_string(written_by) +
-                       " process(es) (WORLD_SIZE), this run has " +
-                       std::to_string(ranks.world_size()) +
-                       ": resume with the same world size, or start a new run");
+    ranks.require_world_size(state.value("world_size", int64_t{1}), latest);
   }
   const int resume_stage = state.is_null() ? 1 : state.at("stage").get<int>();
   // A checkpoint: the model's tensors, the optimiser, what else the stage needs, and state.json

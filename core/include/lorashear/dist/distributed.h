@@ -66,6 +66,9 @@ class Distributed {
   /// In place: `tensor` becomes root's.
   void broadcast(torch::Tensor& tensor, int root = 0);
   void barrier();
+  /// Resuming: throws UsageError naming `checkpoint` when it was written by a run on another
+  /// number of processes (the data of step t is split by the world size).
+  void require_world_size(int64_t written_by, const std::string& checkpoint) const;
 
   /// Buckets of the last allreduce_mean call, in elements.
   const std::vector<int64_t>& last_buckets() const { return last_buckets_; }
