@@ -61,9 +61,11 @@ class Line {
   }
   void num(std::string_view k, int64_t v) {
     key(k);
-    s_ += std::to_string(v);
+    value(v);
   }
-  void object(std::string_view k, const std::map<std::string, double>& m) {
+  /// A map of numbers: doubles as value(double) writes them, integers exactly.
+  template <class T>
+  void object(std::string_view k, const std::map<std::string, T>& m) {
     key(k);
     s_ += '{';
     bool first = true;
@@ -76,22 +78,10 @@ class Line {
     }
     s_ += '}';
   }
-  template <class T>
-  void int_object(std::string_view k, const std::map<std::string, T>& m) {
-    key(k);
-    s_ += '{';
-    bool first = true;
-    for (const auto& [name, v] : m) {
-      if (!first) s_ += ',';
-      first = false;
-      str(name);
-      s_ += ':' + std::to_string(v);
-    }
-    s_ += '}';
-  }
   std::string done() { return s_ + "}\n"; }
 
  private:
+  void value(int64_t v) { s_ += std::to_string(v); }
   void value(double v) {
     if (!std::isfinite(v)) {  // JSON has no NaN / inf
       s_ += "null";
@@ -198,7 +188,7 @@ void RunLogWriter::recovery(const RecoveryMetrics& m, int64_t step_offset) {
   if (!m.category_loss.empty()) l.object("category_loss", m.category_loss);
   if (!m.weights.empty()) l.object("weights", m.weights);
   if (m.validation_loss >= 0) l.num("validation_loss", m.validation_loss);
-  if (!m.drawn.empty()) l.int_object("drawn", m.drawn);
+  if (!m.drawn.empty()) l.object("drawn", m.drawn);
   append_line(l.done());
 }
 
