@@ -99,10 +99,14 @@ class TestLora : public QObject {
     const auto [ckpt_loss, ckpt] = run(true);
     QCOMPARE(static_cast<int>(plain.size()), static_cast<int>(lora_parameters(*m).size()));
     QCOMPARE(static_cast<int>(ckpt.size()), static_cast<int>(plain.size()));
-    QCOMPARE(ckpt_loss, plain_loss);
+    QVERIFY2(std::abs(ckpt_loss - plain_loss) <= 1e-6 * std::abs(plain_loss),
+             qPrintable(QString("loss %1 vs %2").arg(ckpt_loss).arg(plain_loss)));
     for (size_t i = 0; i < plain.size(); ++i) {
       QVERIFY(plain[i].abs().max().item<double>() > 0);
-      QVERIFY2(torch::allclose(ckpt[i], plain[i], 1e-5, 1e-7),
+      // The recomputed layer runs the same ops, but BLAS may split its sums differently between
+      // calls (threads): equal up to float rounding, relative to the factor's own scale.
+      const double scale = plain[i].abs().max().item<double>();
+      QVERIFY2((ckpt[i] - plain[i]).abs().max().item<double>() <= 1e-5 * scale,
                qPrintable(QString("factor %1 differs by %2")
                               .arg(i)
                               .arg((ckpt[i] - plain[i]).abs().max().item<double>())));
