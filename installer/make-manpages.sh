@@ -61,6 +61,11 @@ Default folder of zero-shot task files for \fBeval tasks\fR.
 .TP
 .B LORASHEAR_CPU_KERNEL
 Force the CPU attention kernel: baseline, avx2 or avx512 (default: the best the CPU runs).
+.TP
+.B LORASHEAR_AVAILABLE_MEMORY_BYTES
+Memory available to a run, in bytes, instead of MemAvailable of /proc/meminfo (e.g. a cgroup or
+batch-scheduler allotment): what \fBplan-memory\fR and \fB--checkpoint-activations auto\fR compare a
+run's needs with.
 [FILES]
 .TP
 .I /usr/share/lorashear/demo-model
@@ -79,6 +84,11 @@ The desktop app of LoRAShear Studio: open a LLaMA-family model, see its dependen
 structures that can be removed, plan the pruning ratios, run LHSPG pruning with knowledge
 recovery live, compare the result with the dense model and export it. Help > User guide opens
 the manual.
+[ENVIRONMENT]
+.TP
+.B LORASHEAR_AVAILABLE_MEMORY_BYTES
+Memory available to a run, in bytes, instead of MemAvailable of /proc/meminfo: what the Run dock's
+memory line compares a run's needs with (see \fBlorashear\fR(1), \fBplan-memory\fR).
 [FILES]
 .TP
 .I /usr/share/lorashear/demo-model

@@ -1,6 +1,8 @@
 #include "lorashear/plan/memory_plan.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 
@@ -109,6 +111,17 @@ MemoryPlan plan_memory(const ModelConfig& c, const MemoryPlanOptions& o) {
 }
 
 int64_t available_memory_bytes() {
+  // An override for what /proc/meminfo cannot know (a cgroup or scheduler allotment) and for
+  // tests that need a run not to fit.
+  if (const char* env = std::getenv("LORASHEAR_AVAILABLE_MEMORY_BYTES"); env && *env) {
+    char* end = nullptr;
+    errno = 0;
+    const long long bytes = std::strtoll(env, &end, 10);
+    if (errno != 0 || *end != '\0' || bytes < 0)
+      throw UsageError(std::string("LORASHEAR_AVAILABLE_MEMORY_BYTES=") + env +
+                       " is not a number of bytes");
+    return bytes;
+  }
   std::ifstream in("/proc/meminfo");
   std::string key, unit;
   int64_t kib = 0;

@@ -56,7 +56,8 @@ struct MemoryPlan {
 
 MemoryPlan plan_memory(const ModelConfig& config, const MemoryPlanOptions& options);
 
-/// MemAvailable of /proc/meminfo in bytes, or -1 where unknown.
+/// MemAvailable of /proc/meminfo in bytes, or -1 where unknown; $LORASHEAR_AVAILABLE_MEMORY_BYTES
+/// (a number of bytes) replaces it. Throws UsageError when that variable is not a number.
 int64_t available_memory_bytes();
 
 /// Whether a run checkpoints activations: `mode` "on", "off" or "auto". Auto turns it on when the
