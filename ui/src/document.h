@@ -18,7 +18,10 @@ namespace lorashear {
 struct ModelDocument {
   std::string path;
   bool has_weights = false;  ///< false for a config.json traced on the meta device
-  LoadedModel loaded;        ///< model is null without weights
+  /// What it was opened with (OpenOptions): the device and storage dtype of its weights, or those
+  /// a run would load a configuration's weights in.
+  std::string device = "cpu", dtype = "float32";
+  LoadedModel loaded;  ///< model is null without weights
   TraceGraph trace;
   DependencyGraph deps;
   double load_seconds = 0, trace_seconds = 0;

@@ -288,6 +288,8 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
                 [this, p, options](const TaskContext& ctx, MetricsBuffer&) -> Outcome {
                   auto doc = new_document();
                   doc->path = p;
+                  doc->device = options.device.toStdString();
+                  doc->dtype = options.dtype.toStdString();
                   const std::filesystem::path fp(p);
                   if (!std::filesystem::exists(fp))
                     throw InputError(p + ": no such file or folder");
@@ -422,6 +424,7 @@ PruneOptions prune_options(const RunSettings& settings, const QString& plan_json
   o.out_dir = settings.out_dir.toStdString();
   o.overwrite = true;
   o.checkpoint_every = settings.checkpoint_every;
+  o.checkpoint_activations = settings.checkpoint_activations.toStdString();
   o.resume = settings.resume;
   o.recover = settings.recover;
   if (settings.recover) {

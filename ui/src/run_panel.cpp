@@ -20,9 +20,11 @@
 #include <QPushButton>
 #include <QResizeEvent>
 #include <QScrollArea>
+#include <QShowEvent>
 #include <QSpinBox>
 #include <QStyle>
 #include <QTabWidget>
+#include <QTextDocument>
 #include <QToolButton>
 #include <QVBoxLayout>
 
@@ -122,6 +124,22 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   scroll->setMinimumWidth(tabs->minimumSizeHint().width() +
                           scroll->style()->pixelMetric(QStyle::PM_ScrollBarExtent));
   layout->addWidget(scroll, 1);
+  // What the run needs, in view with the buttons it qualifies.
+  auto* memory_row = new QHBoxLayout;
+  memory_icon_ = new QLabel;
+  memory_icon_->setObjectName("memoryWarningIcon");
+  const int icon = style()->pixelMetric(QStyle::PM_SmallIconSize);
+  memory_icon_->setPixmap(style()->standardIcon(QStyle::SP_MessageBoxWarning).pixmap(icon, icon));
+  memory_icon_->setAlignment(Qt::AlignTop);
+  memory_icon_->hide();
+  memory_row->addWidget(memory_icon_, 0, Qt::AlignTop);
+  memory_ = new QLabel;
+  memory_->setObjectName("memoryPlan");
+  memory_->setWordWrap(true);
+  memory_->setTextFormat(Qt::RichText);
+  memory_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  memory_row->addWidget(memory_, 1);
+  layout->addLayout(memory_row);
   auto* buttons = new QHBoxLayout;
   start_ = new QPushButton(tr("Start"));
   pause_ = new QPushButton(tr("Pause"));
@@ -146,6 +164,12 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
   });
   connect(cancel_, &QPushButton::clicked, engine_, &Engine::cancel);
   connect(engine_, &Engine::metricsReady, this, &RunPanel::metrics);
+  connect(engine_, &Engine::documentChanged, this, &RunPanel::updateMemory);
+  for (auto* box : {rank_, batch_})
+    connect(box, &QSpinBox::valueChanged, this, &RunPanel::updateMemory);
+  for (auto* box : targets_)
+    connect(box, &QCheckBox::toggled, this, &RunPanel::updateMemory);
+  connect(activations_, &QComboBox::currentIndexChanged, this, &RunPanel::updateMemory);
   connect(engine_, &Engine::idle, this, [this] {
     if (!running_) return;
     running_ = false;
@@ -173,6 +197,7 @@ RunPanel::RunPanel(Engine* engine, PlanModel* plan, QWidget* parent)
     emit runEnded();
   });
   updateButtons();
+  updateMemory();
 }
 
 RunPanel::~RunPanel() {
@@ -267,6 +292,7 @@ QWidget* RunPanel::pruningTab() {
   lambda_->setValue(0.01);
   form->addRow(tr("Lambda"), lambda_);
   rank_ = new QSpinBox;
+  rank_->setObjectName("loraRank");
   rank_->setRange(1, 256);
   rank_->setValue(8);
   form->addRow(tr("LoRA rank"), rank_);
@@ -287,9 +313,19 @@ QWidget* RunPanel::pruningTab() {
   form->addRow(new QLabel(tr("LoRA targets")));
   form->addRow(targets);
   batch_ = new QSpinBox;
+  batch_->setObjectName("batch");
   batch_->setRange(1, 1024);
   batch_->setValue(8);
   form->addRow(tr("Batch"), batch_);
+  activations_ = new QComboBox;
+  activations_->setObjectName("checkpointActivations");
+  activations_->addItems({"auto", "on", "off"});
+  activations_->setToolTip(
+      tr("Activation checkpointing: each decoder layer keeps only its input and is run again in "
+         "the backward pass — less memory for about a third more time per step. auto: on when "
+         "the run would not fit the available memory without it (off on a GPU, whose free "
+         "memory is not known)"));
+  form->addRow(tr("Checkpoint activations"), activations_);
   checkpoint_ = new QSpinBox;
   checkpoint_->setRange(0, 1000000);
   checkpoint_->setValue(50);
@@ -402,6 +438,7 @@ RunSettings RunPanel::settings() const {
   s.lora_rank = rank_->value();
   s.batch = batch_->value();
   s.checkpoint_every = checkpoint_->value();
+  s.checkpoint_activations = activations_->currentText();
   for (auto* box : targets_)
     if (box->isChecked()) s.lora_targets << box->objectName();
   s.recover = recover_->isChecked();
@@ -425,6 +462,7 @@ void RunPanel::setSettings(const RunSettings& s) {
   rank_->setValue(static_cast<int>(s.lora_rank));
   batch_->setValue(static_cast<int>(s.batch));
   checkpoint_->setValue(static_cast<int>(s.checkpoint_every));
+  activations_->setCurrentText(s.checkpoint_activations);
   for (auto* box : targets_)
     box->setChecked(s.lora_targets.isEmpty() || s.lora_targets.contains(box->objectName()));
   recover_->setChecked(s.recover);
@@ -454,6 +492,7 @@ QString run_record(const RunSettings& s, const QString& plan_json, const QString
                 {"seq_len", s.seq_len},
                 {"eval_windows", s.eval_windows},
                 {"checkpoint_every", s.checkpoint_every},
+                {"checkpoint_activations", s.checkpoint_activations},
                 {"lora_targets", QJsonArray::fromStringList(s.lora_targets)},
                 {"recover", s.recover},
                 {"domains", QJsonArray::fromStringList(s.domains)},
@@ -486,6 +525,7 @@ bool parse_run_record(const QString& record, RunSettings* s, QString* plan_json,
   s->seq_len = o["seq_len"].toInteger(128);
   s->eval_windows = o["eval_windows"].toInteger(0);
   s->checkpoint_every = o["checkpoint_every"].toInteger(50);
+  s->checkpoint_activations = o["checkpoint_activations"].toString("auto");
   s->lora_targets.clear();
   for (const auto& t : o["lora_targets"].toArray())
     s->lora_targets << t.toString();
@@ -518,6 +558,114 @@ void RunPanel::setMessage(const QString& text) {
 
 QString RunPanel::messageText() const {
   return status_->text();
+}
+
+namespace {
+
+// plan_memory's items as the memory line names them.
+QString short_item_name(const QString& name) {
+  static const std::map<QString, QString> names{
+      {"base weights", "weights"},
+      {"LoRA factors + gradients + AdamW", "LoRA + AdamW"},
+      {"LHSPG merged weight", "merged weight"},
+      {"activations kept for backward", "activations"},
+      {"layer inputs (checkpointing)", "layer inputs"},
+      {"one layer recomputed", "recomputed layer"},
+      {"logits and log-softmax", "logits"}};
+  const auto it = names.find(name);
+  return it == names.end() ? name : it->second;
+}
+
+// An item in the unit of the total (MiB or GiB), to three significant figures.
+QString in_unit(qint64 bytes, qint64 total) {
+  const double unit = total < (qint64(10) << 30) ? double(1 << 20) : double(1 << 30);
+  const double v = static_cast<double>(bytes) / unit;
+  return QString::number(v, 'f', v >= 100 ? 0 : v >= 10 ? 1 : 2);
+}
+
+}  // namespace
+
+void RunPanel::updateMemory() {
+  if (running_) return;  // the run's own use would count against it
+  memory_plan_ = plan_run_memory(*engine_, settings());
+  const auto& m = memory_plan_;
+  if (!m.valid) {
+    memory_icon_->hide();
+    memory_->setText(tr("<span style='color:gray'>Memory: %1</span>").arg(m.error.toHtmlEscaped()));
+    memory_->setToolTip({});
+    start_->setToolTip({});
+    return;
+  }
+  const QString total = format_memory(m.per_rank_bytes);
+  const QString unit = total.section(' ', 1);
+  QStringList parts;
+  for (const auto& it : m.items)
+    parts << QString("%1 %2").arg(short_item_name(it.name), in_unit(it.bytes, m.per_rank_bytes));
+  const QString breakdown = parts.join(", ") + " " + unit;
+  const bool warn = !m.fits();
+  QString headline;
+  if (!m.memoryKnown())
+    headline = tr("<b>Memory: %1</b> per process — device memory unknown (%2)")
+                   .arg(total, m.device.toHtmlEscaped());
+  else if (warn)
+    headline = tr("<b>Memory: %1</b> per process — <b>only %2 available</b>: the run will "
+                  "not fit")
+                   .arg(total, format_memory(m.available_bytes));
+  else
+    headline = tr("<b>Memory: %1</b> per process — %2 available")
+                   .arg(total, format_memory(m.available_bytes));
+  const QString checkpointing = (m.checkpoint_activations ? tr("activation checkpointing on")
+                                                          : tr("activation checkpointing off")) +
+                                (activations_->currentText() == "auto" ? tr(" (auto)") : QString());
+  memory_->setText(
+      QString("%1<br><span style='color:gray'>%2 · %3</span>")
+          .arg(warn ? QString("<span style='color:#c03030'>%1</span>").arg(headline) : headline,
+               breakdown.toHtmlEscaped(), checkpointing));
+  memory_icon_->setVisible(warn);
+
+  // The breakdown with its exact bytes and how each item was counted.
+  QString rows;
+  for (const auto& it : m.items)
+    rows += QString("<tr><td>%1</td><td align='right'>%2</td><td style='color:gray'>%3</td></tr>")
+                .arg(it.name.toHtmlEscaped(), format_memory(it.bytes), it.detail.toHtmlEscaped());
+  rows += QString("<tr><td><b>%1</b></td><td align='right'><b>%2</b></td><td>%3</td></tr>")
+              .arg(tr("per process"), total, tr("%L1 bytes").arg(m.per_rank_bytes));
+  QString tip = tr("<p>What a run with these settings needs per process (<tt>lorashear "
+                   "plan-memory</tt>): %L1 parameters in %2 on %3, batch × sequence = %L4 "
+                   "tokens per step.</p><table cellspacing='4'>%5</table><p>%6</p>")
+                    .arg(m.parameters)
+                    .arg(m.weight_dtype, m.device)
+                    .arg(m.tokens)
+                    .arg(rows, m.checkpointing_why.toHtmlEscaped());
+  if (!m.memoryKnown())
+    tip +=
+        tr("<p>This LibTorch cannot query a GPU's free memory: compare with the device's "
+           "size yourself.</p>");
+  else
+    tip += tr("<p>Available: %1 (MemAvailable, or $LORASHEAR_AVAILABLE_MEMORY_BYTES).</p>")
+               .arg(format_memory(m.available_bytes));
+  memory_->setToolTip(tip);
+  start_->setToolTip(
+      warn ? tr("This run needs about %1 per process and %2 is available: it will probably run "
+                "out of memory. Lower the batch or the LoRA rank, set Checkpoint activations to "
+                "on, or open the model in bfloat16 (File ▸ Preferences).")
+                 .arg(total, format_memory(m.available_bytes))
+           : QString());
+}
+
+QString RunPanel::memoryText() const {
+  QTextDocument doc;
+  doc.setHtml(memory_->text());
+  return doc.toPlainText();
+}
+
+bool RunPanel::memoryWarning() const {
+  return memory_plan_.valid && !memory_plan_.fits();
+}
+
+void RunPanel::showEvent(QShowEvent* event) {
+  QWidget::showEvent(event);
+  updateMemory();  // the available memory may have changed while hidden
 }
 
 bool RunPanel::start(bool resume) {

@@ -76,6 +76,9 @@ struct RunSettings {
   QStringList lora_targets;  ///< leaf names (q_proj, …); empty = all seven projections
   qint64 eval_windows = 0;   ///< held-out windows scored (0 = all)
   qint64 checkpoint_every = 50;
+  /// Activation checkpointing during the training stages: "on", "off" or "auto" (on when the run
+  /// would not fit the available memory without it; `prune --checkpoint-activations`).
+  QString checkpoint_activations = "auto";
   bool resume = false;  ///< continue from OUT.checkpoint when it exists
   /// Dynamic knowledge recovery after pruning (LORASHEAR.md §4): stage 1 on `domains` (text files,
   /// folders or JSONL, one category each) sampled adaptively or uniformly, stage 2 on `instruct`

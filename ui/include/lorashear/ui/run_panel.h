@@ -6,7 +6,9 @@
 // groups zeroed against scheduled, per-layer sparsity, validation loss per category and the
 // category sampling weights during recovery, learning rate and tokens/s, in as many columns as its
 // width allows; x-axis by step or wall time. The plan comes from the plan editor; the engine runs
-// it on its worker thread.
+// it on its worker thread. Under the settings, the memory the run needs per process (the
+// accounting of `lorashear plan-memory`), updated as the settings change, with a warning when it
+// exceeds the device's available memory.
 
 #include <QList>
 #include <QPointF>
@@ -16,6 +18,8 @@
 
 #include <map>
 #include <string>
+
+#include "lorashear/ui/run_memory.h"
 
 class QCheckBox;
 class QComboBox;
@@ -79,6 +83,14 @@ class RunPanel : public QWidget {
   /// The latest sparsity per node group (for the graph overlay).
   const std::map<std::string, double>& sparsity() const { return sparsity_; }
   QString messageText() const;
+  /// The memory plan of the open model with the current settings (recomputed when either
+  /// changes), the line that shows it (plain text) and whether it warns that the run will not fit.
+  const RunMemory& memoryPlan() const { return memory_plan_; }
+  QString memoryText() const;
+  bool memoryWarning() const;
+  /// Computes the memory plan again (also the available memory, which the panel otherwise reads
+  /// when the settings or the model change, or it is shown).
+  void updateMemory();
 
   /// A run followed from its OUT.run folder (File ▸ Open run…) on the same charts: begin clears
   /// them and shows `title` above them; a local run's start ends the following.
@@ -97,6 +109,9 @@ class RunPanel : public QWidget {
   void runStarted();
   /// The run will not be resumed: it finished, failed, or the user cancelled it.
   void runEnded();
+
+ protected:
+  void showEvent(QShowEvent* event) override;
 
  private:
   void metrics(const QVector<MetricPoint>& points);
@@ -119,6 +134,7 @@ class RunPanel : public QWidget {
   QSpinBox* rank_ = nullptr;
   QSpinBox* batch_ = nullptr;
   QSpinBox* checkpoint_ = nullptr;
+  QComboBox* activations_ = nullptr;  // activation checkpointing: auto, on, off
   QDoubleSpinBox* lr_ = nullptr;
   QDoubleSpinBox* epsilon_ = nullptr;
   QDoubleSpinBox* lambda_ = nullptr;
@@ -133,6 +149,9 @@ class RunPanel : public QWidget {
   QPushButton* pause_ = nullptr;
   QPushButton* cancel_ = nullptr;
   QLabel* status_ = nullptr;
+  QLabel* memory_icon_ = nullptr;
+  QLabel* memory_ = nullptr;
+  RunMemory memory_plan_;
   QPointer<QWidget> dashboard_;  // usually owned by a tab of the window; see ~RunPanel
   QLabel* dashboard_status_ = nullptr;
   MetricChart* loss_ = nullptr;
