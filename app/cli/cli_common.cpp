@@ -126,11 +126,18 @@ void add_model_arguments(CLI::App* app, ModelArgs& args, bool adapter) {
                     "adapter_model.safetensors), attached unmerged");
 }
 
+void apply_model_flags(const GlobalOptions& global, LoadOptions& opts) {
+  opts.model.device = parse_device(global.device);
+  const auto& dtype = global.dtype_choice();
+  opts.keep_checkpoint_dtype = dtype == "auto";
+  if (!opts.keep_checkpoint_dtype) opts.model.dtype = parse_dtype(dtype);
+  opts.map_weights = !global.no_mmap;
+}
+
 LoadedModel load_model_for_cli(const ModelArgs& args, const GlobalOptions& global,
                                bool need_tokenizer) {
   LoadOptions opts;
-  opts.model.device = parse_device(global.device);
-  opts.model.dtype = parse_dtype(global.dtype);
+  apply_model_flags(global, opts);
   opts.tokenizer_path = args.tokenizer;
   opts.require_tokenizer = need_tokenizer;
   opts.adapter_path = args.adapter;

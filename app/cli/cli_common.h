@@ -22,7 +22,13 @@ struct GlobalOptions {
   bool quiet = false;  ///< no progress bar
   int threads = 0;     ///< 0 = all cores
   std::string device = "cpu";
-  std::string dtype = "fp32";
+  std::string dtype;  ///< --dtype; empty = the command's default below
+  /// The dtype when --dtype is not given: prune, recover and sweep keep the checkpoint's ("auto"),
+  /// the other commands compute in fp32.
+  std::string dtype_default = "fp32";
+  bool no_mmap = false;  ///< --no-mmap: copy every weight instead of viewing the mapped file
+  /// --dtype or the default: "fp32", "fp16", "bf16" or "auto".
+  const std::string& dtype_choice() const { return dtype.empty() ? dtype_default : dtype; }
 };
 
 /// A subcommand registers its options and sets `run` (called after parsing when it was chosen).
@@ -76,6 +82,9 @@ void add_model_arguments(CLI::App* app, ModelArgs& args, bool adapter = true);
 /// `need_tokenizer` turns a missing tokenizer into an InputError that says how to give one.
 LoadedModel load_model_for_cli(const ModelArgs& args, const GlobalOptions& global,
                                bool need_tokenizer);
+/// The model options of --device and --dtype into `opts` ("auto": keep the checkpoint's dtype),
+/// and --no-mmap.
+void apply_model_flags(const GlobalOptions& global, LoadOptions& opts);
 
 /// The recovery options shared by `recover` and `prune --recover`; `steps` takes --recover-steps.
 void add_recovery_options(CLI::App* app, RecoveryOptions& options, int64_t& steps);

@@ -22,20 +22,38 @@ struct PlanMemoryArgs {
 };
 
 // The configuration alone where the path allows (a folder's config.json, a config.json); a
-// llama2.c or GGUF file is loaded to read it.
-ModelConfig config_of(const std::string& path, const GlobalOptions& global) {
+// llama2.c or GGUF file is loaded to read it. `dtype`: the base weights' dtype a run would use.
+ModelConfig config_of(const std::string& path, const GlobalOptions& global, torch::Dtype* dtype) {
   namespace fs = std::filesystem;
+  std::string config_path = config_only_path(path);
   if (fs::is_directory(path) && fs::exists(fs::path(path) / "config.json"))
-    return ModelConfig::from_file((fs::path(path) / "config.json").string());
-  const std::string config = config_only_path(path);
-  if (!config.empty()) return ModelConfig::from_file(config);
-  ModelArgs args;
-  args.model = path;
-  return load_model_for_cli(args, global, false).model->config();
+    config_path = (fs::path(path) / "config.json").string();
+  if (config_path.empty()) {
+    ModelArgs args;
+    args.model = path;
+    auto loaded = load_model_for_cli(args, global, false);
+    *dtype = loaded.model->options().dtype;
+    return loaded.model->config();
+  }
+  auto config = ModelConfig::from_file(config_path);
+  const auto& choice = global.dtype_choice();
+  if (choice != "auto") {
+    *dtype = parse_dtype(choice);
+  } else {
+    // As the loader decides from the stored tensors, here from config.json's torch_dtype.
+    const std::string& s = config.stored_dtype;
+    *dtype = checkpoint_dtype({s == "bfloat16"  ? "BF16"
+                               : s == "float16" ? "F16"
+                                                : "F32"},
+                              parse_device(global.device));
+  }
+  return config;
 }
 
 int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
-  const auto config = config_of(a.model, global);
+  torch::Dtype dtype = torch::kFloat32;
+  const auto config = config_of(a.model, global, &dtype);
+  const std::string dtype_text = dtype_name(dtype);
   MemoryPlanOptions o;
   o.batch = a.batch;
   o.seq_len = a.seq_len;
@@ -46,7 +64,6 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
     if (o.world_size < 1)
       throw UsageError(std::string("WORLD_SIZE=") + env + " is not a positive number");
   }
-  const auto dtype = parse_dtype(global.dtype);
   o.weight_bytes = dtype == torch::kFloat32 ? 4 : 2;
   o.lora.rank = a.lora_rank;
   o.lora.targets = a.lora_targets;
@@ -62,7 +79,7 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
     j["stage"] = a.stage;
     j["batch"] = a.batch;
     j["seq_len"] = a.seq_len;
-    j["weight_dtype"] = global.dtype;
+    j["weight_dtype"] = dtype_text;
     j["checkpoint_activations"] = a.checkpoint_activations;
     j["available_bytes"] = available;
     j["fits_one_rank"] = fits;
@@ -75,7 +92,7 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
       a.model.c_str(), human_count(plan.parameters).c_str(),
       a.stage == "lhspg" ? "pruning (LHSPG)" : "recovery", static_cast<long long>(a.batch),
       static_cast<long long>(a.seq_len), static_cast<long long>(plan.world_size),
-      global.dtype.c_str(), a.checkpoint_activations ? ", activation checkpointing" : "");
+      dtype_text.c_str(), a.checkpoint_activations ? ", activation checkpointing" : "");
   for (const auto& it : plan.items)
     std::printf("  %-34s %12s   %s\n", it.name.c_str(), human_bytes(double(it.bytes)).c_str(),
                 it.detail.c_str());
@@ -121,7 +138,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       ->capture_default_str();
   cmd->add_flag("--checkpoint-activations", a->checkpoint_activations,
                 "Plan for activation checkpointing (each layer keeps only its input)");
-  return Command{cmd, [a, &global] { return run_plan_memory(*a, global); }};
+  return Command{cmd, [a, &global] {
+                   global.dtype_default = "auto";  // as prune and recover
+                   return run_plan_memory(*a, global);
+                 }};
 });
 
 }  // namespace

@@ -212,7 +212,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       "  lorashear prune ../shared/models/stories260K/stories260K.bin --ratio 0.2 \\\n"
       "      --text ../shared/data/text/tinystories_val_subset.txt --out pruned-20\n"
       "  lorashear eval ppl pruned-20 --text FILE      # the result loads like any model");
-  return Command{app, [a, &global] { return run_prune(*a, global); }};
+  return Command{app, [a, &global] {
+                   global.dtype_default = "auto";  // base weights stay in the checkpoint's dtype
+                   return run_prune(*a, global);
+                 }};
 });
 
 }  // namespace

@@ -194,7 +194,9 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
     full["dense_model"] = a.dense;
     full["world_size"] = dopts.world_size;
     if (!staged) return;
-    save_hf(*loaded.model, loaded.tokenizer.get(), staged->path(), {}, &ctx);
+    SaveOptions save;
+    save.dtype = loaded.model->options().dtype;  // a bf16 model stays bf16
+    save_hf(*loaded.model, loaded.tokenizer.get(), staged->path(), save, &ctx);
     io::write_file_atomic(staged->path() + "/recovery_report.json", full.dump(2) + "\n");
     staged->commit();
   });
@@ -250,7 +252,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       "      --domain ../shared/data/text/c4_300docs.jsonl \\\n"
       "      --instruct ../shared/data/instruct/instruction-data.json --recover-steps 300 \\\n"
       "      --out recovered-50");
-  return Command{app, [a, &global] { return run_recover(*a, global); }};
+  return Command{app, [a, &global] {
+                   global.dtype_default = "auto";  // base weights stay in the checkpoint's dtype
+                   return run_recover(*a, global);
+                 }};
 });
 
 }  // namespace

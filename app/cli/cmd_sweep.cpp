@@ -26,8 +26,11 @@ int run_sweep_command(SweepArgs a, const GlobalOptions& global) {
   o.model = a.model;
   o.tokenizer = a.tokenizer;
   o.bench = !a.no_bench;
-  o.model_options.device = parse_device(global.device);
-  o.model_options.dtype = parse_dtype(global.dtype);
+  LoadOptions lo;
+  apply_model_flags(global, lo);
+  o.model_options = lo.model;
+  o.keep_checkpoint_dtype = lo.keep_checkpoint_dtype;
+  o.map_weights = lo.map_weights;
   if (!a.plan.empty()) o.prune.plan = PruningPlan::load(a.plan);
   if (a.uniform) o.prune.plan.uniform = true;
   if (a.steps > 0) o.prune.lhspg.split_budget(a.steps);
@@ -130,7 +133,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       "      --methods lhspg,magnitude,taylor,loraprune,random --steps 200 \\\n"
       "      --text ../shared/data/text/tinystories_val_subset.txt \\\n"
       "      --tasks arc_easy,piqa --task-data ../shared/data/eval --out sweep-260k");
-  return Command{app, [a, &global] { return run_sweep_command(*a, global); }};
+  return Command{app, [a, &global] {
+                   global.dtype_default = "auto";  // base weights stay in the checkpoint's dtype
+                   return run_sweep_command(*a, global);
+                 }};
 });
 
 }  // namespace

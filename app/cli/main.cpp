@@ -46,8 +46,15 @@ int main(int argc, char** argv) {
   app.add_option("--threads", global.threads, "CPU cores for the engine (0 = all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--device", global.device, "cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--dtype", global.dtype, "Weight storage dtype: fp32, fp16, bf16")
-      ->capture_default_str();
+  app.add_option("--dtype", global.dtype,
+                 "Base weight dtype: fp32, fp16, bf16, or auto = the checkpoint's (bf16 stays "
+                 "bf16; fp16 stays fp16 on CUDA; else fp32). Default: auto for prune, recover and "
+                 "sweep, fp32 for the other commands. LoRA factors are always fp32")
+      ->check(CLI::IsMember(
+          {"fp32", "float32", "f32", "fp16", "float16", "f16", "bf16", "bfloat16", "auto"}));
+  app.add_flag("--no-mmap", global.no_mmap,
+               "Copy every weight into memory instead of viewing the memory-mapped checkpoint "
+               "(needed when the file may be rewritten in place while the command runs)");
 
   std::vector<cli::Command> commands;
   for (const auto& reg : cli::registrars())

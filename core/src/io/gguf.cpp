@@ -604,7 +604,12 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
     if (g.tensor(gguf_name) == nullptr)
       throw InputError(path + ": missing tensor '" + gguf_name + "'");
 
-  LlamaModel model(cfg, opts.model);
+  std::vector<std::string> matrix_dtypes;
+  for (const auto& t : g.tensors())
+    if (names.count(t.name) && t.ne.size() == 2)
+      if (const auto type = supported_type(t.type))
+        matrix_dtypes.push_back(source_type_name(*type));
+  LlamaModel model(cfg, model_options_for(opts, matrix_dtypes));
   std::vector<TensorSource> sources;
   std::string source_dtype;
   for (const auto& t : g.tensors()) {  // file order: the mapping is read front to back
@@ -619,6 +624,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
     s.param = it->second.first;
     s.origin = t.name;
     s.file = g.file().get();
+    s.owner = g.file();
     s.offset = t.offset;
     s.nbytes = t.nbytes;
     s.type = *supported_type(t.type);
@@ -637,7 +643,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
     for (const auto& name : prefilled)
       if (name.find("layernorm") != std::string::npos) model->parameter(name).fill_(1.0);
   }
-  copy_sources(*model, sources, ctx, prefilled);
+  copy_sources(*model, sources, opts, ctx, prefilled);
   out.model = model;
   out.source_dtype = source_dtype;
   return out;

@@ -98,7 +98,11 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
       files.size() == 1 ? files[0]->path() : index_path.string();  // for whole-model messages
 
   // The model allocates its parameters uninitialised; everything is validated before any copy.
-  LlamaModel model(cfg, opts.model);
+  std::vector<std::string> matrix_dtypes;
+  for (const auto& [name, where] : stored)
+    if (where.second->shape.size() == 2 && !ignorable(name, cfg))
+      matrix_dtypes.push_back(where.second->dtype);
+  LlamaModel model(cfg, model_options_for(opts, matrix_dtypes));
   const auto params = model->state_dict();
   std::vector<TensorSource> sources;
   std::string source_dtype;
@@ -123,6 +127,7 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
     s.param = name;
     s.origin = name;
     s.file = &file->mapped();
+    s.owner = file->mapped_ptr();
     s.offset = entry->begin;
     s.nbytes = entry->end - entry->begin;
     s.type = *type;
@@ -147,7 +152,7 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
   }
   if (out.tokenizer) check_tokenizer_fits(*out.tokenizer, cfg, dir);
 
-  copy_sources(*model, sources, ctx);
+  copy_sources(*model, sources, opts, ctx);
   out.model = model;
   out.source_dtype = source_dtype;
   return out;

@@ -34,6 +34,8 @@ struct TensorSource {
   std::string param;   ///< Hugging Face parameter name in the model
   std::string origin;  ///< name in the file, for messages
   const MappedFile* file = nullptr;
+  /// The mapping's owner: a parameter that views the file directly keeps it alive.
+  std::shared_ptr<MappedFile> owner;
   uint64_t offset = 0;  ///< absolute byte offset in the file
   uint64_t nbytes = 0;
   SourceType type = SourceType::F32;
@@ -54,8 +56,15 @@ void check_source(const LlamaModelImpl& model, const TensorSource& src);
 /// converting dtype/device during the copy and releasing consumed pages of the mapping. Checks that
 /// every model parameter is filled exactly once (those in `prefilled` were set by the caller).
 /// Reports progress as stage "load".
+/// With `opts.map_weights`, a source already in the parameter's dtype and layout, for a CPU
+/// parameter, on an aligned offset of a writable mapping, becomes the parameter's storage (the
+/// parameter keeps `owner` alive) instead of being copied.
 void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& sources,
-                  const TaskContext* ctx, const std::set<std::string>& prefilled = {});
+                  const LoadOptions& opts, const TaskContext* ctx,
+                  const std::set<std::string>& prefilled = {});
+/// `opts.model` with the checkpoint's dtype when `opts.keep_checkpoint_dtype`.
+ModelOptions model_options_for(const LoadOptions& opts,
+                               const std::vector<std::string>& matrix_dtypes);
 
 /// Loads a tokenizer from an explicit file: *.bin → llama2.c layout (`vocab_size` entries), else
 /// SentencePiece model.

@@ -103,7 +103,7 @@ LoadedModel load_llama2c(const std::string& path, const LoadOptions& opts, const
                      std::to_string(vocab) + ".bin)");
   if (out.tokenizer) check_tokenizer_fits(*out.tokenizer, cfg, path);
 
-  LlamaModel model(cfg, opts.model);
+  LlamaModel model(cfg, model_options_for(opts, {"F32"}));
   std::vector<TensorSource> sources;
   uint64_t offset = 28;
   // Arrays are stacked over layers: array `what` holds L (or 1) tensors of `shape`.
@@ -117,6 +117,7 @@ LoadedModel load_llama2c(const std::string& path, const LoadOptions& opts, const
       s.param = param(l);
       s.origin = count > 1 ? what + "[" + std::to_string(l) + "]" : what;
       s.file = file.get();
+      s.owner = file;
       s.offset = offset;
       s.nbytes = static_cast<uint64_t>(numel) * 4;
       s.type = SourceType::F32;
@@ -144,7 +145,7 @@ LoadedModel load_llama2c(const std::string& path, const LoadOptions& opts, const
   if (has_freq) offset += static_cast<uint64_t>(freq) * 4;
   if (h.vocab_size < 0) add("wcls", {vocab, dim}, 1, fixed("lm_head.weight"), 0);
 
-  copy_sources(*model, sources, ctx);
+  copy_sources(*model, sources, opts, ctx);
   out.model = model;
   out.source_dtype = "F32";
   return out;

@@ -162,8 +162,24 @@ void check_source(const LlamaModelImpl& model, const TensorSource& s) {
     throw InputError(where + "rows are not whole heads of " + std::to_string(s.rope_head_dim));
 }
 
+// Makes `param` view the mapped bytes of `s` when they can serve as its storage as they are.
+bool map_source(torch::Tensor& param, const TensorSource& s) {
+  if (!s.owner || !s.owner->writable() || s.rope_head_dim > 0 || s.type == SourceType::Q8_0 ||
+      !param.device().is_cpu() || torch_dtype(s.type) != param.scalar_type())
+    return false;
+  const uint8_t* ptr = s.file->data() + s.offset;
+  if (reinterpret_cast<uintptr_t>(ptr) % param.element_size() != 0) return false;
+  auto owner = s.owner;
+  auto view = torch::from_blob(
+      const_cast<uint8_t*>(ptr), param.sizes(), [owner](void*) mutable { owner.reset(); },
+      torch::TensorOptions().dtype(param.scalar_type()));
+  param.set_data(view);
+  return true;
+}
+
 void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& sources,
-                  const TaskContext* ctx, const std::set<std::string>& prefilled) {
+                  const LoadOptions& opts, const TaskContext* ctx,
+                  const std::set<std::string>& prefilled) {
   torch::NoGradGuard no_grad;
   const auto params = model.state_dict();
   std::map<std::string, const TensorSource*> by_param;
@@ -182,7 +198,9 @@ void copy_sources(LlamaModelImpl& model, const std::vector<TensorSource>& source
     task_check(ctx);
     const auto& s = sources[i];
     task_report(ctx, "load", i, total, s.origin);
-    copy_one(params.at(s.param), s);
+    auto param = params.at(s.param);
+    if (opts.map_weights && map_source(param, s)) continue;
+    copy_one(param, s);
   }
   task_report(ctx, "load", total, total);
 }
@@ -198,7 +216,25 @@ void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& cfg, const st
                      " pieces but the model's vocabulary is " + std::to_string(cfg.vocab_size));
 }
 
+ModelOptions model_options_for(const LoadOptions& opts,
+                               const std::vector<std::string>& matrix_dtypes) {
+  ModelOptions out = opts.model;
+  if (opts.keep_checkpoint_dtype) out.dtype = checkpoint_dtype(matrix_dtypes, out.device);
+  return out;
+}
+
 }  // namespace io
+
+torch::Dtype checkpoint_dtype(const std::vector<std::string>& matrix_dtypes,
+                              const torch::Device& device) {
+  const auto all = [&](const char* name) {
+    return !matrix_dtypes.empty() && std::all_of(matrix_dtypes.begin(), matrix_dtypes.end(),
+                                                 [&](const std::string& d) { return d == name; });
+  };
+  if (all("BF16")) return torch::kBFloat16;
+  if (all("F16") && device.is_cuda()) return torch::kFloat16;
+  return torch::kFloat32;
+}
 
 std::string format_name(ModelFormat f) {
   switch (f) {

@@ -85,6 +85,14 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   // No dropout while tracing: the recorded graph is the inference graph.
   const auto xin =
       lora_dropout > 0 && is_training() && !rec ? torch::dropout(x, lora_dropout, true) : x;
+  if (xin.scalar_type() != lora_A->weight.scalar_type()) {
+    // bf16 / fp16 base weights with fp32 factors: computed in the activations' dtype with the
+    // factors cast (autograd carries the gradient back to the fp32 masters), as mixed-precision
+    // training does; no fp32 copy of the activations is kept.
+    const auto dt = xin.scalar_type();
+    auto update = torch::linear(torch::linear(xin, lora_A->weight.to(dt)), lora_B->weight.to(dt));
+    return y.add_(update, lora_scaling);
+  }
   auto update = lora_B->forward(lora_A->forward(xin));
   if (!rec) return y.add_(update, lora_scaling);
   auto scaled = update * lora_scaling;

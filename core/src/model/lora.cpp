@@ -39,6 +39,9 @@ void attach_lora(LlamaModelImpl& model, const LoraConfig& config) {
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(config.seed);
   const bool meta = model.options().device.is_meta();
+  // The factors and so their gradients and AdamW state are fp32 whatever the base weights' dtype:
+  // bf16 / fp16 master weights would lose the small updates LoRA makes.
+  const ModelOptions factor_options{model.options().device, torch::kFloat32};
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     auto* lin = dynamic_cast<LinearImpl*>(item.value().get());
     if (lin == nullptr || lin->kind != "linear") continue;
@@ -47,8 +50,8 @@ void attach_lora(LlamaModelImpl& model, const LoraConfig& config) {
     if (std::find(config.targets.begin(), config.targets.end(), leaf) == config.targets.end())
       continue;
     const int64_t in = lin->weight.size(1), out = lin->weight.size(0);
-    auto a = std::make_shared<LinearImpl>(in, config.rank, false, model.options());
-    auto b = std::make_shared<LinearImpl>(config.rank, out, false, model.options());
+    auto a = std::make_shared<LinearImpl>(in, config.rank, false, factor_options);
+    auto b = std::make_shared<LinearImpl>(config.rank, out, false, factor_options);
     a->kind = "lora_A";
     b->kind = "lora_B";
     if (!meta) {
@@ -100,7 +103,9 @@ void merge_lora(LlamaModelImpl& model) {
   torch::NoGradGuard no_grad;
   for (auto& [path, lin] : adapted(model)) {
     if (lin->lora_merged) continue;
-    lin->weight.add_(torch::matmul(lin->lora_B->weight, lin->lora_A->weight), lin->lora_scaling);
+    lin->weight.add_(
+        torch::matmul(lin->lora_B->weight, lin->lora_A->weight).to(lin->weight.scalar_type()),
+        lin->lora_scaling);
     lin->lora_merged = true;
   }
 }
@@ -109,7 +114,9 @@ void unmerge_lora(LlamaModelImpl& model) {
   torch::NoGradGuard no_grad;
   for (auto& [path, lin] : adapted(model)) {
     if (!lin->lora_merged) continue;
-    lin->weight.sub_(torch::matmul(lin->lora_B->weight, lin->lora_A->weight), lin->lora_scaling);
+    lin->weight.sub_(
+        torch::matmul(lin->lora_B->weight, lin->lora_A->weight).to(lin->weight.scalar_type()),
+        lin->lora_scaling);
     lin->lora_merged = false;
   }
 }

@@ -14,6 +14,7 @@
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
+#include "lorashear/io/safetensors.h"
 #include "lorashear/train/state.h"
 
 namespace lorashear {
@@ -74,12 +75,49 @@ namespace {
 
 // One parameter slice of a node group, bound to the live tensors.
 struct BoundSlice {
+  std::string name;     // the parameter's name
   torch::Tensor param;  // base weight or bias
   int dim = 0;
   bool producing = true;
   LinearImpl* linear = nullptr;   // for weights with an adapter: A, B and the scaling
   std::vector<int64_t> group_of;  // per index along dim: variable group, or -1
+  // bf16 / fp16 weights: fp32 copies of the rows under projection (`shadow_rows`, ascending).
+  // The trial point shrinks a group by factors like 0.99 each step, which a 16-bit weight would
+  // round away; the weight gets each step's result rounded, the next step starts from the copy.
+  torch::Tensor shadow;
+  std::vector<int64_t> shadow_rows;
 };
+
+bool low_precision(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kFloat16;
+}
+
+// Rows `rows` (ascending; `idx` on the device) of a producing slice as LHSPG's trial point starts
+// from them: the weight's own rows, or for a 16-bit weight their fp32 copies (rows new to the set
+// are read from the weight, rows that left it are dropped).
+torch::Tensor base_rows(BoundSlice& s, const std::vector<int64_t>& rows, const torch::Tensor& idx) {
+  if (!low_precision(s.param)) return s.param.index_select(0, idx);
+  if (rows == s.shadow_rows) return s.shadow;
+  auto fresh = s.param.index_select(0, idx).to(torch::kFloat32);
+  std::vector<int64_t> dst, src;
+  for (size_t i = 0, j = 0; i < rows.size() && j < s.shadow_rows.size();) {
+    if (rows[i] == s.shadow_rows[j]) {
+      dst.push_back(static_cast<int64_t>(i++));
+      src.push_back(static_cast<int64_t>(j++));
+    } else if (rows[i] < s.shadow_rows[j]) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  if (!dst.empty())
+    fresh.index_copy_(
+        0, torch::tensor(dst, torch::kLong).to(fresh.device()),
+        s.shadow.index_select(0, torch::tensor(src, torch::kLong).to(fresh.device())));
+  s.shadow = fresh;
+  s.shadow_rows = rows;
+  return s.shadow;
+}
 
 struct Tracked {
   size_t node_group = 0;
@@ -141,6 +179,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       auto it = params.find(s.param);
       if (it == params.end()) throw Error("LHSPG: the model has no parameter " + s.param);
       BoundSlice b;
+      b.name = s.param;
       b.param = it->second;
       b.dim = s.dim;
       b.producing = s.role == GroupSlice::Role::Producing;
@@ -346,6 +385,16 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
                             {"scheduled", scheduled},
                             {"redundant", redundant}};
     io::write_file_atomic(staged.path() + "/state.json", state.dump() + "\n");
+    // The fp32 rows of 16-bit weights under projection: resuming from the rounded weight would
+    // not continue the same run.
+    std::vector<std::pair<std::string, torch::Tensor>> shadows;
+    for (const auto& t : tracked)
+      for (const auto& sl : t.slices)
+        if (sl.shadow.defined() && !sl.shadow_rows.empty()) {
+          shadows.emplace_back(sl.name, sl.shadow);
+          shadows.emplace_back(sl.name + "#rows", torch::tensor(sl.shadow_rows, torch::kLong));
+        }
+    if (!shadows.empty()) write_safetensors(staged.path() + "/shadow_rows.safetensors", shadows);
     staged.commit();
   };
   int64_t first_step = 1;
@@ -365,6 +414,18 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
                        "options differ); start a new run or use the same settings");
     ranks.require_world_size(state.value("world_size", int64_t{1}), latest);
     load_model_state(model, latest + "/model.safetensors");
+    if (std::filesystem::exists(latest + "/shadow_rows.safetensors")) {
+      SafetensorsFile shadows(latest + "/shadow_rows.safetensors");
+      for (auto& t : tracked)
+        for (auto& sl : t.slices) {
+          const auto* rows = shadows.find(sl.name + "#rows");
+          const auto* values = shadows.find(sl.name);
+          if (rows == nullptr || values == nullptr) continue;
+          auto r = shadows.view(*rows).contiguous();
+          sl.shadow_rows.assign(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+          sl.shadow = shadows.view(*values).to(sl.param.device(), torch::kFloat32, false, true);
+        }
+    }
     torch::serialize::InputArchive archive;
     archive.load_from(latest + "/optimizer.pt");
     opt.load(archive);
@@ -437,6 +498,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
     struct Rows {
       size_t t;
       BoundSlice* s;
+      std::vector<int64_t> host;  // the rows, ascending
       torch::Tensor idx, owner;
     };
     std::vector<Rows> rows;
@@ -452,8 +514,9 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
           }
         }
         if (r.empty()) continue;
-        rows.push_back({ti, &s, torch::tensor(r, torch::kLong).to(s.param.device()),
-                        torch::tensor(own, torch::kLong).to(s.param.device())});
+        auto idx = torch::tensor(r, torch::kLong).to(s.param.device());
+        rows.push_back(
+            {ti, &s, std::move(r), idx, torch::tensor(own, torch::kLong).to(s.param.device())});
       }
     if (!active.empty()) {
       torch::NoGradGuard no_grad;
@@ -467,7 +530,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
         const auto& B = lin->lora_B->weight;
         if (!A.grad().defined() || !B.grad().defined()) continue;
         auto Br = B.index_select(0, r.idx);
-        auto x = r.s->param.index_select(0, r.idx) + lin->lora_scaling * torch::matmul(Br, A);
+        auto x = base_rows(*r.s, r.host, r.idx) + lin->lora_scaling * torch::matmul(Br, A);
         auto g = torch::matmul(B.grad().index_select(0, r.idx), A) + torch::matmul(Br, A.grad());
         acc.index_add_(0, r.owner, (g * x).sum(1).to(torch::kFloat64));
       }
@@ -488,7 +551,7 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
           torch::TensorOptions().dtype(torch::kFloat64).device(model.options().device));
       for (size_t ri = 0; ri < rows.size(); ++ri) {
         auto& r = rows[ri];
-        auto x = r.s->param.index_select(0, r.idx);
+        auto x = base_rows(*r.s, r.host, r.idx);
         if (r.s->linear != nullptr && r.s->linear->lora_A && r.s->param.dim() == 2)
           x = x + r.s->linear->lora_scaling *
                       torch::matmul(r.s->linear->lora_B->weight.index_select(0, r.idx),
@@ -513,9 +576,10 @@ LhspgResult run_lhspg(LlamaModelImpl& model, const DependencyGraph& deps, const 
       auto keep_t = torch::tensor(keep, torch::kFloat64).to(model.options().device);
       for (size_t ri = 0; ri < rows.size(); ++ri) {
         auto& r = rows[ri];
-        auto scale = keep_t.index_select(0, r.owner).to(r.s->param.scalar_type());
+        auto scale = keep_t.index_select(0, r.owner).to(xs[ri].scalar_type());
         auto x = xs[ri] * (xs[ri].dim() == 1 ? scale : scale.unsqueeze(1));
-        r.s->param.index_copy_(0, r.idx, x);
+        if (low_precision(r.s->param)) r.s->shadow = x;
+        r.s->param.index_copy_(0, r.idx, x.to(r.s->param.scalar_type()));
       }
       for (size_t a = 0; a < active.size(); ++a) {
         if (keep[a] == 0.0) {

@@ -284,7 +284,10 @@ nlohmann::json prune_model_impl(
   task_check(ctx);
   task_report(ctx, "save", 0, 1);
   if (staged) {
-    save_hf(*pruned, loaded.tokenizer.get(), staged->path(), {}, ctx);  // base weights only
+    // Base weights only, in the dtype they were pruned in (a bf16 model stays bf16).
+    SaveOptions save;
+    save.dtype = pruned->options().dtype;
+    save_hf(*pruned, loaded.tokenizer.get(), staged->path(), save, ctx);
     if (o.keep_adapter) save_lora_adapter(*pruned, staged->path() + "/adapter");
   }
   nlohmann::json report = {

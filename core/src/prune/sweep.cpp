@@ -42,6 +42,8 @@ double since(std::chrono::steady_clock::time_point t0) {
 LoadedModel load(const SweepOptions& o, const std::string& path, const TaskContext* ctx) {
   LoadOptions lo;
   lo.model = o.model_options;
+  lo.keep_checkpoint_dtype = o.keep_checkpoint_dtype;
+  lo.map_weights = o.map_weights;
   lo.tokenizer_path = path == o.model ? o.tokenizer : std::string();
   lo.require_tokenizer = true;
   return load_model(path, lo, ctx);
@@ -174,7 +176,7 @@ json SweepOptions::to_json() const {
         {"batch", speed.batch},
         {"reps", speed.reps}}},
       {"device", model_options.device.str()},
-      {"dtype", dtype_name(model_options.dtype)}};
+      {"dtype", keep_checkpoint_dtype ? std::string("auto") : dtype_name(model_options.dtype)}};
 }
 
 std::vector<std::string> sweep_missing(const json& results) {

@@ -30,7 +30,22 @@ struct LoadOptions {
   /// A LoRA adapter in the PEFT layout (adapter_config.json + adapter_model.safetensors) to attach
   /// after loading, unmerged; empty = none.
   std::string adapter_path;
+  /// Parameters stored in the model's dtype, loaded to the CPU without reordering, view the
+  /// memory-mapped file instead of a copy (copy-on-write: writing to one copies only the pages
+  /// written; the file never changes). The file must then not be rewritten in place while the
+  /// model lives (replacing it by a rename, as every writer here does, is fine). Off: every
+  /// tensor is copied and the file is free once loading returns.
+  bool map_weights = false;
+  /// Ignore model.dtype and keep the checkpoint's: see checkpoint_dtype.
+  bool keep_checkpoint_dtype = false;
 };
+
+/// The dtype a checkpoint is computed in when its own is kept (`--dtype auto`): bf16 when every
+/// weight matrix is stored in bf16; fp16 when every one is fp16 and the device is CUDA (the CPU
+/// kernels of this LibTorch have no fp16 matrix products); fp32 otherwise (fp32, mixed, Q8_0).
+/// `matrix_dtypes`: the stored dtype names ("F32", "BF16", …) of the 2-D tensors.
+torch::Dtype checkpoint_dtype(const std::vector<std::string>& matrix_dtypes,
+                              const torch::Device& device);
 
 struct LoadedModel {
   LlamaModel model{nullptr};

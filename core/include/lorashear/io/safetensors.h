@@ -13,7 +13,10 @@
 
 namespace lorashear {
 
-/// A read-only memory map of a whole file. Throws InputError when it cannot be opened.
+/// A private memory map of a whole file. Throws InputError when it cannot be opened. The pages
+/// are copy-on-write where the kernel allows it (`writable()`): the loader's model parameters
+/// then view them directly (no copy), and writes to a parameter (LHSPG's projections, merging an
+/// adapter) copy only the pages written, never touching the file.
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
@@ -23,6 +26,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  /// Whether the map may be written (privately). False when the kernel refused a writable map
+  /// (strict overcommit accounting of a file larger than the commit limit): read-only then.
+  bool writable() const { return writable_; }
   /// Tells the kernel the bytes [offset, offset+len) are no longer needed (drops them from RSS).
   void release(uint64_t offset, uint64_t len) const;
 
@@ -30,6 +36,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool writable_ = false;
 };
 
 /// One tensor inside a safetensors file.
@@ -55,6 +62,7 @@ class SafetensorsFile {
   /// for dtypes LibTorch lacks (U16/U32/U64/F8).
   torch::Tensor view(const SafetensorsEntry& e) const;
   const MappedFile& mapped() const { return *file_; }
+  const std::shared_ptr<MappedFile>& mapped_ptr() const { return file_; }
 
  private:
   std::shared_ptr<MappedFile> file_;

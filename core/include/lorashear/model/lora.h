@@ -2,7 +2,8 @@
 // LoRA adapters on the model's linear layers (LORASHEAR.md notation): the base weight W stays,
 // each target layer gains A [r, in] (Kaiming-uniform) and B [out, r] (zero), and computes
 // y = x W^T + b + s · (x A^T) B^T with s = alpha / r. Parameter names follow PEFT inside the model:
-// `model.layers.3.self_attn.q_proj.lora_A.weight`.
+// `model.layers.3.self_attn.q_proj.lora_A.weight`. A and B are fp32 whatever the base weights'
+// dtype (bf16 / fp16 bases stay frozen in their dtype; the adapter is computed in theirs).
 
 #include <torch/torch.h>
 

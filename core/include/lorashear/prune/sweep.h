@@ -33,7 +33,9 @@ struct SweepOptions {
   TaskEvalOptions task_options;
   bool bench = true;  ///< measure each pruned model's speed against the dense one
   SpeedOptions speed{128, 32, 1, 1, 3, 0};
-  ModelOptions model_options;  ///< device and dtype the models are loaded with
+  ModelOptions model_options;          ///< device and dtype the models are loaded with
+  bool keep_checkpoint_dtype = false;  ///< LoadOptions::keep_checkpoint_dtype (--dtype auto)
+  bool map_weights = false;            ///< LoadOptions::map_weights
   std::string out_dir;
 
   /// Throws UsageError naming what is wrong (no ratios, a ratio outside (0, 1), an unknown
