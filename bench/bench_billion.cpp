@@ -195,6 +195,9 @@ int main(int argc, char** argv) {
       o.weight_bytes = 2;
       o.lhspg = stage == "lhspg";
       o.checkpoint_activations = ckpt;
+      o.prune_ratio = 0.2;
+      o.periods = 1;
+      o.mapped_weights = true;
       const auto plan = plan_memory(cfg, o);
       std::printf("%-26s %5.0f MiB %7.0f MiB %7.0f MiB %7.0f MiB %9.2f s  (%.2f-%.2f) %6.2f  %s\n",
                   name.c_str(), plan.per_rank_bytes / 1048576.0, peak / 1024.0, anon / 1024.0,

@@ -19,6 +19,8 @@ struct PlanMemoryArgs {
   std::vector<std::string> lora_targets = LoraConfig::default_targets();
   std::string stage = "lhspg";
   bool checkpoint_activations = false;
+  double ratio = 0.2;
+  int64_t periods = 4;
 };
 
 // The configuration alone where the path allows (a folder's config.json, a config.json); a
@@ -69,6 +71,9 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
   o.lora.targets = a.lora_targets;
   o.lhspg = a.stage == "lhspg";
   o.checkpoint_activations = a.checkpoint_activations;
+  o.prune_ratio = a.ratio;
+  o.periods = a.periods;
+  o.mapped_weights = !global.no_mmap;  // as prune and recover load it
   const auto plan = plan_memory(config, o);
   const int64_t available = available_memory_bytes();
   // Ranks launched on this machine share its memory; a cluster gives each its own.
@@ -96,14 +101,21 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
   for (const auto& it : plan.items)
     std::printf("  %-34s %12s   %s\n", it.name.c_str(), human_bytes(double(it.bytes)).c_str(),
                 it.detail.c_str());
-  std::printf("  %-34s %12s\n", "per rank", human_bytes(double(plan.per_rank_bytes)).c_str());
+  std::printf(
+      "  %-34s %12s   (what is held throughout + the larger of a step's activations "
+      "and logits and what exists between steps)\n",
+      "per rank", human_bytes(double(plan.per_rank_bytes)).c_str());
   if (plan.world_size > 1)
     std::printf("  %-34s %12s   (each rank holds every weight)\n", "all ranks",
                 human_bytes(double(plan.per_rank_bytes * plan.world_size)).c_str());
   if (available >= 0) {
     std::printf("one rank %s: this machine has %s available%s\n", fits ? "fits" : "does NOT fit",
                 human_bytes(double(available)).c_str(),
-                fits ? "" : " (fewer tokens per step, bf16 weights (--dtype bf16) or more ranks)");
+                fits                 ? ""
+                : o.weight_bytes > 2 ? " (fewer tokens per step, bf16 weights (--dtype bf16), "
+                                       "activation checkpointing or more ranks)"
+                                     : " (fewer tokens per step, activation checkpointing or a "
+                                       "machine with more memory: ranks each hold every weight)");
     if (plan.world_size > 1)
       std::printf("all %lld ranks on this machine %s (lorashear launch --nproc %lld)\n",
                   static_cast<long long>(plan.world_size),
@@ -135,6 +147,12 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   cmd->add_option("--lora-targets", a->lora_targets, "layers that get adapters")->delimiter(',');
   cmd->add_option("--stage", a->stage, "lhspg (pruning) or recovery")
       ->check(CLI::IsMember({"lhspg", "recovery"}))
+      ->capture_default_str();
+  cmd->add_option("--ratio", a->ratio, "LHSPG: fraction of the parameters pruned")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--periods", a->periods, "LHSPG: pruning periods")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--checkpoint-activations", a->checkpoint_activations,
                 "Plan for activation checkpointing (each layer keeps only its input)");

@@ -55,6 +55,7 @@ RunMemory plan_run_memory(const Engine& engine, const RunSettings& settings) {
         o.lora.targets.push_back(t.toStdString());
     }
     o.lhspg = true;
+    o.periods = settings.periods;  // the app copies the weights (not mapped)
     std::string why;
     o.checkpoint_activations = decide_activation_checkpointing(
         settings.checkpoint_activations.toStdString(), config, o, cuda, &why);

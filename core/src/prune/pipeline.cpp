@@ -250,6 +250,8 @@ nlohmann::json prune_model_impl(
   mem.world_size = ranks.world_size();
   mem.weight_bytes = model.options().dtype == torch::kFloat32 ? 4 : 2;
   mem.lora = lora;
+  mem.prune_ratio = plan.target_ratio;
+  mem.periods = o.lhspg.periods;
   std::string checkpointing_why;
   const bool checkpointing =
       decide_activation_checkpointing(o.checkpoint_activations, model.config(), mem,

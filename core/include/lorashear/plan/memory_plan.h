@@ -27,6 +27,14 @@ struct MemoryPlanOptions {
   /// LHSPG (pruning) keeps one merged weight matrix per node group at a time for the saliency and
   /// the projections; recovery does not.
   bool lhspg = true;
+  /// LHSPG: the fraction of the parameters pruned and the periods it is spread over. The rows of
+  /// a period's redundant groups are rewritten every step; 16-bit weights keep fp32 copies of
+  /// them, and weights viewing a memory-mapped checkpoint copy the pages written.
+  double prune_ratio = 0.2;
+  int64_t periods = 4;
+  /// The base weights view the memory-mapped checkpoint (LoadOptions::map_weights; the CLI's
+  /// default): pruned rows are copied when first written.
+  bool mapped_weights = false;
   /// Activation checkpointing (LlamaModelImpl::set_activation_checkpointing): each layer keeps
   /// only its input; one layer's intermediates exist at a time, during its recomputation.
   bool checkpoint_activations = false;
@@ -41,6 +49,11 @@ struct MemoryItem {
   std::string name;
   int64_t bytes = 0;
   std::string detail;  ///< how it was counted
+  /// Always: held for the whole run. Step: only during a step's forward and backward
+  /// (activations, logits). BetweenSteps: only between steps (LHSPG's saliency at a period's
+  /// start). The total is Always + the larger of Step and BetweenSteps.
+  enum class When { Always, Step, BetweenSteps };
+  When when = When::Always;
 };
 
 struct MemoryPlan {
