@@ -1,5 +1,7 @@
 // save_hf → load_model keeps a model exactly (F32) or closely (F16/BF16), for every architecture
 // variant the engine supports, single-file and sharded; the writer leaves no partial files behind.
+#include <sys/wait.h>
+#include <unistd.h>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -12,9 +14,12 @@
 #include <fstream>
 
 #include "checkpoint_writers.h"
+#include "lorashear/errors.h"
+#include "lorashear/io/files.h"
 #include "lorashear/io/loader.h"
 #include "lorashear/io/safetensors.h"
 #include "lorashear/model/llama.h"
+#include "test_support.h"
 
 using namespace lorashear;
 namespace fs = std::filesystem;
@@ -58,6 +63,7 @@ class TestCheckpointRoundtrip : public QObject {
   void shardedRoundtrip();
   void loadConvertsDtype();
   void savedLayout();
+  void staleStagingIsSwept();
   void resaveReplacesStaleWeights();
   void safetensorsWriterFormat();
   void cancelledSaveLeavesNothing();
@@ -342,6 +348,54 @@ void TestCheckpointRoundtrip::loadReportsProgressAndCancels() {
   TaskContext cancelled;
   cancelled.cancel = &cancel;
   QVERIFY_THROWS_EXCEPTION(CancelledError, load_model(dir, {}, &cancelled));
+}
+
+// A run killed while writing its output leaves `.NAME.tmp-HOST-PID` behind, or — killed between
+// the two renames of commit() — its previous output moved aside as `.NAME.old-HOST-PID`. The next
+// output to the same place removes the first and puts the second back; folders of live processes
+// or of other hosts are left alone.
+void TestCheckpointRoundtrip::staleStagingIsSwept() {
+  namespace fs = std::filesystem;
+  QTemporaryDir tmp;
+  const fs::path root = tmp.path().toStdString();
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  std::string host = buf;
+  for (auto& c : host)
+    if (c == '/' || c == '.') c = '_';
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const std::string d = std::to_string(dead), live = std::to_string(::getpid());
+  auto make = [&](const std::string& name) {
+    fs::create_directories(root / name);
+    std::ofstream(root / name / "marker") << name;
+  };
+  make(".out.old-" + host + "-" + d);     // the previous output, moved aside by a killed run
+  make(".out.tmp-" + host + "-" + d);     // the killed run's unfinished output
+  make(".out.tmp-" + d);                  // the same, named by an older version
+  make(".out.tmp-otherhost-" + d);        // another host's run on a shared filesystem
+  make(".out.tmp-" + host + "-" + live);  // a live process's
+  {
+    io::StagedDirectory staged((root / "out").string(), /*overwrite=*/true);
+    QVERIFY(fs::exists(root / "out" / "marker"));  // put back before anything else
+    QCOMPARE(test::read_all(root / "out" / "marker"), ".out.old-" + host + "-" + d);
+    QVERIFY(!fs::exists(root / (".out.old-" + host + "-" + d)));
+    QVERIFY(!fs::exists(root / (".out.tmp-" + host + "-" + d)));
+    QVERIFY(!fs::exists(root / (".out.tmp-" + d)));
+    QVERIFY(fs::exists(root / (".out.tmp-otherhost-" + d)));
+    QVERIFY(fs::exists(root / (".out.tmp-" + host + "-" + live)));
+    std::ofstream(fs::path(staged.path()) / "new") << "new";
+    staged.commit();
+  }
+  QVERIFY(fs::exists(root / "out" / "new"));
+  QVERIFY(!fs::exists(root / "out" / "marker"));
+  // Refusing to overwrite still sees the restored output.
+  make(".out.old-" + host + "-" + d);
+  fs::remove_all(root / "out");
+  QVERIFY_THROWS_EXCEPTION(UsageError,
+                           io::StagedDirectory((root / "out").string(), /*overwrite=*/false));
+  QVERIFY(fs::exists(root / "out" / "marker"));
 }
 
 QTEST_GUILESS_MAIN(TestCheckpointRoundtrip)

@@ -1,7 +1,9 @@
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -64,16 +66,72 @@ std::string read_small_file(const std::string& path) {
   return ss.str();
 }
 
+namespace {
+
+// This host's name: staging folders carry it, so that on a shared filesystem one host never
+// sweeps another's.
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == 0) return "host";
+  std::string h(buf);
+  for (auto& c : h)
+    if (c == '/' || c == '.') c = '_';
+  return h;
+}
+
+// Whether process `pid` of this host is gone.
+bool process_gone(const std::string& pid_text) {
+  if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const long pid = std::strtol(pid_text.c_str(), nullptr, 10);
+  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+// Staging left by a killed run writing `out`: `.NAME.tmp-HOST-PID` folders are removed;
+// `.NAME.old-HOST-PID` — the previous output, moved aside just before the new one was renamed
+// into place — is put back when the kill came between the two renames, removed otherwise.
+// Only this host's dead processes' folders are touched (and the host-less names of older
+// versions).
+void sweep_stale_staging(const std::filesystem::path& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string name = out.filename().string(), host = host_name();
+  std::vector<std::pair<fs::path, bool>> stale;  // path, is an old output
+  for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
+    const std::string f = e.path().filename().string();
+    for (const bool old : {false, true}) {
+      const std::string prefix = "." + name + (old ? ".old-" : ".tmp-");
+      if (f.rfind(prefix, 0) != 0) continue;
+      std::string owner = f.substr(prefix.size());
+      if (owner.rfind(host + "-", 0) == 0)
+        owner = owner.substr(host.size() + 1);
+      else if (owner.find('-') != std::string::npos)
+        continue;  // another host's
+      if (process_gone(owner)) stale.emplace_back(e.path(), old);
+    }
+  }
+  for (const auto& [p, old] : stale) {
+    if (old && !fs::exists(out, ec)) {
+      fs::rename(p, out, ec);
+      if (!ec) continue;
+    }
+    fs::remove_all(p, ec);
+  }
+}
+
+}  // namespace
+
 StagedDirectory::StagedDirectory(const std::string& dir, bool overwrite) {
   namespace fs = std::filesystem;
   const fs::path out = fs::absolute(fs::path(dir)).lexically_normal();
   if (out.filename().empty()) throw UsageError("bad output directory '" + dir + "'");
+  sweep_stale_staging(out);
   if (fs::exists(out) && !overwrite)
     throw UsageError(dir + " already exists (pass --overwrite to replace it)");
   std::error_code ec;
   fs::create_directories(out.parent_path(), ec);
-  const fs::path tmp =
-      out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  const fs::path tmp = out.parent_path() / ("." + out.filename().string() + ".tmp-" + host_name() +
+                                            "-" + std::to_string(::getpid()));
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) throw Error(dir + ": cannot create " + tmp.string() + ": " + ec.message());
@@ -92,8 +150,8 @@ void StagedDirectory::commit() {
   const fs::path out(target_);
   std::error_code ec;
   if (fs::exists(out)) {
-    const fs::path old =
-        out.parent_path() / ("." + out.filename().string() + ".old-" + std::to_string(::getpid()));
+    const fs::path old = out.parent_path() / ("." + out.filename().string() + ".old-" +
+                                              host_name() + "-" + std::to_string(::getpid()));
     fs::remove_all(old, ec);
     fs::rename(out, old, ec);
     if (ec) throw Error(target_ + ": cannot move the old directory aside: " + ec.message());

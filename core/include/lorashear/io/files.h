@@ -10,9 +10,11 @@ namespace lorashear::io {
 /// reason) when it cannot.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
-/// An output directory built under a temporary sibling name (`.NAME.tmp-PID`) and swapped into
-/// place by commit(); if never committed (error, cancel) the temporary directory is removed and an
-/// existing directory at the target is untouched.
+/// An output directory built under a temporary sibling name (`.NAME.tmp-HOST-PID`) and swapped
+/// into place by commit(); if never committed (error, cancel) the temporary directory is removed
+/// and an existing directory at the target is untouched. A killed run cannot clean up: the next
+/// StagedDirectory for the same target removes the staging folders of this host's dead processes
+/// and puts back a previous output a kill left moved aside (`.NAME.old-HOST-PID`, target absent).
 class StagedDirectory {
  public:
   /// Throws UsageError when `dir` exists and `overwrite` is false, Error naming the directory when
