@@ -79,7 +79,9 @@ struct Options {
   QCommandLineOption theme{"theme", "light, dark or system (default: the last one used)", "THEME"};
   QCommandLineOption device{"device", "cpu, cuda or cuda:N (default: the preferences)", "DEVICE"};
   QCommandLineOption dtype{
-      "dtype", "weights in float32, bfloat16 or float16 (default: the preferences)", "DTYPE"};
+      "dtype",
+      "weights in float32, bfloat16, float16 or auto (as stored) (default: the preferences)",
+      "DTYPE"};
   QCommandLineOption adapter{"adapter", "attach the LoRA adapter in DIR (PEFT layout)", "DIR"};
 
   void describe(QCommandLineParser& parser) const {

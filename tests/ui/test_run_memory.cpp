@@ -13,7 +13,9 @@
 #include <QPushButton>
 #include <QSettings>
 #include <QSpinBox>
+#include <QTemporaryDir>
 
+#include "lorashear/io/loader.h"
 #include "lorashear/model/config.h"
 #include "lorashear/plan/memory_plan.h"
 #include "lorashear/runtime.h"
@@ -209,6 +211,32 @@ class TestRunMemory : public QObject {
     QCOMPARE(run->memoryPlan().per_rank_bytes, expected(run->settings(), 2, false).per_rank_bytes);
     QVERIFY2(run->memoryText().contains("device memory unknown"), qPrintable(run->memoryText()));
     QVERIFY(!run->findChild<QLabel*>("memoryWarningIcon")->isVisibleTo(run));
+  }
+
+  // "As stored in the checkpoint" (auto): a bf16 checkpoint opens in bf16 and the plan counts
+  // 2 bytes per weight; the demo model (fp32) stays fp32.
+  void autoDtypeKeepsTheCheckpoints() {
+    QTemporaryDir dir;
+    const QString bf16 = dir.filePath("bf16");
+    {
+      auto loaded = load_model(demo_.toStdString());
+      SaveOptions so;
+      so.dtype = torch::kBFloat16;
+      save_hf(*loaded.model, loaded.tokenizer.get(), bf16.toStdString(), so);
+    }
+    for (const auto& [path, bytes] : {std::pair{bf16, 2}, std::pair{demo_, 4}}) {
+      MainWindow w;
+      w.setOpenOptions("cpu", "auto");
+      w.show();
+      QVERIFY(w.openModel(path));
+      QVERIFY(wait_open(w));
+      auto* run = w.runPanel();
+      QTRY_VERIFY(run->memoryPlan().valid);
+      QCOMPARE(run->memoryPlan().weight_dtype, QString(bytes == 2 ? "bfloat16" : "float32"));
+      QCOMPARE(run->memoryPlan().per_rank_bytes,
+               expected(run->settings(), bytes, run->memoryPlan().checkpoint_activations)
+                   .per_rank_bytes);
+    }
   }
 };
 

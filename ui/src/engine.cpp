@@ -101,6 +101,12 @@ std::shared_ptr<ModelDocument> new_document() {
   });
 }
 
+// The weights' dtype of Preferences: "auto" keeps the checkpoint's (LoadOptions).
+void apply_dtype(LoadOptions& lo, const QString& dtype) {
+  lo.keep_checkpoint_dtype = dtype == "auto";
+  if (!lo.keep_checkpoint_dtype) lo.model.dtype = parse_dtype(dtype.toStdString());
+}
+
 }  // namespace
 
 // ---- MetricsBuffer
@@ -300,6 +306,13 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
                   if (!config_path.empty()) {
                     ctx.report("read configuration", 0, 1);
                     const auto config = ModelConfig::from_file(config_path);
+                    if (options.dtype == "auto") {  // as the loader would decide for its weights
+                      const std::string& d = config.stored_dtype;
+                      doc->dtype = dtype_name(checkpoint_dtype({d == "bfloat16"  ? "BF16"
+                                                                : d == "float16" ? "F16"
+                                                                                 : "F32"},
+                                                               parse_device(doc->device)));
+                    }
                     doc->load_seconds = now_seconds() - t0;
                     ctx.check();
                     ctx.report("trace", 0, 1, "on the meta device");
@@ -308,9 +321,10 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
                   } else {
                     LoadOptions lo;
                     lo.model.device = parse_device(options.device.toStdString());
-                    lo.model.dtype = parse_dtype(options.dtype.toStdString());
+                    apply_dtype(lo, options.dtype);
                     lo.adapter_path = options.adapter.toStdString();
                     doc->loaded = load_model(p, lo, &ctx);
+                    doc->dtype = dtype_name(doc->loaded.model->options().dtype);
                     doc->has_weights = true;
                     if (doc->loaded.format == ModelFormat::Gguf)
                       doc->gguf_metadata = gguf_metadata(p);
@@ -537,7 +551,7 @@ bool Engine::compareWith(const QString& other_path, const CompareSettings& setti
         ctx.report("load", 0, 1, op);
         LoadOptions lo;
         lo.model.device = parse_device(options.device.toStdString());
-        lo.model.dtype = parse_dtype(options.dtype.toStdString());
+        apply_dtype(lo, options.dtype);
         auto other = new_document();
         other->path = op;
         other->loaded = load_model(op, lo, &ctx);
@@ -702,7 +716,10 @@ bool Engine::runSweep(const RunSettings& run, const QString& plan_json,
         o.task_options.limit = sweep.task_limit;
         o.bench = sweep.bench;
         o.model_options.device = parse_device(options.device.toStdString());
-        o.model_options.dtype = parse_dtype(options.dtype.toStdString());
+        LoadOptions lo;
+        apply_dtype(lo, options.dtype);
+        o.model_options.dtype = lo.model.dtype;
+        o.keep_checkpoint_dtype = lo.keep_checkpoint_dtype;
         o.out_dir = sweep.out_dir.toStdString();
         auto publish = [this](const nlohmann::json& results) {
           const auto text = QString::fromStdString(results.dump());

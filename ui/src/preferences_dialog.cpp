@@ -22,6 +22,7 @@ PreferencesDialog::PreferencesDialog(const QString& device, const QString& dtype
   dtype_->addItem(tr("float32 (exact)"), "float32");
   dtype_->addItem(tr("bfloat16 (half the memory)"), "bfloat16");
   dtype_->addItem(tr("float16 (half the memory; GPU)"), "float16");
+  dtype_->addItem(tr("as stored in the checkpoint (bf16 stays bf16; fp16 on a GPU)"), "auto");
   dtype_->setCurrentIndex(std::max(0, dtype_->findData(dtype)));
   form->addRow(tr("Precision of the weights"), dtype_);
   auto* note = new QLabel(tr("Applies to the next model opened."));
