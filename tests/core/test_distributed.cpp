@@ -3,7 +3,7 @@
 // sets them) with half the batch each gives the same per-step losses, removed groups and final
 // weights as one process with the whole batch; rank 0 alone writes; a checkpoint of another world
 // size is refused; bad variables, a busy port, a dead or hung rank end in a one-line error,
-// quickly.
+// quickly, naming the rank that stopped (3 ranks); Slurm's variables give the ranks.
 #include <QElapsedTimer>
 #include <QRegularExpression>
 #include <QTemporaryDir>
@@ -18,9 +18,13 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 
 #include "lorashear/dist/distributed.h"
+#include "lorashear/errors.h"
 #include "lorashear/io/safetensors.h"
 #include "test_support.h"
 
@@ -74,6 +78,25 @@ QProcessEnvironment rank_env(int rank, int world, int port) {
 
 QString one_line(const QString& s) {
   return s.trimmed();
+}
+
+// A fake environment for DistOptions::from_env.
+dist::EnvLookup fake_env(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    const auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// The UsageError's message of from_env on `vars` ("" when it succeeds).
+std::string from_env_error(std::map<std::string, std::string> vars) {
+  try {
+    dist::DistOptions::from_env(std::chrono::seconds(10), fake_env(std::move(vars)));
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // Over every tensor of two safetensors files (names and shapes must match): the largest
@@ -133,13 +156,20 @@ class TestDistributed : public QObject {
             "--json"};
   }
 
+  // When each rank of the last run_ranks call ended, in ms from its start (-1: it was stopped).
+  std::vector<qint64> ended_ms_;
+  qint64 stopped_at_ms_ = -1;
+
   // Runs `world` ranks of the CLI with `args` (rank r's stdout in OUT_PREFIX.r) until all end.
+  // `stop_last_when`: once that file exists, the last rank is stopped (SIGSTOP), as if it hung.
   std::vector<ProcessResult> run_ranks(int world, const QStringList& args,
                                        const QString& out_prefix,
                                        const QMap<int, QPair<QString, QString>>& extra = {},
-                                       int stop_rank_after_ms = -1) {
+                                       const QString& stop_last_when = {}) {
     const int port = free_port();
     std::vector<std::unique_ptr<QProcess>> ps;
+    QElapsedTimer timer;
+    timer.start();
     for (int r = 0; r < world; ++r) {
       auto p = std::make_unique<QProcess>();
       auto env = rank_env(r, world, port);
@@ -150,21 +180,35 @@ class TestDistributed : public QObject {
       p->start(LORASHEAR_CLI_PATH, args);
       ps.push_back(std::move(p));
     }
-    if (stop_rank_after_ms >= 0) {
-      QTest::qWait(stop_rank_after_ms);
-      ::kill(static_cast<pid_t>(ps.back()->processId()), SIGSTOP);
-    }
     std::vector<ProcessResult> out(static_cast<size_t>(world));
+    ended_ms_.assign(static_cast<size_t>(world), -1);
+    stopped_at_ms_ = -1;
+    const bool stop = !stop_last_when.isEmpty();
+    for (int running = world; running > 0 && timer.elapsed() < 120000;) {
+      if (stop && stopped_at_ms_ < 0 && QFileInfo::exists(stop_last_when)) {
+        ::kill(static_cast<pid_t>(ps.back()->processId()), SIGSTOP);
+        stopped_at_ms_ = timer.elapsed();
+        --running;
+      }
+      for (int r = 0; r < world; ++r) {
+        auto& p = *ps[static_cast<size_t>(r)];
+        if (ended_ms_[static_cast<size_t>(r)] >= 0 ||
+            (stop && r == world - 1 && stopped_at_ms_ >= 0))
+          continue;
+        if (p.state() == QProcess::NotRunning || p.waitForFinished(20)) {
+          ended_ms_[static_cast<size_t>(r)] = timer.elapsed();
+          out[static_cast<size_t>(r)].code =
+              p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
+          --running;
+        }
+      }
+    }
     for (int r = 0; r < world; ++r) {
       auto& p = *ps[static_cast<size_t>(r)];
-      const bool stopped = stop_rank_after_ms >= 0 && r == world - 1;
-      if (stopped || !p.waitForFinished(120000)) {
+      if (p.state() != QProcess::NotRunning) {
         p.kill();
         p.waitForFinished(5000);
         out[static_cast<size_t>(r)].code = -1;
-      } else {
-        out[static_cast<size_t>(r)].code =
-            p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
       }
       out[static_cast<size_t>(r)].out = QString::fromStdString(
           test::read_all((out_prefix + "." + QString::number(r)).toStdString()));
@@ -314,7 +358,7 @@ class TestDistributed : public QObject {
   }
 
   // A rank that dies (SIGKILL) or hangs (SIGSTOP): the other stops within --dist-timeout with a
-  // one-line error.
+  // one-line error naming it.
   void deadOrHungRankStopsTheOther() {
     auto args = prune_args(path("dead"));
     args.replace(args.indexOf("40"), "400");
@@ -325,17 +369,188 @@ class TestDistributed : public QObject {
     auto dead = run_ranks(2, args, path("dead"), {{1, {"LORASHEAR_TEST_KILL_AT_STEP", "5"}}});
     QVERIFY(timer.elapsed() < 30000);
     QCOMPARE(dead[0].code, 1);
-    QVERIFY2(dead[0].err.contains("distributed rank 0 of 2: all-reduce failed (rank 1 died"),
+    QVERIFY2(dead[0].err.contains("distributed rank 0 of 2: all-reduce failed: rank 1 of 2 stopped "
+                                  "answering (dead or hung) after pruning step 5"),
+             qPrintable(dead[0].err));
+    QVERIFY2(dead[0].err.contains("continue with --resume " + path("dead") + ".checkpoint"),
              qPrintable(dead[0].err));
     QVERIFY2(!one_line(dead[0].err).contains('\n'), qPrintable(dead[0].err));
 
     timer.restart();
-    auto hung = run_ranks(2, args, path("hung"), {}, /*stop_rank_after_ms=*/1500);
-    QVERIFY2(timer.elapsed() < 30000, qPrintable(QString::number(timer.elapsed())));
+    auto hung = run_ranks(2, prune_args(path("hung")) + QStringList{"--dist-timeout", "3"},
+                          path("hung"), {}, path("hung") + ".checkpoint/latest/state.json");
+    QVERIFY2(timer.elapsed() < 40000, qPrintable(QString::number(timer.elapsed())));
+    QVERIFY(stopped_at_ms_ >= 0);
     QCOMPARE(hung[0].code, 1);
-    QVERIFY2(hung[0].err.contains("distributed rank 0 of 2"), qPrintable(hung[0].err));
+    QVERIFY2(hung[0].err.contains("distributed rank 0 of 2: all-reduce failed after 3."),
+             qPrintable(hung[0].err));
+    QVERIFY2(
+        hung[0].err.contains("rank 1 of 2 stopped answering (dead or hung) after pruning step"),
+        qPrintable(hung[0].err));
     QVERIFY2(!one_line(hung[0].err).contains('\n'), qPrintable(hung[0].err));
     QVERIFY(!std::filesystem::exists(path("dead").toStdString() + "/model.safetensors"));
+  }
+
+  // Three ranks: the two left name the one that died (SIGKILL) or hangs (SIGSTOP), within the
+  // timeout and a few seconds; when rank 0, the store's host, dies, the others say so.
+  void threeRanksNameTheOneThatStopped() {
+    const auto args = [&](const QString& out) {
+      auto a = prune_args(path(out));
+      a.replace(a.indexOf("4"), "6");  // --batch 6: two rows per rank
+      a.replace(a.indexOf("40"), "400");
+      return a << "--dist-timeout"
+               << "3";
+    };
+    auto dead = run_ranks(3, args("three-dead"), path("three-dead"),
+                          {{2, {"LORASHEAR_TEST_KILL_AT_STEP", "5"}}});
+    QVERIFY(dead[2].code != 0);
+    for (int r : {0, 1}) {
+      const auto& e = dead[static_cast<size_t>(r)].err;
+      QCOMPARE(dead[static_cast<size_t>(r)].code, 1);
+      QVERIFY2(e.contains(QString("distributed rank %1 of 3: all-reduce failed: rank 2 of 3 "
+                                  "stopped answering (dead or hung) after pruning step 5 (")
+                              .arg(r)),
+               qPrintable(e));
+      QVERIFY2(!one_line(e).contains('\n'), qPrintable(e));
+      // A dead rank is noticed at once: the heartbeat's silence (1 s here) decides.
+      const qint64 after = ended_ms_[static_cast<size_t>(r)] - ended_ms_[2];
+      QVERIFY2(after < 5000,
+               qPrintable(QString("rank %1 stopped %2 ms after rank 2 died").arg(r).arg(after)));
+      qInfo("rank %d of 3 stopped %lld ms after rank 2 died", r, static_cast<long long>(after));
+    }
+
+    auto hung = run_ranks(3, args("three-hung"), path("three-hung"), {},
+                          path("three-hung") + ".checkpoint/latest/state.json");
+    QVERIFY(stopped_at_ms_ >= 0);
+    for (int r : {0, 1}) {
+      const auto& e = hung[static_cast<size_t>(r)].err;
+      QCOMPARE(hung[static_cast<size_t>(r)].code, 1);
+      QVERIFY2(e.contains(QString("distributed rank %1 of 3: all-reduce failed after 3.").arg(r)),
+               qPrintable(e));
+      QVERIFY2(e.contains("rank 2 of 3 stopped answering (dead or hung) after pruning step "),
+               qPrintable(e));
+      QVERIFY2(!one_line(e).contains('\n'), qPrintable(e));
+      // --dist-timeout 3, then the heartbeat's silence (1 s), a few seconds for the rest.
+      const qint64 after = ended_ms_[static_cast<size_t>(r)] - stopped_at_ms_;
+      QVERIFY2(after < 3000 + 5000,
+               qPrintable(QString("rank %1 stopped %2 ms after rank 2 hung").arg(r).arg(after)));
+      qInfo("rank %d of 3 stopped %lld ms after rank 2 hung (--dist-timeout 3)", r,
+            static_cast<long long>(after));
+    }
+
+    auto root = run_ranks(3, args("three-root"), path("three-root"),
+                          {{0, {"LORASHEAR_TEST_KILL_AT_STEP", "5"}}});
+    for (int r : {1, 2}) {
+      const auto& e = root[static_cast<size_t>(r)].err;
+      QCOMPARE(root[static_cast<size_t>(r)].code, 1);
+      QVERIFY2(e.contains("rank 0 (the store host 127.0.0.1:") &&
+                   e.contains(") is unreachable: it died or hangs"),
+               qPrintable(e));
+      QVERIFY2(!one_line(e).contains('\n'), qPrintable(e));
+    }
+  }
+
+  // torchrun's variables, Slurm's under srun (each torchrun variable wins on its own), the
+  // host list's first host and the port from the job id; bad values in one line naming the
+  // variable.
+  void slurmVariablesGiveTheRanks() {
+    using Env = std::map<std::string, std::string>;
+    const Env srun = {{"SLURM_PROCID", "3"},
+                      {"SLURM_NTASKS", "8"},
+                      {"SLURM_LOCALID", "1"},
+                      {"SLURM_JOB_ID", "123456"},
+                      {"SLURM_STEP_NODELIST", "gpu[07-08,11],cpu1"},
+                      {"SLURM_JOB_NODELIST", "gpu[01-16]"}};
+    auto o = dist::DistOptions::from_env(std::chrono::seconds(5), fake_env(srun));
+    QCOMPARE(o.rank, 3);
+    QCOMPARE(o.world_size, 8);
+    QCOMPARE(o.local_rank, 1);
+    QCOMPARE(o.master_addr, std::string("gpu07"));
+    QCOMPARE(o.master_port, dist::kSlurmPortBase + 456);
+    QCOMPARE(o.source, std::string("slurm"));
+    QCOMPARE(o.timeout, std::chrono::milliseconds(5000));
+
+    auto step = srun;
+    step["SLURM_STEP_NUM_TASKS"] = "4";  // srun -n 4 inside an allocation of 8
+    step.erase("SLURM_STEP_NODELIST");
+    step.erase("SLURM_LOCALID");
+    o = dist::DistOptions::from_env(std::chrono::seconds(5), fake_env(step));
+    QCOMPARE(o.world_size, 4);
+    QCOMPARE(o.local_rank, 3);  // no SLURM_LOCALID: the rank
+    QCOMPARE(o.master_addr, std::string("gpu01"));
+
+    // torchrun inside a Slurm job: its variables win.
+    auto torchrun = srun;
+    for (const auto& [k, v] : Env{{"RANK", "1"},
+                                  {"WORLD_SIZE", "2"},
+                                  {"LOCAL_RANK", "0"},
+                                  {"MASTER_ADDR", "head"},
+                                  {"MASTER_PORT", "1234"}})
+      torchrun[k] = v;
+    o = dist::DistOptions::from_env(std::chrono::seconds(5), fake_env(torchrun));
+    QCOMPARE(o.rank, 1);
+    QCOMPARE(o.world_size, 2);
+    QCOMPARE(o.local_rank, 0);
+    QCOMPARE(o.master_addr, std::string("head"));
+    QCOMPARE(o.master_port, 1234);
+    QCOMPARE(o.source, std::string("env"));
+
+    // A batch script exporting WORLD_SIZE and MASTER_*, srun giving each task its rank.
+    o = dist::DistOptions::from_env(
+        std::chrono::seconds(5),
+        fake_env({{"WORLD_SIZE", "4"}, {"MASTER_PORT", "4000"}, {"SLURM_PROCID", "2"}}));
+    QCOMPARE(o.rank, 2);
+    QCOMPARE(o.world_size, 4);
+    QCOMPARE(o.master_addr, std::string("127.0.0.1"));
+
+    // A batch script without srun (no SLURM_PROCID), or nothing at all: one process.
+    o = dist::DistOptions::from_env(std::chrono::seconds(5),
+                                    fake_env({{"SLURM_NTASKS", "4"}, {"SLURM_JOB_ID", "7"}}));
+    QCOMPARE(o.world_size, 1);
+    o = dist::DistOptions::from_env(std::chrono::seconds(5), fake_env({}));
+    QCOMPARE(o.world_size, 1);
+    QCOMPARE(o.source, std::string());
+
+    QCOMPARE(dist::slurm_first_host("node[01-04,07]"), std::string("node01"));
+    QCOMPARE(dist::slurm_first_host("a,b"), std::string("a"));
+    QCOMPARE(dist::slurm_first_host("rack[2-3]-gpu[5,9]"), std::string("rack2-gpu5"));
+    QCOMPARE(dist::slurm_first_host("solo"), std::string("solo"));
+
+    const std::vector<std::pair<Env, std::string>> bad = {
+        {{{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "2"}}, "SLURM_PROCID='x' is not a number"},
+        {{{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_ID", "1"}},
+         "SLURM_PROCID=2 is not below SLURM_NTASKS=2 (ranks are 0..1)"},
+        {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "two"}}, "SLURM_NTASKS='two' is not a number"},
+        {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "0"}}, "SLURM_NTASKS=0 must be at least 1"},
+        {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "-1"}},
+         "SLURM_LOCALID=-1 must be >= 0"},
+        {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}, "SLURM_NTASKS=2 needs MASTER_PORT"},
+        {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_ID", "12a"}},
+         "SLURM_JOB_ID='12a' is not a number"},
+        {{{"SLURM_PROCID", "0"},
+          {"SLURM_NTASKS", "2"},
+          {"SLURM_JOB_ID", "9"},
+          {"SLURM_STEP_NODELIST", "node[01-04"}},
+         "SLURM_STEP_NODELIST='node[01-04' is not a Slurm host list ('[' without ']')"},
+        {{{"SLURM_PROCID", "0"},
+          {"SLURM_NTASKS", "2"},
+          {"SLURM_JOB_ID", "9"},
+          {"SLURM_JOB_NODELIST", "node[a-b]"}},
+         "SLURM_JOB_NODELIST='node[a-b]' is not a Slurm host list ('a-b' in brackets"},
+        {{{"SLURM_PROCID", "0"},
+          {"SLURM_NTASKS", "2"},
+          {"SLURM_JOB_ID", "9"},
+          {"SLURM_STEP_NODELIST", ",a"}},
+         "SLURM_STEP_NODELIST=',a' is not a Slurm host list (no host name first)"},
+        {{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}},
+         "MASTER_PORT=70000 is not a port (1..65535)"},
+        {{{"WORLD_SIZE", "2"}}, "WORLD_SIZE=2 without RANK"},
+    };
+    for (const auto& [env, says] : bad) {
+      const auto e = from_env_error(env);
+      QVERIFY2(e.find(says) != std::string::npos, (e + " | expected: " + says).c_str());
+      QVERIFY2(e.find('\n') == std::string::npos, e.c_str());
+    }
   }
 
   // Recovery data parallel: `prune --recover` (two categories, adaptive sampling, instruction

@@ -258,10 +258,18 @@ nlohmann::json prune_model_impl(
                                       model.options().device.is_cuda(), &checkpointing_why);
   model.set_activation_checkpointing(checkpointing);
 
+  // A rank that stops answering is named with the step it was at, and where to resume from.
+  if (ranks.active() && ckpt.every > 0)
+    ranks.set_failure_hint("the last checkpoint, if one was written, is in " + ckpt.dir +
+                           " (continue with --resume " + ckpt.dir + ")");
+  const auto step_done = [&](const LhspgMetrics& m) {
+    if (ranks.active()) ranks.note_progress("pruning step " + std::to_string(m.step));
+    if (on_step) on_step(m);
+  };
   const auto t_lhspg = std::chrono::steady_clock::now();
   auto lhspg = o.lhspg;
   lhspg.method = o.method;
-  const auto result = run_lhspg(model, deps, resolved, sampler, lhspg, ctx, on_step, ckpt);
+  const auto result = run_lhspg(model, deps, resolved, sampler, lhspg, ctx, step_done, ckpt);
   const double lhspg_seconds = since(t_lhspg);
 
   task_report(ctx, "subnet", 0, 1);
@@ -278,8 +286,14 @@ nlohmann::json prune_model_impl(
     recovery.checkpoint_every = o.checkpoint_every;
     recovery.resume =
         o.resume && std::filesystem::exists(recovery.checkpoint_dir + "/latest/state.json");
+    const auto recovery_step_done = [&](const RecoveryMetrics& m) {
+      if (ranks.active())
+        ranks.note_progress("recovery stage " + std::to_string(m.stage) + " step " +
+                            std::to_string(m.step));
+      if (on_recovery_step) on_recovery_step(m);
+    };
     recovery_report =
-        recover_model(*pruned, loaded.tokenizer, recovery, dense_losses, ctx, on_recovery_step);
+        recover_model(*pruned, loaded.tokenizer, recovery, dense_losses, ctx, recovery_step_done);
     ppl_recovered = perplexity(*pruned, heldout, popt, ctx).ppl;
   }
 
