@@ -3,6 +3,8 @@
 #include <cstdio>
 
 #include "cli_common.h"
+#include "cli_dist.h"
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/text.h"
@@ -16,23 +18,33 @@ namespace {
 struct AnalyzeArgs : ModelArgs {
   std::string text, json_out, plan_out;
   double ratio = 0.2;
+  double dist_timeout = 600;
   KnowledgeOptions o;
 };
 
 int run_analyze(const AnalyzeArgs& a, const GlobalOptions& global) {
   a.o.validate();
+  // Data parallel: each rank measures its share of the node groups; rank 0 writes and prints.
+  init_distributed(a.dist_timeout, global, {});
+  auto& ranks = dist::current();
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);
   const auto tokens = loaded.tokenizer->encode(read_text_corpus(a.text));
   const auto deps = analyze_model(*loaded.model);
-  ProgressBar bar(global);
+  GlobalOptions quiet = global;
+  if (!ranks.is_root()) quiet.quiet = true;
+  ProgressBar bar(quiet);
   auto ctx = bar.context();
-  const auto r = analyze_knowledge(*loaded.model, deps, tokens, a.o, &ctx);
+  auto options = a.o;
+  options.ranks = &ranks;
+  const auto r = analyze_knowledge(*loaded.model, deps, tokens, options, &ctx);
   bar.finish();
+  if (!ranks.is_root()) return 0;
   auto j = r.to_json();
   j["model"] = a.model;
   j["text"] = a.text;
   j["rho"] = a.o.rho;
   j["gamma"] = a.o.gamma;
+  j["world_size"] = ranks.world_size();
   if (!a.json_out.empty()) io::write_file_atomic(a.json_out, j.dump(2) + "\n");
   if (!a.plan_out.empty()) {
     PruningPlan plan;
@@ -80,6 +92,13 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   app->add_option("--plan-out", a->plan_out,
                   "write a pruning plan that protects the marked node groups");
   app->add_option("--ratio", a->ratio, "target ratio of the written plan")->capture_default_str();
+  app->add_option("--dist-timeout", a->dist_timeout,
+                  "data parallel (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT or Slurm's variables "
+                  "set): seconds after which the other ranks give up on a rank that died or hangs")
+      ->capture_default_str();
+  app->footer(
+      "Data parallel (lorashear launch --nproc N -- analyze ..., torchrun, srun): each rank\n"
+      "measures every N-th node group; rank 0 writes and prints the result of one process.");
   return Command{app, [a, &global] { return run_analyze(*a, global); }};
 });
 

@@ -5,6 +5,8 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "cli_dist.h"
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/eval/tasks.h"
@@ -16,11 +18,20 @@ namespace {
 struct PplArgs : ModelArgs {
   std::string text, preset;
   int64_t seq_len = 0, max_windows = 0, batch = 8;
+  double dist_timeout = 600;
 };
 
+constexpr const char* kDistTimeoutHelp =
+    "data parallel (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT or Slurm's variables set): seconds "
+    "after which the other ranks give up on a rank that died or hangs";
+
 int run_ppl(const PplArgs& a, const GlobalOptions& global) {
+  // Data parallel: each rank scores its share of the windows; rank 0 prints the whole result.
+  init_distributed(a.dist_timeout, global, {});
+  auto& ranks = dist::current();
   auto loaded = load_model_for_cli(a, global, true);
   PerplexityOptions opts;
+  opts.ranks = &ranks;
   opts.batch = a.batch;
   opts.max_windows = a.max_windows;
   if (a.seq_len > 0) {
@@ -32,10 +43,13 @@ int run_ppl(const PplArgs& a, const GlobalOptions& global) {
   }
   const std::string text = read_text_corpus(a.text);
   const auto tokens = loaded.tokenizer->encode(text);
-  ProgressBar bar(global);
+  GlobalOptions quiet = global;
+  if (!ranks.is_root()) quiet.quiet = true;
+  ProgressBar bar(quiet);
   auto ctx = bar.context();
   auto r = perplexity(*loaded.model, tokens, opts, &ctx);
   bar.finish();
+  if (!ranks.is_root()) return 0;
   if (global.json) {
     print_json({{"model", a.model},
                 {"text", a.text},
@@ -47,7 +61,8 @@ int run_ppl(const PplArgs& a, const GlobalOptions& global) {
                 {"text_tokens", r.text_tokens},
                 {"protocol", r.protocol()},
                 {"seconds", r.seconds},
-                {"tokens_per_second", r.tokens_per_second}});
+                {"tokens_per_second", r.tokens_per_second},
+                {"world_size", ranks.world_size()}});
   } else {
     std::printf("ppl %.4f  (mean NLL %.5f; %s; text %lld tokens)\n", r.ppl, r.mean_nll,
                 r.protocol().c_str(), static_cast<long long>(r.text_tokens));
@@ -60,6 +75,7 @@ struct TasksArgs : ModelArgs {
   std::vector<std::string> tasks, data;
   int64_t limit = 0, batch = 64;
   bool per_item = false;
+  double dist_timeout = 600;
 };
 
 void print_task_table(const std::vector<TaskResult>& results) {
@@ -97,11 +113,18 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
   // The task files are read before the model is loaded: a typo should not cost a load.
   const auto files = resolve_task_files(a.tasks, data);
   const auto tasks = load_tasks(files);
+  // Data parallel: each rank scores its share of every task's requests; rank 0 prints.
+  init_distributed(a.dist_timeout, global, {});
+  auto& ranks = dist::current();
+  const bool root = ranks.is_root();
   auto loaded = load_model_for_cli(a, global, true);
   TaskEvalOptions opts;
   opts.limit = a.limit;
   opts.batch = a.batch;
-  ProgressBar bar(global);
+  opts.ranks = &ranks;
+  GlobalOptions quiet = global;
+  if (!root) quiet.quiet = true;
+  ProgressBar bar(quiet);
   auto ctx = bar.context();
   std::vector<TaskResult> done;
   const auto protocol = task_protocol(*loaded.model, *loaded.tokenizer);
@@ -110,6 +133,7 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
                    [&](const TaskResult& r) { done.push_back(r); });
   } catch (const CancelledError&) {
     bar.finish();
+    if (!root) throw;
     // What was finished is still worth printing; say what is missing.
     if (!done.empty()) print_task_table(done);
     std::string missing;
@@ -119,6 +143,7 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
     throw;
   }
   bar.finish();
+  if (!root) return 0;
   if (global.json) {
     nlohmann::json per_task = nlohmann::json::array();
     for (const auto& r : done)
@@ -128,7 +153,8 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
                 {"protocol", protocol},
                 {"tasks", per_task},
                 {"mean_acc", m.acc},
-                {"mean_headline", m.headline}});
+                {"mean_headline", m.headline},
+                {"world_size", ranks.world_size()}});
   } else {
     print_task_table(done);
     std::printf("protocol: %s\n", protocol.c_str());
@@ -159,6 +185,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
   ppl->add_option("--batch", a->batch, "Windows per forward pass")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
       ->capture_default_str();
+  ppl->add_option("--dist-timeout", a->dist_timeout, kDistTimeoutHelp)->capture_default_str();
+  ppl->footer(
+      "Data parallel (lorashear launch --nproc N -- eval ppl ..., torchrun, srun): each rank\n"
+      "scores every N-th batch of windows; rank 0 prints the result of one process.");
 
   auto* tasks = eval->add_subcommand(
       "tasks",
@@ -186,6 +216,10 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
       ->capture_default_str();
   tasks->add_flag("--per-item", t->per_item, "With --json: each item's prediction and lls");
+  tasks->add_option("--dist-timeout", t->dist_timeout, kDistTimeoutHelp)->capture_default_str();
+  tasks->footer(
+      "Data parallel (lorashear launch --nproc N -- eval tasks ..., torchrun, srun): each rank\n"
+      "scores every N-th batch of requests; rank 0 prints the result of one process.");
   // `eval` itself does nothing; the chosen subcommand runs. Report `eval` as the parsed command.
   return Command{eval, [a, t, ppl, tasks, &global] {
                    if (tasks->parsed()) return run_tasks(*t, global);

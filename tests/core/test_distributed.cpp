@@ -3,7 +3,8 @@
 // sets them) with half the batch each gives the same per-step losses, removed groups and final
 // weights as one process with the whole batch; rank 0 alone writes; a checkpoint of another world
 // size is refused; bad variables, a busy port, a dead or hung rank end in a one-line error,
-// quickly, naming the rank that stopped (3 ranks); Slurm's variables give the ranks.
+// quickly, naming the rank that stopped (3 ranks); Slurm's variables give the ranks; `eval ppl`,
+// `eval tasks` and `analyze` split their work over the ranks and print the one-process result.
 #include <QElapsedTimer>
 #include <QRegularExpression>
 #include <QTemporaryDir>
@@ -45,6 +46,18 @@ int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+// Whether nobody listens on `port` of the loopback now.
+bool port_is_free(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
 }
 
 // A socket listening on a port, so that the port is busy while it lives.
@@ -273,6 +286,11 @@ class TestDistributed : public QObject {
       worst = std::max(worst, std::abs(la[i] - lb[i]) / std::abs(la[i]));
     QVERIFY2(worst <= 1e-5, qPrintable(QString("loss differs by %1 (relative)").arg(worst)));
     QCOMPARE(b["pruning"]["removed"], a["pruning"]["removed"]);
+    // The held-out perplexity of the dense model: each rank scores half the windows.
+    const double ppl_before =
+        std::abs(a["ppl"]["before"].get<double>() - b["ppl"]["before"].get<double>()) /
+        a["ppl"]["before"].get<double>();
+    QVERIFY2(ppl_before <= 1e-9, qPrintable(QString("ppl before %1").arg(ppl_before)));
     QVERIFY(!a["pruning"]["removed"].empty());
     // The ranks sum their rows' gradients in another order than one process does (float
     // rounding, ~1e-7); AdamW amplifies that on the few elements whose gradient is near its eps:
@@ -284,9 +302,9 @@ class TestDistributed : public QObject {
                             .arg(w.normwise)
                             .arg(w.elementwise)));
     qInfo(
-        "%s: 2 ranks vs 1 process: loss %.3g, weights %.3g normwise, %.3g elementwise "
-        "(relative); %.1f s for 2 ranks",
-        qPrintable(method), worst, w.normwise, w.elementwise,
+        "%s: 2 ranks vs 1 process: loss %.3g, weights %.3g normwise, %.3g elementwise, held-out "
+        "ppl before %.3g (relative); %.1f s for 2 ranks",
+        qPrintable(method), worst, w.normwise, w.elementwise, ppl_before,
         static_cast<double>(timer.elapsed()) / 1000.0);
   }
 
@@ -516,6 +534,36 @@ class TestDistributed : public QObject {
     QCOMPARE(dist::slurm_first_host("rack[2-3]-gpu[5,9]"), std::string("rack2-gpu5"));
     QCOMPARE(dist::slurm_first_host("solo"), std::string("solo"));
 
+    // Two processes with Slurm's variables only, as srun starts them: `eval ppl` on 2 ranks.
+    int job = 4242;
+    while (!port_is_free(dist::kSlurmPortBase + job % 1000))
+      ++job;
+    std::vector<std::unique_ptr<QProcess>> ps;
+    for (int r = 0; r < 2; ++r) {
+      auto env = QProcessEnvironment::systemEnvironment();
+      for (const auto* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"})
+        env.remove(v);
+      env.insert("SLURM_PROCID", QString::number(r));
+      env.insert("SLURM_LOCALID", QString::number(r));
+      env.insert("SLURM_NTASKS", "2");
+      env.insert("SLURM_JOB_ID", QString::number(job));
+      env.insert("SLURM_STEP_NODELIST", "localhost");
+      env.insert("OMP_NUM_THREADS", "1");
+      auto p = std::make_unique<QProcess>();
+      p->setProcessEnvironment(env);
+      p->start(LORASHEAR_CLI_PATH,
+               {"eval", "ppl", QString::fromStdString(test::source_path("resources/demo-model")),
+                "--text", text_, "--seq-len", "64", "--max-windows", "20", "--json"});
+      ps.push_back(std::move(p));
+    }
+    for (auto& p : ps)
+      QVERIFY(p->waitForFinished(60000));
+    const auto err = QString::fromUtf8(ps[0]->readAllStandardError());
+    QVERIFY2(ps[0]->exitCode() == 0 && ps[1]->exitCode() == 0, qPrintable(err));
+    const auto j = nlohmann::json::parse(ps[0]->readAllStandardOutput().toStdString());
+    QCOMPARE(j.value("world_size", 0), 2);
+    QVERIFY(ps[1]->readAllStandardOutput().isEmpty());
+
     const std::vector<std::pair<Env, std::string>> bad = {
         {{{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "2"}}, "SLURM_PROCID='x' is not a number"},
         {{{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_ID", "1"}},
@@ -551,6 +599,113 @@ class TestDistributed : public QObject {
       QVERIFY2(e.find(says) != std::string::npos, (e + " | expected: " + says).c_str());
       QVERIFY2(e.find('\n') == std::string::npos, e.c_str());
     }
+  }
+
+  // `eval ppl`, `eval tasks` (two formats, several batches of requests) and `analyze` on two
+  // ranks print what one process prints: each rank scores its share, the sums are combined.
+  void evaluationSplitsOverRanks() {
+    const QString model =
+        QString::fromStdString(test::source_path("resources/demo-model").string());
+    QString problems;  // rank 1 prints nothing; every rank succeeds
+    auto compare = [&](const QStringList& args, const QString& name) {
+      auto one = run_ranks(1, args, path(name + "-one"));
+      auto two = run_ranks(2, args, path(name + "-two"));
+      if (one[0].code != 0 || two[0].code != 0 || two[1].code != 0)
+        problems += name + ": " + one[0].err + two[0].err + two[1].err + "\n";
+      if (!two[1].out.isEmpty()) problems += name + ": rank 1 printed " + two[1].out + "\n";
+      return std::make_pair(nlohmann::json::parse(one[0].out.toStdString(), nullptr, false),
+                            nlohmann::json::parse(two[0].out.toStdString(), nullptr, false));
+    };
+    const auto relative = [](double a, double b) {
+      return std::abs(a - b) / std::max(std::abs(a), 1e-300);
+    };
+
+    // Perplexity: 15 batches of 4 windows, 8 on rank 0 and 7 on rank 1.
+    auto [p1, p2] = compare({"eval", "ppl", model, "--text", text_, "--seq-len", "64", "--batch",
+                             "4", "--max-windows", "60", "--json"},
+                            "ppl");
+    QVERIFY2(problems.isEmpty(), qPrintable(problems));
+    QVERIFY(!p1.is_discarded() && !p2.is_discarded());
+    QCOMPARE(p2.value("world_size", 0), 2);
+    QCOMPARE(p2["windows"], p1["windows"]);
+    QCOMPARE(p2["predictions"], p1["predictions"]);
+    const double ppl_diff = relative(p1["ppl"].get<double>(), p2["ppl"].get<double>());
+    const double nll_diff = relative(p1["mean_nll"].get<double>(), p2["mean_nll"].get<double>());
+    QVERIFY2(ppl_diff <= 1e-9 && nll_diff <= 1e-9,
+             qPrintable(QString("ppl %1, mean NLL %2 (relative)").arg(ppl_diff).arg(nll_diff)));
+
+    // Tasks: multiple choice (contexts of many lengths: several batches) and LAMBADA's format.
+    const char* names[] = {"Lily", "Tom", "Ben", "Sue", "Max", "Anna"};
+    const char* things[] = {"ball", "cat", "tree", "boat", "cake", "dog", "kite"};
+    std::string mc, lambada;
+    for (int i = 0; i < 36; ++i) {
+      std::string query = std::string("Once upon a time ") + names[i % 6] + " had a";
+      for (int k = 0; k < i % 5; ++k)
+        query += std::string(" very big ") + things[(i + k) % 7];
+      nlohmann::json choices = nlohmann::json::array();
+      for (int c = 0; c < 3; ++c)
+        choices.push_back(things[(i + c * 2) % 7]);
+      mc += nlohmann::json{{"query", query}, {"choices", choices}, {"gold", i % 3}}.dump() + "\n";
+      if (i < 12)
+        lambada += nlohmann::json{{"context", std::string("One day ") + names[i % 6] +
+                                                  " saw a big " + things[i % 7] + " and the"},
+                                  {"continuation", things[(i + 1) % 7]}}
+                       .dump() +
+                   "\n";
+    }
+    test::write_all(path("story_choice.jsonl").toStdString(), mc);
+    test::write_all(path("story_lambada.jsonl").toStdString(), lambada);
+    auto [t1, t2] = compare({"eval", "tasks", model, "--data",
+                             path("story_choice.jsonl") + "," + path("story_lambada.jsonl"),
+                             "--batch", "4", "--json", "--per-item"},
+                            "tasks");
+    QVERIFY2(problems.isEmpty(), qPrintable(problems));
+    QVERIFY(!t1.is_discarded() && !t2.is_discarded());
+    QCOMPARE(t2.value("world_size", 0), 2);
+    QCOMPARE(t2["tasks"].size(), size_t{2});
+    double ll_diff = 0;
+    for (size_t i = 0; i < 2; ++i) {
+      const auto &a = t1["tasks"][i], &b = t2["tasks"][i];
+      for (const char* k : {"items", "requests", "correct", "correct_norm", "acc", "acc_norm"})
+        QVERIFY2(a[k] == b[k], qPrintable(QString("%1: %2 vs %3")
+                                              .arg(k)
+                                              .arg(QString::fromStdString(a[k].dump()))
+                                              .arg(QString::fromStdString(b[k].dump()))));
+      QCOMPARE(b["predictions"], a["predictions"]);
+      const auto la = a["lls"], lb = b["lls"];
+      QCOMPARE(lb.size(), la.size());
+      for (size_t j = 0; j < la.size(); ++j)
+        for (size_t k = 0; k < la[j].size(); ++k)
+          ll_diff = std::max(ll_diff, relative(la[j][k].get<double>(), lb[j][k].get<double>()));
+    }
+    const double lambada_ppl_diff =
+        relative(t1["tasks"][1]["ppl"].get<double>(), t2["tasks"][1]["ppl"].get<double>());
+    QVERIFY2(ll_diff <= 1e-9 && lambada_ppl_diff <= 1e-9,
+             qPrintable(QString("lls %1, ppl %2").arg(ll_diff).arg(lambada_ppl_diff)));
+
+    // Knowledge analysis: node groups split, losses combined.
+    auto [k1, k2] =
+        compare({"analyze", model, "--text", text_, "--seq-len", "64", "--windows", "6", "--json"},
+                "analyze");
+    QVERIFY2(problems.isEmpty(), qPrintable(problems));
+    QVERIFY(!k1.is_discarded() && !k2.is_discarded());
+    QCOMPARE(k2.value("world_size", 0), 2);
+    QCOMPARE(k2["unprunable"], k1["unprunable"]);
+    QCOMPARE(k2["node_groups"].size(), k1["node_groups"].size());
+    QVERIFY(k1["node_groups"].size() >= 4);
+    double knowledge_diff = relative(k1["base_loss"].get<double>(), k2["base_loss"].get<double>());
+    for (size_t i = 0; i < k1["node_groups"].size(); ++i) {
+      const auto &a = k1["node_groups"][i], &b = k2["node_groups"][i];
+      QCOMPARE(b["id"], a["id"]);
+      QCOMPARE(b["zeroed"], a["zeroed"]);
+      knowledge_diff =
+          std::max(knowledge_diff, relative(a["loss"].get<double>(), b["loss"].get<double>()));
+    }
+    QVERIFY2(knowledge_diff <= 1e-9, qPrintable(QString::number(knowledge_diff)));
+    qInfo(
+        "2 ranks vs 1 process (relative): ppl %.3g, mean NLL %.3g; task lls %.3g, lambada ppl "
+        "%.3g; knowledge losses %.3g",
+        ppl_diff, nll_diff, ll_diff, lambada_ppl_diff, knowledge_diff);
   }
 
   // Recovery data parallel: `prune --recover` (two categories, adaptive sampling, instruction

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 
 namespace lorashear {
@@ -46,23 +47,41 @@ PerplexityResult perplexity(LlamaModelImpl& model, const std::vector<int64_t>& t
   // batch 8 × 512 would otherwise need half a gigabyte).
   const int64_t chunk_rows =
       std::max<int64_t>(64, (int64_t(4) << 20) / std::max<int64_t>(1, vocab));
-  double nll_sum = 0.0;
+  // One partial sum per (batch, head chunk), added up in order at the end: with ranks, each
+  // fills the entries of its batches (zeros elsewhere), an all-reduce joins them exactly, and the
+  // total is the one of one process.
+  const int64_t chunks_per_batch = (opts.batch * (L - 1) + chunk_rows - 1) / chunk_rows;
+  const int64_t batches = (windows + opts.batch - 1) / opts.batch;
+  std::vector<double> partial(static_cast<size_t>(batches * chunks_per_batch), 0.0);
+  const bool split = opts.ranks != nullptr && opts.ranks->active();
+  const int64_t stride = split ? opts.ranks->world_size() : 1;
+  const int64_t first = split ? opts.ranks->rank() : 0;
   task_report(ctx, "perplexity", 0, windows);
-  for (int64_t w0 = 0; w0 < windows; w0 += opts.batch) {
+  for (int64_t bi = first; bi < batches; bi += stride) {
     task_check(ctx);
+    const int64_t w0 = bi * opts.batch;
     const int64_t b = std::min(opts.batch, windows - w0);
     auto batch = all.narrow(0, w0, b).to(model.options().device);
     auto hidden = model.hidden_states(batch).narrow(1, 0, L - 1).reshape({b * (L - 1), -1});
     auto targets = batch.narrow(1, 1, L - 1).reshape({b * (L - 1)});
-    for (int64_t r0 = 0; r0 < hidden.size(0); r0 += chunk_rows) {
+    for (int64_t r0 = 0, c = 0; r0 < hidden.size(0); r0 += chunk_rows, ++c) {
       const int64_t n = std::min(chunk_rows, hidden.size(0) - r0);
       auto logits = model.logits(hidden.narrow(0, r0, n));
       auto lse = torch::logsumexp(logits, -1);
       auto tgt = logits.gather(1, targets.narrow(0, r0, n).unsqueeze(1)).squeeze(1);
-      nll_sum += (lse - tgt).to(torch::kFloat64).sum().item<double>();
+      partial[static_cast<size_t>(bi * chunks_per_batch + c)] =
+          (lse - tgt).to(torch::kFloat64).sum().item<double>();
     }
-    task_report(ctx, "perplexity", w0 + b, windows);
+    task_report(ctx, "perplexity", std::min(windows, w0 + b * stride), windows);
   }
+  if (split) {
+    auto joined =
+        torch::from_blob(partial.data(), {static_cast<int64_t>(partial.size())}, torch::kFloat64);
+    opts.ranks->allreduce_sum(joined);
+  }
+  double nll_sum = 0.0;
+  for (const double v : partial)
+    nll_sum += v;
   PerplexityResult r;
   r.windows = windows;
   r.predictions = windows * (L - 1);

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/runtime.h"
 
@@ -403,7 +404,8 @@ struct Request {
 /// length are prefilled together, then their requests, sorted by continuation length, read the
 /// expanded KV cache in passes of up to `batch` sequences (little padding).
 void score_requests(LlamaModelImpl& model, std::vector<Request>& reqs, int64_t batch,
-                    const std::function<void(int64_t)>& on_done, const TaskContext* tctx) {
+                    const std::function<void(int64_t)>& on_done, const TaskContext* tctx,
+                    dist::Distributed* ranks) {
   std::map<std::vector<int64_t>, std::vector<size_t>> by_context;
   for (size_t i = 0; i < reqs.size(); ++i)
     by_context[reqs[i].ctx].push_back(i);
@@ -428,6 +430,32 @@ void score_requests(LlamaModelImpl& model, std::vector<Request>& reqs, int64_t b
     groups.emplace_back(c0, c1);
     c0 = c1;
   }
+  // Data parallel: this rank takes every world-size-th group; the others' requests come from the
+  // all-reduce at the end (each request is scored by exactly one rank, zeros elsewhere).
+  const bool split = ranks != nullptr && ranks->active();
+  if (split) {
+    std::vector<std::pair<size_t, size_t>> mine;
+    for (size_t g = static_cast<size_t>(ranks->rank()); g < groups.size();
+         g += static_cast<size_t>(ranks->world_size()))
+      mine.push_back(groups[g]);
+    groups.swap(mine);
+  }
+  const auto join = [&] {
+    if (!split) return;
+    auto values = torch::zeros({static_cast<int64_t>(reqs.size()), 2}, torch::kFloat64);
+    auto v = values.accessor<double, 2>();
+    for (const auto& [c0, c1] : groups)
+      for (size_t c = c0; c < c1; ++c)
+        for (auto r : contexts[c]->second) {
+          v[static_cast<int64_t>(r)][0] = reqs[r].ll;
+          v[static_cast<int64_t>(r)][1] = reqs[r].greedy ? 1.0 : 0.0;
+        }
+    ranks->allreduce_sum(values);
+    for (size_t r = 0; r < reqs.size(); ++r) {
+      reqs[r].ll = v[static_cast<int64_t>(r)][0];
+      reqs[r].greedy = v[static_cast<int64_t>(r)][1] > 0.5;
+    }
+  };
   std::atomic<int64_t> done{0};
   auto process = [&](size_t c0, size_t c1) {
     task_check(tctx);
@@ -525,6 +553,7 @@ void score_requests(LlamaModelImpl& model, std::vector<Request>& reqs, int64_t b
   if (workers <= 1) {
     for (const auto& [c0, c1] : groups)
       process(c0, c1);
+    join();
     return;
   }
   model.reserve_positions(max_positions);  // the rotary tables are only read from here on
@@ -550,6 +579,7 @@ void score_requests(LlamaModelImpl& model, std::vector<Request>& reqs, int64_t b
   for (auto& t : pool)
     t.join();
   if (error) std::rethrow_exception(error);
+  join();
 }
 
 double stderr_of(double p, int64_t n) {
@@ -649,7 +679,7 @@ TaskResult evaluate_task(LlamaModelImpl& model, const Tokenizer& tokenizer, cons
       [&](int64_t done) {
         task_report(ctx, task.name, static_cast<int64_t>(done / per_item), n_items);
       },
-      ctx);
+      ctx, options.ranks);
 
   const bool norm =
       task.format == TaskFormat::MultipleChoice || task.format == TaskFormat::HellaswagText;

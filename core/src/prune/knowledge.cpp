@@ -8,6 +8,7 @@
 #include <numeric>
 #include <set>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/prune/subnet.h"
@@ -55,17 +56,29 @@ KnowledgeResult analyze_knowledge(LlamaModelImpl& model, const DependencyGraph& 
                      " tokens, fewer than one window of " + std::to_string(o.seq_len));
   model.eval();
   KnowledgeResult r;
-  const auto base = perplexity(model, tokens, popt, ctx);
+  auto base_opt = popt;
+  base_opt.ranks = o.ranks;
+  const auto base = perplexity(model, tokens, base_opt, ctx);
   r.base_loss = base.mean_nll;
   r.protocol = base.protocol();
   const auto params = model.all_parameters();
-  int64_t done = 0, total = 0;
+  // Data parallel: rank k measures every world-size-th node group (all windows); the losses and
+  // counts are combined after the loop, each measured by one rank alone.
+  const bool split = o.ranks != nullptr && o.ranks->active();
+  const int64_t stride = split ? o.ranks->world_size() : 1;
+  const int64_t mine = split ? o.ranks->rank() : 0;
+  int64_t done = 0, total = 0, index = -1;
   for (const auto& g : deps.node_groups)
     total += g.prunable ? 1 : 0;
   for (const auto& g : deps.node_groups) {
     if (!g.prunable) continue;
+    if (++index % stride != mine) {
+      r.groups.push_back({g.id, g.kind, g.layer, 0, 0, 0, 0, false});
+      continue;
+    }
     task_check(ctx);
-    task_report(ctx, "knowledge", done++, total, g.id);
+    task_report(ctx, "knowledge", done, total, g.id);
+    done += stride;
     // Lowest magnitude first: ||W_eff[g]|| over the group's base slices.
     std::vector<double> mag(static_cast<size_t>(g.size), 0.0);
     {
@@ -110,9 +123,23 @@ KnowledgeResult analyze_knowledge(LlamaModelImpl& model, const DependencyGraph& 
       for (auto& [name, t] : backup)
         params.at(name).copy_(t);
     }
-    k.delta = k.loss - r.base_loss;
     r.groups.push_back(k);
   }
+  if (split) {
+    auto joined = torch::zeros({static_cast<int64_t>(r.groups.size()), 2}, torch::kFloat64);
+    auto v = joined.accessor<double, 2>();
+    for (size_t i = 0; i < r.groups.size(); ++i) {
+      v[static_cast<int64_t>(i)][0] = r.groups[i].loss;
+      v[static_cast<int64_t>(i)][1] = static_cast<double>(r.groups[i].zeroed);
+    }
+    o.ranks->allreduce_sum(joined);
+    for (size_t i = 0; i < r.groups.size(); ++i) {
+      r.groups[i].loss = v[static_cast<int64_t>(i)][0];
+      r.groups[i].zeroed = static_cast<int64_t>(std::llround(v[static_cast<int64_t>(i)][1]));
+    }
+  }
+  for (auto& g : r.groups)
+    g.delta = g.loss - r.base_loss;
   double max_delta = 0;
   for (const auto& g : r.groups)
     max_delta = std::max(max_delta, g.delta);

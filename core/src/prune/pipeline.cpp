@@ -136,6 +136,7 @@ nlohmann::json prune_model_impl(
   PerplexityOptions popt;
   popt.seq_len = o.seq_len;
   popt.max_windows = o.eval_windows;
+  popt.ranks = &ranks;  // each rank scores its share of the held-out windows
   model.eval();
   PerplexityResult ppl_before;
   if (o.dense_ppl > 0)
@@ -178,6 +179,7 @@ nlohmann::json prune_model_impl(
   if (o.analyze) {
     auto ko = o.knowledge;
     ko.seq_len = o.seq_len;
+    ko.ranks = &ranks;  // each rank measures its share of the node groups
     std::vector<int64_t> eval(
         tokens.begin(), tokens.begin() + static_cast<long>(std::min<size_t>(
                                              split, static_cast<size_t>(ko.windows * ko.seq_len))));

@@ -23,6 +23,9 @@
 #include "lorashear/tokenizer/tokenizer.h"
 
 namespace lorashear {
+namespace dist {
+class Distributed;
+}
 
 enum class TaskFormat {
   MultipleChoice,  ///< {"query", "choices", "gold"} JSONL (ARC, BoolQ, PIQA, OpenBookQA, COPA)
@@ -81,6 +84,12 @@ TaskData load_task(const std::string& name, const std::string& path);
 struct TaskEvalOptions {
   int64_t limit = 0;   ///< score only the first N items (0 = all)
   int64_t batch = 64;  ///< sequences per forward pass
+  /// Data parallel: the batches of requests (contexts of one length, as one process forms them)
+  /// are dealt round-robin over these ranks and every request's log-likelihood is combined, so
+  /// every rank returns the one-process result (the same passes; equal bit for bit where the
+  /// BLAS does not change its summation order with the thread count). Every rank must call.
+  /// nullptr: this process alone.
+  dist::Distributed* ranks = nullptr;
 };
 
 struct TaskResult {

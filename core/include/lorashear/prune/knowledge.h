@@ -15,6 +15,9 @@
 #include "lorashear/task.h"
 
 namespace lorashear {
+namespace dist {
+class Distributed;
+}
 
 struct KnowledgeOptions {
   double rho = 0.5;       ///< fraction of each node group's variable groups zeroed
@@ -22,6 +25,10 @@ struct KnowledgeOptions {
   int64_t seq_len = 128;  ///< evaluation windows (non-overlapping)
   int64_t windows = 64;   ///< at most this many
   int64_t batch = 8;
+  /// Data parallel: the base loss's windows and then the node groups are dealt round-robin over
+  /// these ranks, the losses combined; every rank returns the one-process result. Every rank must
+  /// call. nullptr: this process alone.
+  dist::Distributed* ranks = nullptr;
   /// Throws UsageError naming the option.
   void validate() const;
 };
