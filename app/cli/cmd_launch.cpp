@@ -177,8 +177,12 @@ const Register reg([](CLI::App& parent, GlobalOptions&) {
   app->add_option("command", a->command, "the subcommand and its arguments, after --")->required();
   app->footer(
       "Sets RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT as torchrun\n"
-      "does (the subcommand can also run under torchrun or srun directly). Example:\n"
-      "  lorashear launch --nproc 2 -- prune MODEL --ratio 0.2 --text FILE --out DIR --batch 8");
+      "does (the subcommand can also run under torchrun, or srun: SLURM_PROCID, SLURM_NTASKS,\n"
+      "SLURM_LOCALID, SLURM_STEP_NODELIST and SLURM_JOB_ID stand in for the variables not set).\n"
+      "Data parallel: prune, recover, eval ppl, eval tasks, analyze. A rank that dies or hangs\n"
+      "stops the others within their --dist-timeout, naming it. Examples:\n"
+      "  lorashear launch --nproc 2 -- prune MODEL --ratio 0.2 --text FILE --out DIR --batch 8\n"
+      "  lorashear launch --nproc 2 -- eval tasks MODEL --data DIR");
   return Command{app, [a] { return run_launch(*a); }};
 });
 
