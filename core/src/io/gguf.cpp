@@ -151,8 +151,14 @@ class Reader {
         if (depth > 8) throw InputError(f_.path() + ": " + what + ": arrays nested too deeply");
         v.elem_type = get<uint32_t>(what);
         const auto n = get<uint64_t>(what);
-        // Every element takes at least one byte: a count beyond the file is garbage, not a size.
-        need(n, what);
+        // Each element takes at least min_size bytes of the file: a count the rest of the file
+        // cannot hold is garbage, refused before reserving (a Value is ~100 bytes, so a count
+        // checked against single bytes would let a small file reserve 100x its size).
+        const uint64_t min_size = encoded_min_size(v.elem_type);
+        if (n > (f_.size() - pos_) / min_size)
+          throw InputError(f_.path() + ": " + what + ": array of " + std::to_string(n) +
+                           " elements does not fit in the " + std::to_string(f_.size() - pos_) +
+                           " bytes left in the file");
         v.items.reserve(n);
         for (uint64_t k = 0; k < n; ++k)
           v.items.push_back(value(v.elem_type, what, depth + 1));
@@ -166,6 +172,28 @@ class Reader {
   }
 
  private:
+  // The fewest bytes one value of `type` takes in the file (an unknown type fails when read).
+  static uint64_t encoded_min_size(uint32_t type) {
+    switch (type) {
+      case kU16:
+      case kI16:
+        return 2;
+      case kU32:
+      case kI32:
+      case kF32:
+        return 4;
+      case kU64:
+      case kI64:
+      case kF64:
+      case kString:  // its length
+        return 8;
+      case kArray:  // element type and count
+        return 12;
+      default:
+        return 1;
+    }
+  }
+
   const MappedFile& f_;
   uint64_t pos_ = 0;
 };
@@ -609,6 +637,10 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
     if (names.count(t.name) && t.ne.size() == 2)
       if (const auto type = supported_type(t.type))
         matrix_dtypes.push_back(source_type_name(*type));
+  uint64_t stored_bytes = 0;
+  for (const auto& t : g.tensors())
+    stored_bytes += t.nbytes;
+  check_model_fits_weights(cfg, stored_bytes, path);
   LlamaModel model(cfg, model_options_for(opts, matrix_dtypes));
   std::vector<TensorSource> sources;
   std::string source_dtype;

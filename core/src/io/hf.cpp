@@ -102,6 +102,11 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
   for (const auto& [name, where] : stored)
     if (where.second->shape.size() == 2 && !ignorable(name, cfg))
       matrix_dtypes.push_back(where.second->dtype);
+  uint64_t stored_bytes = 0;
+  for (const auto& f : files)
+    for (const auto& e : f->entries())
+      stored_bytes += e.end - e.begin;
+  check_model_fits_weights(cfg, stored_bytes, weights_name);
   LlamaModel model(cfg, model_options_for(opts, matrix_dtypes));
   const auto params = model->state_dict();
   std::vector<TensorSource> sources;

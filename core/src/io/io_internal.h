@@ -70,6 +70,11 @@ ModelOptions model_options_for(const LoadOptions& opts,
 /// SentencePiece model.
 std::shared_ptr<Tokenizer> load_tokenizer_file(const std::string& path, int64_t vocab_size);
 
+/// Throws InputError when `cfg` declares more parameters than `stored_bytes` (the weight files'
+/// tensor bytes) can hold, before a model of that size is allocated (a small file with a huge
+/// config must not reserve gigabytes).
+void check_model_fits_weights(const ModelConfig& cfg, uint64_t stored_bytes,
+                              const std::string& source);
 /// Throws InputError when the tokenizer has more pieces than the model has embedding rows.
 void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& cfg, const std::string& source);
 

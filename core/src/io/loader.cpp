@@ -1,5 +1,6 @@
 #include "lorashear/io/loader.h"
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -214,6 +215,27 @@ void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& cfg, const st
   if (tok.vocab_size() > cfg.vocab_size)
     throw InputError(source + ": tokenizer has " + std::to_string(tok.vocab_size()) +
                      " pieces but the model's vocabulary is " + std::to_string(cfg.vocab_size));
+}
+
+void check_model_fits_weights(const ModelConfig& cfg, uint64_t stored_bytes,
+                              const std::string& source) {
+  // A lower bound of the parameters the config declares (embedding, projections; norms and biases
+  // left out), in long double so that a hostile config cannot overflow it.
+  const long double hidden = static_cast<long double>(cfg.hidden_size);
+  long double need = static_cast<long double>(cfg.vocab_size) * hidden;
+  for (const auto& d : cfg.layers) {
+    const long double q = static_cast<long double>(d.n_heads) * cfg.head_dim;
+    const long double kv = static_cast<long double>(d.n_kv_heads) * cfg.head_dim;
+    need += hidden * (2 * q + 2 * kv) + 3 * hidden * static_cast<long double>(d.intermediate_size);
+  }
+  // Every stored value takes at least one byte (Q8_0, the smallest encoding, 34 per 32 values).
+  if (need > static_cast<long double>(stored_bytes)) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.4Lg", need);
+    throw InputError(source + ": the configuration declares at least " + buf +
+                     " parameters, but the weights hold only " + std::to_string(stored_bytes) +
+                     " bytes; refused before allocating the model");
+  }
 }
 
 ModelOptions model_options_for(const LoadOptions& opts,

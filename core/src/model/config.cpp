@@ -217,6 +217,23 @@ void ModelConfig::validate(const std::string& source) const {
            std::to_string(d.n_heads) + " query heads are not a multiple of " +
                std::to_string(d.n_kv_heads) + " kv heads" + where);
   }
+  // Parameter counts are int64 (num_parameters, the memory plan multiplies them by bytes): a
+  // generous bound in long double refuses dimensions whose products would overflow.
+  {
+    const long double h = static_cast<long double>(hidden_size);
+    long double n = 2 * static_cast<long double>(vocab_size) * h + h;
+    for (const auto& d : layers) {
+      const long double q = static_cast<long double>(d.n_heads) * head_dim;
+      const long double kv = static_cast<long double>(d.n_kv_heads) * head_dim;
+      n += (h + 1) * (2 * q + 2 * kv + 1) + (3 * h + 2) * d.intermediate_size + 3 * h +
+           2 * static_cast<long double>(head_dim);
+    }
+    if (n > static_cast<long double>(int64_t{1} << 56))
+      fail(source, "hidden_size",
+           "the dimensions give more than 2^56 parameters (vocab_size " +
+               std::to_string(vocab_size) + ", hidden_size " + std::to_string(hidden_size) + ", " +
+               std::to_string(layers.size()) + " layers)");
+  }
   if (rms_norm_eps <= 0) fail(source, "rms_norm_eps", "must be positive");
   if (rope_theta <= 0) fail(source, "rope_theta", "must be positive");
   if (max_position_embeddings <= 0) fail(source, "max_position_embeddings", "must be positive");
@@ -439,7 +456,10 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j, const std::string
   c.vocab_size = require_int(j, "vocab_size", source);
   c.hidden_size = require_int(j, "hidden_size", source);
   const int64_t n_layers = require_int(j, "num_hidden_layers", source);
-  if (n_layers <= 0) fail(source, "num_hidden_layers", "must be positive");
+  // The per-layer table is allocated from this count: bound it before (the largest real models
+  // have ~100 layers; GGUF's reader uses the same limit).
+  if (n_layers <= 0 || n_layers > 100000)
+    fail(source, "num_hidden_layers", "must be 1..100000, found " + std::to_string(n_layers));
   const int64_t n_heads = require_int(j, "num_attention_heads", source);
   const int64_t n_kv = optional_int(j, "num_key_value_heads", n_heads, source);
   const int64_t inter = require_int(j, "intermediate_size", source);
