@@ -836,7 +836,10 @@ class TestDistributed : public QObject {
     p.setProcessEnvironment(env);
     p.start(LORASHEAR_CLI_PATH, QStringList{"launch", "--nproc", "2", "--"} + args);
     QVERIFY(p.waitForStarted());
-    QTest::qWait(2500);
+    // Once the ranks train (the first checkpoint is written), not during their start, when a
+    // loaded machine may not have installed their Ctrl-C handler yet.
+    QTRY_VERIFY_WITH_TIMEOUT(
+        QFileInfo::exists(path("launch-interrupted") + ".checkpoint/latest/state.json"), 60000);
     ::kill(static_cast<pid_t>(p.processId()), SIGINT);
     QVERIFY(p.waitForFinished(30000));
     const auto err = QString::fromUtf8(p.readAllStandardError());
