@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -515,9 +516,13 @@ int64_t RunFollower::poll(const std::function<void(const RunRecord&)>& on_record
   std::string problem;
   int64_t problem_line = 0, bad = 0;
   for (;;) {
-    buf.resize(pending_.size() + kChunk);
+    // What the file held when this poll began, at most kChunk at a time (lines appended since
+    // are the next poll's): a poll that finds a few new lines must not allocate and zero 8 MiB.
+    const uint64_t left = static_cast<uint64_t>(end) > offset_ ? end - offset_ : 0;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, left));
+    buf.resize(pending_.size() + want);
     std::memcpy(buf.data(), pending_.data(), pending_.size());
-    const size_t got = std::fread(buf.data() + pending_.size(), 1, kChunk, f);
+    const size_t got = std::fread(buf.data() + pending_.size(), 1, want, f);
     const size_t have = pending_.size() + got;
     offset_ += got;
     std::string_view data(buf.data(), have);
@@ -543,7 +548,7 @@ int64_t RunFollower::poll(const std::function<void(const RunRecord&)>& on_record
       on_record(record_);
     }
     pending_.assign(data.substr(start));
-    if (got < kChunk) break;
+    if (want < kChunk || got < want) break;
   }
   if (count > 0 || problem_line > 0) {
     last_line_ = std::chrono::steady_clock::now();

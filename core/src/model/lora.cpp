@@ -178,6 +178,9 @@ void load_lora_adapter(LlamaModelImpl& model, const std::string& dir) {
   try {
     if (j.value("peft_type", std::string("LORA")) != "LORA")
       throw InputError(cfg_path + ": field 'peft_type': only LORA adapters are supported");
+    // get<int64_t>() of a float outside int64's range is undefined behaviour: integers only.
+    if (!field("r").is_number_integer())
+      throw InputError(cfg_path + ": field 'r': expected an integer, found " + field("r").dump());
     cfg.rank = field("r").get<int64_t>();
     cfg.alpha = field("lora_alpha").get<double>();
     cfg.dropout = j.value("lora_dropout", 0.0);

@@ -1211,6 +1211,18 @@ std::string text_or(const json& j, const char* key, const std::string& fallback)
   return it == j.end() || it->is_null() ? fallback : it->get<std::string>();
 }
 
+// A token id: get<int64_t>() of a float outside int64's range is undefined behaviour, so anything
+// but an integer in 0..kMaxId-1 is refused first.
+int32_t token_id(const json& v, const std::string& where) {
+  if (!v.is_number_integer())
+    throw InputError(where + ": expected an integer id, found " +
+                     (v.is_primitive() ? v.dump() : std::string(v.type_name())));
+  const int64_t id = v.get<int64_t>();
+  if (id < 0 || id >= kMaxId || (v.is_number_unsigned() && v.get<uint64_t>() >= uint64_t(kMaxId)))
+    throw InputError(where + ": id " + v.dump() + " is out of range");
+  return static_cast<int32_t>(id);
+}
+
 }  // namespace
 
 // ---- HfTokenizer
@@ -1439,6 +1451,9 @@ void HfTokenizer::Impl::parse_model(const json& j) {
   BpeModel& m = model;
   m.vocab.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    // get<int64_t>() of a float outside int64's range is undefined behaviour: integers only.
+    if (!it.value().is_number_integer())
+      throw InputError(source + ": vocabulary id of '" + it.key() + "' is not an integer");
     const int64_t id = it.value().get<int64_t>();
     if (id < 0 || id >= kMaxId)
       throw InputError(source + ": vocabulary id " + std::to_string(id) + " of '" + it.key() +
@@ -1519,7 +1534,7 @@ void HfTokenizer::Impl::parse_post_processor(const json& j) {
       std::vector<int32_t> ids;
       if (specials.contains(name)) {
         for (const json& id : specials.at(name).at("ids"))
-          ids.push_back(id.get<int32_t>());
+          ids.push_back(token_id(id, source + ": post_processor special token '" + name + "'"));
       } else if (id_of(name) >= 0) {
         ids.push_back(id_of(name));
       }
@@ -1529,8 +1544,8 @@ void HfTokenizer::Impl::parse_post_processor(const json& j) {
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     const json& cls = j.at("cls");
     const json& sep = j.at("sep");
-    prefix.push_back(cls.at(1).get<int32_t>());
-    suffix.push_back(sep.at(1).get<int32_t>());
+    prefix.push_back(token_id(cls.at(1), source + ": post_processor cls"));
+    suffix.push_back(token_id(sep.at(1), source + ": post_processor sep"));
   } else if (type == "Sequence") {
     for (const json& p : j.at("processors"))
       parse_post_processor(p);
@@ -1680,8 +1695,12 @@ std::unique_ptr<HfTokenizer> HfTokenizer::from_json(const std::string& text,
     if (j.contains("added_tokens") && !j.at("added_tokens").is_null()) {
       for (const json& a : j.at("added_tokens")) {
         HfAddedToken t;
-        const int64_t id = a.at("id").get<int64_t>();
         t.content = a.at("content").get<std::string>();
+        // get<int64_t>() of a float outside int64's range is undefined behaviour: integers only.
+        if (!a.at("id").is_number_integer())
+          throw InputError(source + ": added token '" + t.content + "' has id " +
+                           a.at("id").dump() + ", not an integer");
+        const int64_t id = a.at("id").get<int64_t>();
         t.special = flag(a, "special", false);
         t.lstrip = flag(a, "lstrip", false);
         t.rstrip = flag(a, "rstrip", false);
