@@ -10,6 +10,7 @@
 #include "lorashear/data/instruct.h"
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/tokenizer/tokenizer.h"
@@ -222,6 +223,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
       {"lora", {o.lora.rank, o.lora.alpha, o.lora.targets}},
       {"dense",
        to_json(dense_losses)}}.dump();
+  if (o.resume && !o.checkpoint_dir.empty()) io::verify_checkpoint(latest);
   if (o.resume) {
     if (o.checkpoint_dir.empty() || !std::filesystem::exists(latest + "/state.json"))
       throw UsageError("--resume: no recovery checkpoint in " + o.checkpoint_dir);
@@ -250,6 +252,7 @@ nlohmann::json recover_model(LlamaModelImpl& model, std::shared_ptr<const Tokeni
     if (extra) extra(staged.path());
     trainer.save(staged.path() + "/optimizer.pt");
     io::write_file_atomic(staged.path() + "/state.json", st.dump() + "\n");
+    io::write_checkpoint_manifest(staged.path());
     staged.commit();
   };
   int64_t global_step = state.is_null() ? 0 : state.at("global_step").get<int64_t>();
