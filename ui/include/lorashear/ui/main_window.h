@@ -6,6 +6,10 @@
 // status bar with the engine's progress, time left and a cancel button. Opens models from the
 // menu, recent files, drag and drop or the command line; remembers its layout, theme and recent
 // files. Help: the user guide, the keyboard shortcuts, About.
+// It builds the docks and menus; one controller per concern (ui/src) owns the actions and wiring:
+// FileActions (File menu, opening), ViewActions (View menu, toolbar, theme), GraphController
+// (layouts, overlays, selection, search), TaskController (status bar, errors, Tools menu),
+// RunCoordinator (runs: record, resume, follow) and HelpActions (Help menu).
 
 #include <QMainWindow>
 #include <QString>
@@ -14,16 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <set>
-#include <string>
-#include <vector>
 
-class QAction;
-class QComboBox;
-class QLabel;
-class QLineEdit;
-class QMenu;
-class QProgressBar;
-class QPushButton;
 class QTabWidget;
 class QThreadPool;
 class QVariant;
@@ -31,24 +26,27 @@ class QTreeView;
 
 namespace lorashear {
 
+class ComparePanel;
 class Engine;
+class ExperimentsPanel;
+class FileActions;
+class GraphController;
 class GraphLegend;
 class GraphOverview;
 class GraphView;
+class HelpActions;
 class Inspector;
-class LayoutCache;
 class LogView;
 class NodeGroupModel;
-class ComparePanel;
-class ExperimentsPanel;
 class PlanEditor;
+class RunCoordinator;
 class RunPanel;
 class RunWatcher;
 class SummaryView;
+class TaskController;
 class UserGuideWindow;
+class ViewActions;
 class WelcomePage;
-struct EngineProgress;
-struct GraphLayout;
 struct ModelDocument;
 
 class MainWindow : public QMainWindow {
@@ -68,15 +66,15 @@ class MainWindow : public QMainWindow {
   /// Device ("cpu", "cuda:0") and weight dtype ("float32", "bfloat16", "float16") for the next
   /// open; saved with the settings.
   void setOpenOptions(const QString& device, const QString& dtype);
-  QString device() const { return device_; }
-  QString dtype() const { return dtype_; }
+  QString device() const;
+  QString dtype() const;
   /// Finds the next operator or node group whose name contains `text` (case-insensitive), shows
   /// it (expanding its layer) and selects it; false when nothing matches.
   bool search(const QString& text);
   void expandAll();
   void collapseAll();
   void setExpanded(const std::set<int64_t>& layers);
-  const std::set<int64_t>& expandedLayers() const { return expanded_; }
+  const std::set<int64_t>& expandedLayers() const;
   /// Overlays: "kind" (default), "parameters", "variable groups", "prunable", "importance".
   void setOverlay(const QString& name);
   QStringList overlayNames() const;
@@ -104,7 +102,7 @@ class MainWindow : public QMainWindow {
   /// false, with a message naming where it was expected, when it is missing.
   bool showUserGuide(const QString& anchor = {});
   /// The guide window (null until the guide was first shown).
-  UserGuideWindow* userGuide() const { return guide_; }
+  UserGuideWindow* userGuide() const;
   /// Help ▸ Keyboard shortcuts and Help ▸ About (non-modal; closed with the window).
   void showShortcuts();
   void showAbout();
@@ -112,7 +110,7 @@ class MainWindow : public QMainWindow {
   /// The open model's path ("" when none).
   QString documentPath() const;
   /// The last error shown in a dialog (empty if none).
-  QString lastError() const { return last_error_; }
+  QString lastError() const;
   /// True while a layout is being computed or waits to be drawn.
   bool layoutPending() const;
   QStringList recentFiles() const;
@@ -127,10 +125,13 @@ class MainWindow : public QMainWindow {
   /// names (with the run's plan) as for a local run. False, with a message, when it cannot.
   bool openRun(const QString& path);
   /// The followed run (null when none).
-  RunWatcher* runWatcher() const { return watcher_; }
+  RunWatcher* runWatcher() const;
   void stopFollowing();
   /// Time from a layout request to its drawing on screen, for the last drawing (ms).
-  double lastPaintMs() const { return last_paint_ms_; }
+  double lastPaintMs() const;
+  /// Writes a setting on a background thread (QSettings syncs with fdatasync, tens of ms), in
+  /// order; for the controllers.
+  void saveSetting(const QString& key, const QVariant& value);
 
  signals:
   /// A layout was drawn (after an open, expand, collapse).
@@ -142,38 +143,14 @@ class MainWindow : public QMainWindow {
   void closeEvent(QCloseEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
-  bool eventFilter(QObject* watched, QEvent* event) override;
 
  private:
-  void buildActions();
   void buildDocks();
+  void buildMenus();
   void documentChanged();
-  void requestLayout();
-  void showLayoutResult(std::shared_ptr<const GraphLayout> layout,
-                        const std::set<int64_t>& expanded, double seconds, bool cached);
-  void progress(const EngineProgress& p);
-  void taskStarted(const QString& task);
-  void taskEnded();
-  void showError(const QString& title, const QString& message);
-  void addRecent(const QString& path);
-  void updateRecentMenu();
-  void selectOperator(qint64 op, bool from_tree = false);
-  void selectNodeGroup(qint64 group, bool from_tree = false);
-  /// Records the selection (1 operator, 2 node group), selects `tree_group` in the tree when
-  /// `sync_tree`, and highlights it in the graph, expanding `layer` first when it is collapsed.
-  void select(int kind, qint64 index, int64_t tree_group, int64_t layer, bool sync_tree);
-  void applySelection();
-  void applyOverlay();
-  void placeOverlays();
-  void exportGraph(bool png);
-  void openDialog(bool folder);
-  void runTextTask(bool knowledge);
   void updateWelcome();
-  /// Writes a setting on a background thread (QSettings syncs with fdatasync, tens of ms).
-  void saveSetting(const QString& key, const QVariant& value);
 
   Engine* engine_ = nullptr;
-  LayoutCache* layouts_ = nullptr;
   QTabWidget* tabs_ = nullptr;
   GraphView* view_ = nullptr;
   GraphOverview* overview_ = nullptr;
@@ -188,38 +165,14 @@ class MainWindow : public QMainWindow {
   ComparePanel* compare_ = nullptr;
   ExperimentsPanel* experiments_ = nullptr;
   WelcomePage* welcome_ = nullptr;
-  UserGuideWindow* guide_ = nullptr;
-  bool opening_ = false;  // an open is running (the welcome page steps aside)
-  QLineEdit* search_ = nullptr;
-  QComboBox* overlay_ = nullptr;
-  QLabel* status_ = nullptr;
-  QLabel* time_left_ = nullptr;
-  QProgressBar* progress_ = nullptr;
-  QPushButton* cancel_ = nullptr;
-  QMenu* recent_menu_ = nullptr;
-  std::vector<QAction*> model_actions_;  // enabled when a model with weights is open
-
-  std::set<int64_t> expanded_;
-  int selection_kind_ = 0;  // 0 none, 1 operator, 2 node group
-  qint64 selection_ = -1;
-  bool centre_pending_ = false;
-  const void* shown_document_ = nullptr;  // the document whose graph is drawn
-  bool selecting_ = false;
-  bool layout_requested_ = false;
-  QString last_error_;
-  QString last_search_;
-  int search_position_ = -1;
-  double last_paint_ms_ = 0;
-  qint64 request_started_ns_ = 0;
-  bool dark_ = false;
-  QString theme_;
-  QString interrupted_run_;  // the record of a run that did not end (see RunPanel)
-  bool closing_ = false;
-  QString device_ = "cpu", dtype_ = "float32";
-  QStringList recent_;
+  TaskController* tasks_ = nullptr;
+  GraphController* graph_ = nullptr;
+  FileActions* files_ = nullptr;
+  ViewActions* view_actions_ = nullptr;
+  RunCoordinator* runs_ = nullptr;
+  HelpActions* help_ = nullptr;
+  bool opening_ = false;                    // an open is running (the welcome page steps aside)
   QThreadPool* settings_writer_ = nullptr;  // one thread: writes stay in order
-  RunWatcher* watcher_ = nullptr;
-  void updateFollowStatus();
 };
 
 }  // namespace lorashear
