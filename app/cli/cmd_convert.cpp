@@ -1,9 +1,11 @@
 // `lorashear convert MODEL --to hf OUTDIR` / `--to gguf OUT.gguf`: export to the layouts other
 // tools load (transformers / vLLM; llama.cpp and what is built on it).
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "cli_common.h"
+#include "lorashear/io/files.h"
 #include "lorashear/io/gguf.h"
 #include "lorashear/model/lora.h"
 
@@ -49,8 +51,23 @@ int run_gguf(const ConvertArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
+// OUT is replaced whole: refuse a folder that holds something other than a model.
+void check_hf_target(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  if (!fs::is_directory(out, ec)) throw UsageError(out + " exists and is not a folder");
+  if (fs::is_empty(out, ec) || fs::exists(fs::path(out) / "config.json", ec)) return;
+  throw UsageError(out + " is a folder without a model (no config.json); it would be replaced " +
+                   "whole: give a new folder or a model folder");
+}
+
 int run_convert(const ConvertArgs& a, const GlobalOptions& global) {
   if (a.to == "gguf") return run_gguf(a, global);
+  check_hf_target(a.out);
+  // Built beside OUT and renamed into place: a failure (a full disk) leaves a previous OUT as it
+  // was, and no mix of old and new files. Made first, so an unwritable OUT fails at once.
+  io::StagedDirectory staged(a.out, /*overwrite=*/true);
   auto loaded = load_model_for_cli(a, global, false);
   // An adapter is merged into the weights: the output is a plain model other tools load.
   if (!a.adapter.empty()) fold_lora(*loaded.model);
@@ -59,7 +76,8 @@ int run_convert(const ConvertArgs& a, const GlobalOptions& global) {
   opts.max_shard_bytes = static_cast<int64_t>(a.shard_mib * 1024 * 1024);
   ProgressBar bar(global);
   auto ctx = bar.context();
-  save_hf(*loaded.model, loaded.tokenizer.get(), a.out, opts, &ctx);
+  save_hf(*loaded.model, loaded.tokenizer.get(), staged.path(), opts, &ctx);
+  staged.commit();
   bar.finish();
   if (global.json) {
     print_json({{"model", a.model},
@@ -87,7 +105,8 @@ const Register reg([](CLI::App& parent, GlobalOptions& global) {
       ->check(CLI::IsMember({"hf", "gguf"}))
       ->capture_default_str();
   app->add_option("OUT", a->out,
-                  "Output directory (hf) or file (gguf); written beside and renamed into place")
+                  "Output directory (hf; a model folder there is replaced) or file (gguf); written "
+                  "beside and renamed into place")
       ->required();
   app->add_option("--out-dtype", a->out_dtype,
                   "Stored dtype: hf fp32 (default), fp16, bf16; gguf f32 (default), f16, bf16, "

@@ -7,16 +7,77 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "io/io_internal.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/archive.h"
 
 namespace lorashear::io {
 
+namespace {
+
+// The staging folders of this process's live StagedDirectory objects and the folders they stand
+// for: a message about a file written in one names the file's final place (the staging folder is
+// gone once the error is reported).
+std::mutex g_staging_mutex;
+std::vector<std::pair<std::string, std::string>> g_staging;  // staging folder, target
+
+void register_staging(const std::string& tmp, const std::string& target) {
+  std::lock_guard<std::mutex> lock(g_staging_mutex);
+  g_staging.emplace_back(tmp, target);
+}
+
+void unregister_staging(const std::string& tmp) {
+  std::lock_guard<std::mutex> lock(g_staging_mutex);
+  for (auto it = g_staging.begin(); it != g_staging.end(); ++it)
+    if (it->first == tmp) {
+      g_staging.erase(it);
+      return;
+    }
+}
+
+// The staging folder `path` is in (itself or below), or nullptr.
+const std::pair<std::string, std::string>* staging_of(const std::string& path) {
+  for (const auto& entry : g_staging) {
+    const auto& tmp = entry.first;
+    if (path.size() >= tmp.size() && path.compare(0, tmp.size(), tmp) == 0 &&
+        (path.size() == tmp.size() || path[tmp.size()] == '/'))
+      return &entry;
+  }
+  return nullptr;
+}
+
+// "PATH: cannot create: REASON", where a missing folder says which one is missing.
+std::string cannot_create(const std::string& path, int err) {
+  namespace fs = std::filesystem;
+  std::string text = shown_path(path) + ": cannot create: " + std::strerror(err);
+  if (err == ENOENT) {
+    std::error_code ec;
+    const fs::path parent = fs::path(path).parent_path();
+    std::lock_guard<std::mutex> lock(g_staging_mutex);
+    if (const auto* s = staging_of(parent.string()); s != nullptr && !fs::exists(s->first, ec))
+      text += " (the folder being written, " + s->first + ", vanished)";
+    else if (!parent.empty() && !fs::exists(parent, ec))
+      text += " (the folder " + parent.string() + " does not exist)";
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string shown_path(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_staging_mutex);
+  const auto* s = staging_of(path);
+  return s == nullptr ? path : s->second + path.substr(s->first.size());
+}
+
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
   f_ = std::fopen(tmp_.c_str(), "wb");
-  if (f_ == nullptr) throw Error(path_ + ": cannot create " + tmp_ + ": " + std::strerror(errno));
+  if (f_ == nullptr) throw Error(cannot_create(path_, errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -29,25 +90,25 @@ void AtomicFile::fail(const std::string& what) {
   if (f_ != nullptr) std::fclose(f_);
   f_ = nullptr;
   std::remove(tmp_.c_str());
-  throw Error(path_ + ": " + what + ": " + std::strerror(err));
+  throw Error(shown_path(path_) + ": " + what + ": " + std::strerror(err));
 }
 
 void AtomicFile::write(const void* data, size_t len) {
   if (len == 0) return;
-  if (f_ == nullptr) throw Error(path_ + ": write after failure");
+  if (f_ == nullptr) throw Error(shown_path(path_) + ": write after failure");
   if (std::fwrite(data, 1, len, f_) != len) fail("write failed");
   written_ += len;
 }
 
 void AtomicFile::commit() {
-  if (f_ == nullptr) throw Error(path_ + ": commit after failure");
-  // stdio buffers: a full disk often shows up only here.
+  if (f_ == nullptr) throw Error(shown_path(path_) + ": commit after failure");
+  // stdio buffers: a full disk often shows up only here (on network filesystems only at close).
   if (std::fflush(f_) != 0) fail("write failed");
   if (::fsync(::fileno(f_)) != 0 && errno != EINVAL) fail("sync failed");
   const int rc = std::fclose(f_);
   f_ = nullptr;
   if (rc != 0) fail("write failed");
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename " + tmp_);
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot put the new file in place");
   committed_ = true;
 }
 
@@ -55,6 +116,26 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   AtomicFile f(path);
   f.write(bytes.data(), bytes.size());
   f.commit();
+}
+
+void save_archive_atomic(torch::serialize::OutputArchive& archive, const std::string& path) {
+  AtomicFile out(path);
+  std::string error;
+  // LibTorch's zip writer throws from its destructor when a write comes up short, which ends the
+  // process (std::terminate): the writer is told every byte was taken and the error is raised
+  // here once it is done.
+  archive.save_to([&](const void* data, size_t n) -> size_t {
+    if (error.empty()) {
+      try {
+        out.write(data, n);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    return n;
+  });
+  if (!error.empty()) throw Error(error);
+  out.commit();
 }
 
 std::string read_small_file(const std::string& path) {
@@ -129,26 +210,48 @@ StagedDirectory::StagedDirectory(const std::string& dir, bool overwrite) {
   if (fs::exists(out) && !overwrite)
     throw UsageError(dir + " already exists (pass --overwrite to replace it)");
   std::error_code ec;
+  // The highest missing folder above the target: made now, removed again (when still empty) if
+  // nothing is committed, so a failed run leaves no empty folders behind.
+  for (fs::path p = out.parent_path(); !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    created_ = p.string();
+    if (p == p.parent_path()) break;
+  }
   fs::create_directories(out.parent_path(), ec);
   const fs::path tmp = out.parent_path() / ("." + out.filename().string() + ".tmp-" + host_name() +
                                             "-" + std::to_string(::getpid()));
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
-  if (ec) throw Error(dir + ": cannot create " + tmp.string() + ": " + ec.message());
+  if (ec)
+    throw Error(dir + ": cannot create the folder it is written in, " + tmp.string() + ": " +
+                ec.message());
   target_ = out.string();
   tmp_ = tmp.string();
+  register_staging(tmp_, target_);
 }
 
 StagedDirectory::~StagedDirectory() {
+  unregister_staging(tmp_);
   if (committed_) return;
+  namespace fs = std::filesystem;
   std::error_code ec;
-  std::filesystem::remove_all(tmp_, ec);
+  fs::remove_all(tmp_, ec);
+  if (created_.empty()) return;
+  for (fs::path p = fs::path(tmp_).parent_path(); !p.empty(); p = p.parent_path()) {
+    if (!fs::remove(p, ec) || ec) break;  // not empty (or gone): stop
+    if (p == created_) break;
+  }
 }
 
 void StagedDirectory::commit() {
   namespace fs = std::filesystem;
   const fs::path out(target_);
   std::error_code ec;
+  // Deleted from outside while it was written (or its parent was): nothing to put in place, and
+  // the previous output must not be moved aside for nothing.
+  if (!fs::is_directory(tmp_, ec))
+    throw Error(
+        target_ + ": the folder being written, " + tmp_ + ", vanished before it was complete" +
+        (fs::exists(out.parent_path(), ec) ? "" : " (so did " + out.parent_path().string() + ")"));
   if (fs::exists(out)) {
     const fs::path old = out.parent_path() / ("." + out.filename().string() + ".old-" +
                                               host_name() + "-" + std::to_string(::getpid()));
@@ -157,8 +260,10 @@ void StagedDirectory::commit() {
     if (ec) throw Error(target_ + ": cannot move the old directory aside: " + ec.message());
     fs::rename(tmp_, out, ec);
     if (ec) {
-      fs::rename(old, out);
-      throw Error(target_ + ": cannot put the new directory in place: " + ec.message());
+      const std::string why = ec.message();
+      std::error_code back;
+      fs::rename(old, out, back);
+      throw Error(target_ + ": cannot put the new directory in place: " + why);
     }
     fs::remove_all(old, ec);
   } else {

@@ -83,9 +83,14 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
 LoadedModel load_llama2c(const std::string& path, const LoadOptions& opts, const TaskContext* ctx);
 LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const TaskContext* ctx);
 
+/// `path` as a message shows it: a path inside a live StagedDirectory's staging folder is shown at
+/// its final place (`OUT/model.safetensors`, not `.OUT.tmp-HOST-PID/model.safetensors`).
+std::string shown_path(const std::string& path);
+
 /// A file written under `path + ".tmp"` and renamed onto `path` by commit(); the temporary is
-/// removed when the object dies uncommitted (error, cancel). Write failures throw Error naming
-/// `path`.
+/// removed when the object dies uncommitted (error, cancel). Failures (cannot create, a short
+/// write, a failed flush, sync, close or rename: a full disk) throw Error "PATH: what: the system's
+/// reason", PATH as shown_path() shows it; the temporary file is removed first.
 class AtomicFile {
  public:
   explicit AtomicFile(std::string path);

@@ -49,6 +49,9 @@ void save_hf(const LlamaModelImpl& model, const Tokenizer* tokenizer, const std:
     throw UsageError("save: dtype must be float32, float16 or bfloat16");
   const fs::path root(dir);
   std::error_code ec;
+  // A staging folder deleted from outside is not made again: the run that staged it is told.
+  if (io::shown_path(dir) != dir && !fs::is_directory(root, ec))
+    throw Error(io::shown_path(dir) + ": the folder being written, " + dir + ", vanished");
   fs::create_directories(root, ec);
   if (ec || !fs::is_directory(root))
     throw Error(dir + ": cannot create directory: " + (ec ? ec.message() : "not a directory"));

@@ -15,6 +15,8 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 /// and an existing directory at the target is untouched. A killed run cannot clean up: the next
 /// StagedDirectory for the same target removes the staging folders of this host's dead processes
 /// and puts back a previous output a kill left moved aside (`.NAME.old-HOST-PID`, target absent).
+/// Missing parent folders are made, and removed again (when empty) if nothing is committed. A file
+/// written inside is named at its final place in error messages (AtomicFile, write_file_atomic).
 class StagedDirectory {
  public:
   /// Throws UsageError when `dir` exists and `overwrite` is false, Error naming the directory when
@@ -32,6 +34,7 @@ class StagedDirectory {
 
  private:
   std::string target_, tmp_;
+  std::string created_;  ///< the highest parent folder the constructor made ("" = none)
   bool committed_ = false;
 };
 
