@@ -3,7 +3,9 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDialogButtonBox>
+#include <QDir>
 #include <QFileDialog>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -97,8 +99,14 @@ ExportDialog::ExportDialog(Engine* engine, QWidget* parent) : QDialog(parent), e
   auto failed = [this](const QString& task, const QString& message) {
     if (!running_ || task != "Export") return;
     running_ = false;
+    // A GGUF file is written as ".NAME.export" beside the chosen one: name the chosen file (the
+    // staging file is gone by now).
+    QString shown = message;
+    const QFileInfo target(property("exportTarget").toString());
+    if (!target.fileName().isEmpty())
+      shown.replace(target.dir().filePath("." + target.fileName() + ".export"), target.filePath());
     result_->setText(message.isEmpty() ? tr("Cancelled; nothing was replaced.")
-                                       : tr("Failed: %1").arg(message));
+                                       : tr("Failed: %1").arg(shown));
     progress_->setValue(0);
     export_->setEnabled(true);
     cancel_->setEnabled(false);
@@ -192,6 +200,7 @@ bool ExportDialog::start() {
     return false;
   }
   running_ = true;
+  setProperty("exportTarget", gguf ? folder_->text().trimmed() : QString());
   progress_->setValue(0);
   export_->setEnabled(false);
   cancel_->setEnabled(true);
