@@ -8,6 +8,7 @@
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
+#include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/text.h"
 #include "lorashear/plan/memory_plan.h"
@@ -112,6 +113,18 @@ nlohmann::json prune_model_impl(
   // Fail before the long run if the output cannot be written.
   std::optional<io::StagedDirectory> staged;
   if (ranks.is_root()) staged.emplace(o.out_dir, o.overwrite);
+  // A checkpoint that cannot be trusted is refused before the long start-up. A run without
+  // --resume starts over: the old checkpoints go, so that a later --resume cannot mix them (a
+  // stale recovery checkpoint) with this run's.
+  const std::string checkpoint_dir =
+      o.checkpoint_dir.empty() ? o.out_dir + ".checkpoint" : o.checkpoint_dir;
+  if (o.resume) {
+    io::verify_checkpoint(checkpoint_dir + "/latest");
+    io::verify_checkpoint(checkpoint_dir + "/recovery/latest");
+  } else if (ranks.is_root()) {
+    std::error_code ec;
+    std::filesystem::remove_all(checkpoint_dir, ec);
+  }
   // The LoRA targets decide what can be pruned (LORASHEAR.md §1): a node group whose producing
   // layers have no adapter is not in the search space. Resolving the plan against that space now
   // fails an impossible plan (too few targets for the ratio) before the perplexity and the run.
@@ -234,7 +247,7 @@ nlohmann::json prune_model_impl(
                                    {"seed", o.seed}};
   // A checkpoint belongs to one exact run: the model, the text and every setting.
   LhspgCheckpoint ckpt;
-  ckpt.dir = o.checkpoint_dir.empty() ? o.out_dir + ".checkpoint" : o.checkpoint_dir;
+  ckpt.dir = checkpoint_dir;
   ckpt.every = o.checkpoint_every;
   ckpt.resume = o.resume;
   ckpt.settings =
