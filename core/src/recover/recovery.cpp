@@ -195,6 +195,7 @@ struct RecoveryRun {
   void write_checkpoint(const LoraTrainer& trainer, nlohmann::json st,
                         const std::function<void(const std::string&)>& extra);
   void run_stage1();
+  int64_t resume_stage1(LoraTrainer& trainer);
   void train_stage1(RecoveryData& data);
   std::map<std::string, double> estimate_gaps(RecoveryData& data, int64_t step);
   bool no_category_improves(int64_t step) const;
@@ -204,9 +205,11 @@ struct RecoveryRun {
                                   RecoveryMetrics& m);
   void save_stage1_checkpoint(const LoraTrainer& trainer, RecoveryData& data, int64_t step);
   void summarize_categories(RecoveryData& data);
+  int64_t start_stage2(LoraTrainer& trainer, const InstructionSet& set);
   void run_stage2();
   torch::Tensor instruction_loss(InstructionSet& set, int64_t step, int64_t micro, int64_t& tokens);
   void evaluate_stage2(const InstructionSet& set, int64_t step, RecoveryMetrics& m);
+  bool validation_stalled() const;
   void save_stage2_checkpoint(const LoraTrainer& trainer, int64_t step);
 
   LlamaModelImpl& model;
@@ -354,6 +357,21 @@ void RecoveryRun::run_stage1() {
   report["stage1"] = s1;
 }
 
+// Stage 1 from a stage 1 checkpoint (the model, the optimiser, the weights and the patience
+// count), or from its start; returns the first step to take.
+int64_t RecoveryRun::resume_stage1(LoraTrainer& trainer) {
+  int64_t first = 1;
+  if (!state.is_null()) {
+    load_model_state(model, latest + "/model.safetensors");
+    trainer.load(latest + "/optimizer.pt");
+    weights = from_json(state.at("weights"));
+    best_delta = from_json(state.at("best_delta"));
+    without_gain = state.at("without_gain").get<int64_t>();
+    first = state.at("step").get<int64_t>() + 1;
+  }
+  return first;
+}
+
 // LORASHEAR.md §4.1: LoRA training on batches sampled by category weight, the weights
 // re-estimated every `reestimate_every` steps; stops when no delta_c improves (patience) or the
 // budget is spent; the adapter is folded in.
@@ -363,16 +381,8 @@ void RecoveryRun::train_stage1(RecoveryData& data) {
   lora.seed = o.seed;
   attach_lora(model, lora);
   LoraTrainer trainer(model, o.stage1);
-  int64_t first = 1;
+  const int64_t first = resume_stage1(trainer);
   bool stopped = false;
-  if (!state.is_null()) {
-    load_model_state(model, latest + "/model.safetensors");
-    trainer.load(latest + "/optimizer.pt");
-    weights = from_json(state.at("weights"));
-    best_delta = from_json(state.at("best_delta"));
-    without_gain = state.at("without_gain").get<int64_t>();
-    first = state.at("step").get<int64_t>() + 1;
-  }
   const auto t1 = std::chrono::steady_clock::now();
   const int64_t per_step = o.stage1.batch_size * o.stage1.grad_accum;
   for (int64_t step = first; step <= o.stage1.steps; ++step) {
@@ -521,17 +531,10 @@ void RecoveryRun::summarize_categories(RecoveryData& data) {
   s1["loader"] = loader;
 }
 
-// LORASHEAR.md §4.2: LoRA training on instruction data (Alpaca template), early stopping on the
-// validation loss; the best adapter is folded in.
-void RecoveryRun::run_stage2() {
-  task_report(ctx, "instruction data", 0, 1, "tokenising " + o.instruct);
-  InstructionSet set(load_instructions(o.instruct, o.corpus), *tokenizer, o.instruct_seq_len,
-                     o.instruct_validation, o.seed, o.instruct);
-  auto lora = o.lora;
-  lora.seed = o.seed + 1;
-  attach_lora(model, lora);
-  LoraTrainer trainer(model, o.stage2);
-  s2 = {{"validation", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
+// LORASHEAR.md §4.2: stage 2 from a stage 2 checkpoint (the model, the optimiser, the
+// early-stopping state and the best adapter), or from its start with the validation loss of step 0
+// as the best; returns the first step to take.
+int64_t RecoveryRun::start_stage2(LoraTrainer& trainer, const InstructionSet& set) {
   int64_t first = 1;
   const std::string best_path = latest + "/best_adapter.safetensors";
   if (!state.is_null() && resume_stage == 2) {
@@ -552,6 +555,21 @@ void RecoveryRun::run_stage2() {
     best_lora = clone_lora(model);
     s2["validation"].push_back({{"step", 0}, {"loss", best}});
   }
+  return first;
+}
+
+// LORASHEAR.md §4.2: LoRA training on instruction data (Alpaca template), early stopping on the
+// validation loss; the best adapter is folded in.
+void RecoveryRun::run_stage2() {
+  task_report(ctx, "instruction data", 0, 1, "tokenising " + o.instruct);
+  InstructionSet set(load_instructions(o.instruct, o.corpus), *tokenizer, o.instruct_seq_len,
+                     o.instruct_validation, o.seed, o.instruct);
+  auto lora = o.lora;
+  lora.seed = o.seed + 1;
+  attach_lora(model, lora);
+  LoraTrainer trainer(model, o.stage2);
+  s2 = {{"validation", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
+  const int64_t first = start_stage2(trainer, set);
   s2["records"] = {{"train", set.train().size()},
                    {"validation", set.validation().size()},
                    {"dropped", set.dropped()},
@@ -580,7 +598,7 @@ void RecoveryRun::run_stage2() {
     if (step % o.eval_every == 0 || step == o.stage2.steps) evaluate_stage2(set, step, m);
     if (on_step) on_step(m);
     task_report(ctx, "recovery stage 2", step, o.stage2.steps);
-    if (o.stage2_patience > 0 && bad >= o.stage2_patience) {
+    if (validation_stalled()) {
       stopped = true;
       break;
     }
@@ -631,6 +649,12 @@ void RecoveryRun::evaluate_stage2(const InstructionSet& set, int64_t step, Recov
   } else {
     ++bad;
   }
+}
+
+// LORASHEAR.md §4.2 (early stopping): stop after `stage2_patience` evaluations without a better
+// validation loss.
+bool RecoveryRun::validation_stalled() const {
+  return o.stage2_patience > 0 && bad >= o.stage2_patience;
 }
 
 // Stage 2's checkpoint: the early-stopping state and the best adapter so far.
