@@ -175,7 +175,7 @@ class TestDiskFull : public QObject {
     const int64_t out_k = m.used_k();
     QVERIFY(out_k > 1000);
     QStringList failed_at;
-    for (const int64_t extra : {int64_t{8}, out_k / 2, out_k - 16}) {
+    for (const int64_t extra : {int64_t{8}, out_k / 2, out_k - 40, out_k - 16}) {
       QVERIFY(m.leaveRoom(extra));
       r = run_cli(pruneArgs(out) << "--overwrite"
                                  << "--seed"
@@ -197,6 +197,20 @@ class TestDiskFull : public QObject {
                                << "0");
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QVERIFY(snapshot(out) != before);
+
+    // --export-gguf onto another, full disk: the pruned model is kept, the message says how to
+    // retry the GGUF.
+    Tmpfs small(dir_.filePath("prune-gguf"), 256);
+    QVERIFY2(small.ok(), qPrintable(small.error()));
+    const QString gguf = small.path("pruned.gguf"), kept = dir_.filePath("pruned-kept");
+    r = run_cli(pruneArgs(kept) << "--checkpoint-every"
+                                << "0"
+                                << "--export-gguf" << gguf);
+    CHECK_ONE_LINE_ERROR(r, gguf, kFull);
+    QVERIFY2(r.err.contains("saved in " + kept) && r.err.contains("lorashear convert"),
+             qPrintable(r.err));
+    QVERIFY(QFileInfo::exists(kept + "/model.safetensors"));
+    QVERIFY(snapshot(small.path("")).empty());
   }
 
   void recoverDiskFull() {
