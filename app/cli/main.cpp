@@ -1,9 +1,11 @@
 // `lorashear`: command-line twin of LoRAShear Studio. Subcommands live in cmd_*.cpp and register
 // themselves; this file parses, sets up the runtime and maps errors to exit codes.
+#include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <string>
 
 #include "cli_common.h"
 #include "lorashear/build_info.h"
@@ -17,6 +19,11 @@ constexpr int kExitInternal = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitBadInput = 3;
 constexpr int kExitCancelled = 130;
+
+std::string first_line(const std::string& s) {
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
 
 }  // namespace
 
@@ -86,6 +93,10 @@ int main(int argc, char** argv) {
       // The engine's own errors (a directory that cannot be written, a full disk) say what
       // happened; only foreign exceptions are reported as internal.
       std::cerr << "error: " << e.what() << "\n";
+      return kExitInternal;
+    } catch (const c10::Error& e) {
+      // LibTorch's messages carry a stack trace: one line is what the user can act on.
+      std::cerr << "internal error: " << first_line(e.what_without_backtrace()) << "\n";
       return kExitInternal;
     } catch (const std::exception& e) {
       std::cerr << "internal error: " << e.what() << "\n";
