@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <functional>
 
@@ -45,6 +47,7 @@ class TestCorruptRunCheckpoints : public QObject {
   void eachFileOfEachCheckpoint();
   void manifestMissingDamagedOrOfAnotherVersion();
   void startingOverReplacesTheBadCheckpoint();
+  void killedBetweenTheTwoRenamesOfACommit();
 
  private:
   QStringList args() const;
@@ -173,7 +176,7 @@ void TestCorruptRunCheckpoints::initTestCase() {
   const auto r = run({"--resume", QString::fromStdString(ckpt_.string())});
   QVERIFY2(r.code == 0, qPrintable(r.err));
   QVERIFY(!fs::exists(ckpt_));
-  fs::remove_all(out_);
+  fs::rename(out_, dir_ / "finished");  // what every resumed run below must write
   fs::remove_all(dir_ / "out.run");
 }
 
@@ -308,6 +311,38 @@ void TestCorruptRunCheckpoints::startingOverReplacesTheBadCheckpoint() {
   const auto again = run({"--overwrite"});
   QVERIFY2(again.code == 0, qPrintable(again.err));
   QVERIFY(!fs::exists(ckpt_));
+}
+
+void TestCorruptRunCheckpoints::killedBetweenTheTwoRenamesOfACommit() {
+  // A commit moves `latest` aside (.latest.old-HOST-PID), then renames the staged one
+  // (.latest.tmp-HOST-PID) into place: killed between the two, `latest` is absent. --resume puts
+  // the previous checkpoint back (the staged one may be incomplete) and continues from it.
+  QProcess gone;
+  gone.start("sleep", {"0.1"});
+  QVERIFY(gone.waitForStarted());
+  const std::string pid = std::to_string(gone.processId());  // 0 once it has ended
+  QVERIFY(gone.waitForFinished());
+  char host_buf[256] = {};
+  QCOMPARE(::gethostname(host_buf, sizeof host_buf - 1), 0);
+  std::string host = host_buf;
+  for (auto& c : host)
+    if (c == '.' || c == '/') c = '_';
+  fs::remove_all(out_);
+  restore(dir_ / "stage1-6");
+  for (const char* folder : {"latest", "recovery/latest"}) {
+    const fs::path latest = ckpt_ / folder;
+    fs::rename(latest, latest.parent_path() / (".latest.old-" + host + "-" + pid));
+    fs::copy(dir_ / "stage1-4" / folder, latest.parent_path() / (".latest.tmp-" + host + "-" + pid),
+             fs::copy_options::recursive);
+  }
+  const auto r = run({"--resume", QString::fromStdString(ckpt_.string())});
+  QVERIFY2(r.code == 0, qPrintable(r.err));
+  QVERIFY(test::read_all(out_ / "model.safetensors") ==
+          test::read_all(dir_ / "finished/model.safetensors"));
+  QVERIFY(!fs::exists(ckpt_));
+  for (const auto& e : fs::directory_iterator(dir_))
+    QVERIFY2(e.path().filename().string().find(".tmp-") == std::string::npos,
+             qPrintable(QString::fromStdString(e.path().string())));
 }
 
 QTEST_GUILESS_MAIN(TestCorruptRunCheckpoints)

@@ -202,6 +202,10 @@ void sweep_stale_staging(const std::filesystem::path& out) {
 
 }  // namespace
 
+void sweep_staging(const std::string& dir) {
+  sweep_stale_staging(std::filesystem::absolute(std::filesystem::path(dir)).lexically_normal());
+}
+
 StagedDirectory::StagedDirectory(const std::string& dir, bool overwrite) {
   namespace fs = std::filesystem;
   const fs::path out = fs::absolute(fs::path(dir)).lexically_normal();

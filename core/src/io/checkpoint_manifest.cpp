@@ -118,6 +118,7 @@ void write_checkpoint_manifest(const std::string& dir) {
 }
 
 void verify_checkpoint(const std::string& dir) {
+  sweep_staging(dir);  // a kill between a commit's two renames left `dir` moved aside
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return;
   const std::string manifest_path = (fs::path(dir) / kCheckpointManifest).string();

@@ -23,11 +23,12 @@ uint32_t crc32(const void* data, size_t len, uint32_t crc = 0);
 /// just before the staged folder is committed. Throws Error naming a file it cannot read.
 void write_checkpoint_manifest(const std::string& dir);
 
-/// Before resuming from checkpoint folder `dir` (…/latest): when `dir` exists, checks each file
-/// against the manifest. Throws InputError naming the file (manifest missing or damaged, another
-/// format version, a file missing, of another size or with another checksum) and saying that a
-/// run without --resume starts over. Does nothing when `dir` does not exist (the caller says there
-/// is no checkpoint).
+/// Before resuming from checkpoint folder `dir` (…/latest): first puts back a checkpoint a kill
+/// left moved aside and removes dead runs' staging folders (sweep_staging), then, when `dir`
+/// exists, checks each file against the manifest. Throws InputError naming the file (manifest
+/// missing or damaged, another format version, a file missing, of another size or with another
+/// checksum) and saying that a run without --resume starts over. Does nothing when `dir` does not
+/// exist (the caller says there is no checkpoint).
 void verify_checkpoint(const std::string& dir);
 
 }  // namespace lorashear::io

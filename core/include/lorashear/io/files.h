@@ -38,4 +38,9 @@ class StagedDirectory {
   bool committed_ = false;
 };
 
+/// What a StagedDirectory for `dir` does first, for a reader about to open that target (a resume):
+/// removes this host's dead processes' staging folders for it and puts back a previous `dir` a
+/// kill left moved aside.
+void sweep_staging(const std::string& dir);
+
 }  // namespace lorashear::io
