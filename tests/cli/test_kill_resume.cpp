@@ -356,14 +356,12 @@ void TestKillResume::twentyKillsThenTheSameFiles() {
           since_start.elapsed() / 1000.0, moment, aim_checkpoint ? ", aimed at a checkpoint" : "",
           where.c_str(), progress, resume ? " (a resumed run)" : "");
 
-    // The run killed had swept the staging folders of the runs killed before it once it got to
-    // its first step: only its own output staging folder is left beside OUT.
+    // Once at its first step, the run killed had swept what the runs killed before it left: the
+    // output's staging folders (when it staged its own) and the checkpoints' (when it resumed,
+    // or removed the old checkpoints when it did not): only its own are left.
     if (!last.is_null())
-      for (const auto& e : fs::directory_iterator(dir_)) {
-        const std::string f = e.path().filename().string();
-        if (f.rfind(".killed.", 0) == 0)
-          QVERIFY2(owned_by(e.path(), pid), ("not swept: " + e.path().string()).c_str());
-      }
+      for (const auto& s : staging_folders(dir_))
+        QVERIFY2(owned_by(s, pid), ("not swept: " + s.string()).c_str());
     if (fs::exists(out_p / "pruning_report.json")) {  // killed after the output was in place
       finished = true;
       break;
