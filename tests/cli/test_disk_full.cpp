@@ -367,11 +367,6 @@ class TestDiskFull : public QObject {
     QDir(out + ".run").removeRecursively();
     QVERIFY(m.leaveRoom(weights_k + 40));
     auto r = run_cli(args);
-    QEXPECT_FAIL("",
-                 "lhspg.cpp writes optimizer.pt with LibTorch's archive.save_to(path), whose zip "
-                 "writer throws from its destructor on a short write (std::terminate, exit 134); "
-                 "io::save_archive_atomic is the fix",
-                 Abort);
     CHECK_ONE_LINE_ERROR(r, ckpt + "/latest/optimizer.pt", kFull);
     QVERIFY(!QFileInfo::exists(ckpt));
     QVERIFY2(leftovers(m.path("")).isEmpty(), qPrintable(leftovers(m.path("")).join(", ")));

@@ -13,6 +13,7 @@
 
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/archive.h"
 #include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/safetensors.h"
@@ -679,7 +680,7 @@ void LhspgRun::save_checkpoint(int64_t step) {
   save_model_state(model, staged.path() + "/model.safetensors");
   torch::serialize::OutputArchive archive;
   opt.save(archive);
-  archive.save_to(staged.path() + "/optimizer.pt");
+  io::save_archive_atomic(archive, staged.path() + "/optimizer.pt");  // save_to aborts when full
   nlohmann::json groups = nlohmann::json::object();
   for (const auto& t : tracked) {
     std::vector<int64_t> sel, zero;

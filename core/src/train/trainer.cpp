@@ -6,6 +6,7 @@
 
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/archive.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/model/lora.h"
 
@@ -110,7 +111,7 @@ double LoraTrainer::step(int64_t step, const std::function<torch::Tensor(int64_t
 void LoraTrainer::save(const std::string& path) const {
   torch::serialize::OutputArchive archive;
   opt_->save(archive);
-  archive.save_to(path);
+  io::save_archive_atomic(archive, path);  // save_to(path) aborts the process on a full disk
 }
 
 void LoraTrainer::load(const std::string& path) {
