@@ -12,6 +12,7 @@
 #include "cli_common.h"
 #include "cli_dist.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/plan/memory_plan.h"
@@ -139,6 +140,8 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   const bool root = dopts.rank == 0;
   std::optional<io::StagedDirectory> staged;
   if (root) staged.emplace(a.out, a.overwrite);
+  // A checkpoint a kill left moved aside is put back, and a damaged one refused, before the load.
+  if (a.r.resume) io::verify_checkpoint(a.r.checkpoint_dir + "/latest");
   if (a.r.resume && !std::filesystem::exists(a.r.checkpoint_dir + "/latest/state.json"))
     throw UsageError("--resume: no checkpoint in " + a.r.checkpoint_dir);
   auto loaded = load_model_for_cli(a, global, /*need_tokenizer=*/true);

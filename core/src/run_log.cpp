@@ -177,7 +177,8 @@ void RunLogWriter::recovery(const RecoveryMetrics& m, int64_t step_offset) {
   if (!enabled_ || finished_) return;
   ++recovery_steps_;
   Line l("recovery");
-  l.num("step", step_offset + recovery_steps_);
+  // The run's step, not this process's: after a resume the count goes on where it stopped.
+  l.num("step", step_offset + (m.run_step > 0 ? m.run_step : recovery_steps_));
   l.num("time", seconds());
   l.num("stage", static_cast<int64_t>(m.stage));
   l.num("stage_step", m.step);

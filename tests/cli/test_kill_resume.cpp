@@ -85,6 +85,18 @@ json last_metrics(const fs::path& run_dir) {
   }
 }
 
+// The "step" of the last recovery line of OUT.run/metrics.jsonl (-1 when there is none).
+int last_recovery_step(const fs::path& run_dir) {
+  std::istringstream lines(test::read_all(run_dir / "metrics.jsonl"));
+  std::string l;
+  int step = -1;
+  while (std::getline(lines, l)) {
+    const auto j = json::parse(l, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("kind", "") == "recovery") step = j.value("step", -1);
+  }
+  return step;
+}
+
 // Staging folders (".NAME.tmp-…" or ".NAME.old-…") under `dir`, recursively.
 std::vector<fs::path> staging_folders(const fs::path& dir) {
   std::vector<fs::path> out;
@@ -388,6 +400,8 @@ void TestKillResume::twentyKillsThenTheSameFiles() {
       QVERIFY2(a == b, ("differs from the uninterrupted run: " + n).c_str());
   }
   QVERIFY2(!fs::exists(ckpt), "the checkpoints outlived the finished run");
+  // The live record counts the run's steps, not the last process's (a follower's step axis).
+  QCOMPARE(last_recovery_step(run_dir), last_recovery_step(ref.toStdString() + ".run"));
   const auto left = staging_folders(dir_);
   QVERIFY2(left.empty(),
            ("staging folder left: " + (left.empty() ? "" : left[0].string())).c_str());

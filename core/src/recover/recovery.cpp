@@ -408,6 +408,7 @@ void RecoveryRun::train_stage1(RecoveryData& data) {
     s1["loss"].push_back(loss);
     m.stage = 1;
     m.step = step;
+    m.run_step = global_step;
     m.total_steps = o.stage1.steps;
     m.loss = loss;
     m.lr = o.stage1.lr_at(step);
@@ -588,6 +589,7 @@ void RecoveryRun::run_stage2() {
     RecoveryMetrics m;
     m.stage = 2;
     m.step = step;
+    m.run_step = global_step;
     m.total_steps = o.stage2.steps;
     m.loss = loss;
     m.lr = o.stage2.lr_at(step);

@@ -66,6 +66,8 @@ struct RecoveryOptions {
 struct RecoveryMetrics {
   int stage = 1;
   int64_t step = 0, total_steps = 0;  ///< within the stage, 1-based
+  /// Steps of both stages so far, this one included (a resumed run continues the count).
+  int64_t run_step = 0;
   double loss = 0, lr = 0, tokens_per_second = 0, seconds_left = 0;
   /// Set on the steps that re-estimate (stage 1) or evaluate (stage 2), else empty / < 0.
   std::map<std::string, double> category_loss, weights;
