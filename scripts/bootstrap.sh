@@ -2,7 +2,8 @@
 # One entry point for a fresh Debian 12 machine (run as root; idempotent):
 #   scripts/bootstrap.sh run    install packages, build, run the app on the bundled demo model
 #                               (in a window with a display; else the CLI demo and a screenshot)
-#   scripts/bootstrap.sh test   install packages, build, run every test (what .ci/run does)
+#   scripts/bootstrap.sh test   install packages, build, run every test, then the core, CLI and
+#                               engine tests under ASan + UBSan (what .ci/run does)
 #   scripts/bootstrap.sh package  install packages, build, make the Debian package
 #                               build/lorashear-studio_<version>_<arch>.deb (and a .tar.gz)
 #   scripts/bootstrap.sh build  install packages and build only
@@ -127,6 +128,8 @@ case "$mode" in
     make_package  # test_install installs it in a clean Debian root
     say "Running every test (ctest; labels unit, model, slow, cli, interop)"
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900
+    say "Core, CLI and engine tests under AddressSanitizer + UBSan (build-asan)"
+    JOBS="$jobs" LORASHEAR_SANITIZE_BUILD="$build-asan" bash "$root/scripts/sanitize.sh" address
     ;;
   *)
     echo "usage: $0 run|test|package|build" >&2
