@@ -42,12 +42,7 @@ ModelConfig config_of(const std::string& path, const GlobalOptions& global, torc
   if (choice != "auto") {
     *dtype = parse_dtype(choice);
   } else {
-    // As the loader decides from the stored tensors, here from config.json's torch_dtype.
-    const std::string& s = config.stored_dtype;
-    *dtype = checkpoint_dtype({s == "bfloat16"  ? "BF16"
-                               : s == "float16" ? "F16"
-                                                : "F32"},
-                              parse_device(global.device));
+    *dtype = config_dtype(config, parse_device(global.device));  // config.json's torch_dtype
   }
   return config;
 }

@@ -306,13 +306,8 @@ bool Engine::openModel(const QString& path, const OpenOptions& options) {
                   if (!config_path.empty()) {
                     ctx.report("read configuration", 0, 1);
                     const auto config = ModelConfig::from_file(config_path);
-                    if (options.dtype == "auto") {  // as the loader would decide for its weights
-                      const std::string& d = config.stored_dtype;
-                      doc->dtype = dtype_name(checkpoint_dtype({d == "bfloat16"  ? "BF16"
-                                                                : d == "float16" ? "F16"
-                                                                                 : "F32"},
-                                                               parse_device(doc->device)));
-                    }
+                    if (options.dtype == "auto")  // as the loader would decide for its weights
+                      doc->dtype = dtype_name(config_dtype(config, parse_device(doc->device)));
                     doc->load_seconds = now_seconds() - t0;
                     ctx.check();
                     ctx.report("trace", 0, 1, "on the meta device");

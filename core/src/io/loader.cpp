@@ -258,6 +258,11 @@ torch::Dtype checkpoint_dtype(const std::vector<std::string>& matrix_dtypes,
   return torch::kFloat32;
 }
 
+torch::Dtype config_dtype(const ModelConfig& config, const torch::Device& device) {
+  const std::string& d = config.stored_dtype;
+  return checkpoint_dtype({d == "bfloat16" ? "BF16" : d == "float16" ? "F16" : "F32"}, device);
+}
+
 std::string format_name(ModelFormat f) {
   switch (f) {
     case ModelFormat::HuggingFace:

@@ -47,6 +47,11 @@ struct LoadOptions {
 torch::Dtype checkpoint_dtype(const std::vector<std::string>& matrix_dtypes,
                               const torch::Device& device);
 
+/// checkpoint_dtype for a configuration without weights, from config.json's `torch_dtype`
+/// (`stored_dtype`: "bfloat16", "float16", anything else as float32), as the loader would decide
+/// once the weights are there (plan-memory, the app's "as stored" on a config.json).
+torch::Dtype config_dtype(const ModelConfig& config, const torch::Device& device);
+
 struct LoadedModel {
   LlamaModel model{nullptr};
   std::shared_ptr<Tokenizer> tokenizer;  ///< may be null when none was found
