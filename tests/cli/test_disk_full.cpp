@@ -5,7 +5,6 @@
 // succeeds. Needs root (small tmpfs mounts); skipped with the reason otherwise.
 #include <QtTest>
 
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <QProcess>
@@ -15,12 +14,16 @@
 #include <fstream>
 #include <map>
 
+#include "fault_support.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/archive.h"
 #include "test_support.h"
 
 using namespace lorashear;
 namespace fs = std::filesystem;
+using test::leftovers;
+using test::snapshot;
+using test::Tmpfs;
 
 namespace {
 
@@ -32,65 +35,6 @@ Run run_cli(const QStringList& args) {
 
 QString demo_model() {
   return QString::fromStdString(test::source_path("resources/demo-model").string());
-}
-
-bool sh(const QStringList& args, QString* err = nullptr) {
-  auto r = test::run_process(args.front(), args.mid(1), 30000);
-  if (err != nullptr) *err = r.err.trimmed();
-  return r.code == 0;
-}
-
-// A tmpfs mounted on a fresh folder for one test; unmounted when it goes.
-class Tmpfs {
- public:
-  explicit Tmpfs(const QString& dir, int size_k) : dir_(dir) {
-    QDir().mkpath(dir_);
-    mounted_ =
-        sh({"mount", "-t", "tmpfs", "-o", QString("size=%1k").arg(size_k), "tmpfs", dir_}, &error_);
-  }
-  ~Tmpfs() {
-    if (mounted_ && !sh({"umount", dir_})) sh({"umount", "-l", dir_});
-  }
-  bool ok() const { return mounted_; }
-  const QString& error() const { return error_; }
-  QString path(const QString& rel) const { return dir_ + "/" + rel; }
-  // KiB in use.
-  int64_t used_k() const {
-    struct statvfs s {};
-    if (::statvfs(dir_.toLocal8Bit().constData(), &s) != 0) return -1;
-    return static_cast<int64_t>((s.f_blocks - s.f_bfree) * s.f_frsize / 1024);
-  }
-  // Room for `extra_k` KiB more than what is there now.
-  bool leaveRoom(int64_t extra_k) { return remount(QString("size=%1k").arg(used_k() + extra_k)); }
-  bool remount(const QString& options) { return sh({"mount", "-o", "remount," + options, dir_}); }
-
- private:
-  QString dir_, error_;
-  bool mounted_ = false;
-};
-
-// Every regular file below `root` (relative path → bytes).
-std::map<std::string, std::string> snapshot(const QString& root) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  const fs::path r(root.toStdString());
-  if (!fs::exists(r)) return out;
-  for (const auto& e : fs::recursive_directory_iterator(r, ec))
-    if (e.is_regular_file()) out[fs::relative(e.path(), r).string()] = test::read_all(e.path());
-  return out;
-}
-
-// Staging folders, temporary files and moved-aside outputs left below `root`.
-QStringList leftovers(const QString& root) {
-  QStringList out;
-  std::error_code ec;
-  for (const auto& e : fs::recursive_directory_iterator(root.toStdString(), ec)) {
-    const auto name = QString::fromStdString(e.path().filename().string());
-    if (name.contains(".tmp-") || name.contains(".old-") || name.endsWith(".tmp") ||
-        name.endsWith(".export"))
-      out << QString::fromStdString(e.path().string());
-  }
-  return out;
 }
 
 // 60 lines of a short story: a few training windows of 32 tokens.
