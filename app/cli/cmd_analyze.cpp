@@ -77,7 +77,7 @@ int run_analyze(const AnalyzeArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_analyze([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "analyze", "Knowledge distribution: which node groups hold the knowledge (to protect)");
   auto a = std::make_shared<AnalyzeArgs>();

@@ -106,7 +106,7 @@ int run_bench(const BenchArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_bench([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "bench",
       "Inference speed: prefill and decode tokens/s, time to first token, peak memory "

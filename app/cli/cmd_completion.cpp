@@ -125,7 +125,7 @@ std::string bash_script(const CLI::App& root) {
   return s.str();
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions&) {
+const Register register_completion([](CLI::App& parent, GlobalOptions&) {
   auto* cmd = parent.add_subcommand(
       "completion",
       "Print a shell completion script: `source <(lorashear completion bash)` (the Debian "

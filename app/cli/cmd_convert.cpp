@@ -96,7 +96,7 @@ int run_convert(const ConvertArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_convert([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand("convert", "Convert a model to another format");
   auto a = std::make_shared<ConvertArgs>();
   add_model_arguments(app, *a);

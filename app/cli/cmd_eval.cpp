@@ -162,7 +162,7 @@ int run_tasks(const TasksArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_eval([](CLI::App& parent, GlobalOptions& global) {
   auto* eval = parent.add_subcommand("eval", "Evaluate a model");
   eval->require_subcommand(1);
   auto* ppl = eval->add_subcommand(

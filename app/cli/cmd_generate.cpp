@@ -69,7 +69,7 @@ int run_generate(const GenArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_generate([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand("generate", "Generate text (greedy unless --temperature > 0)");
   auto a = std::make_shared<GenArgs>();
   add_model_arguments(app, *a);

@@ -180,7 +180,7 @@ int run_info(const ModelArgs& args, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_info([](CLI::App& parent, GlobalOptions& global) {
   auto* app =
       parent.add_subcommand("info", "Show configuration, per-layer dims, parameters, memory");
   auto args = std::make_shared<ModelArgs>();

@@ -163,7 +163,7 @@ int run_launch(const LaunchArgs& a) {
   return exit_code(st);
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions&) {
+const Register register_launch([](CLI::App& parent, GlobalOptions&) {
   auto* app = parent.add_subcommand(
       "launch",
       "Run a subcommand data parallel on this machine: N processes, rank 0 writes the output");

@@ -55,7 +55,7 @@ int run_make_demo(const MakeDemoArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_make_demo([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "make-demo",
       "Train the small demo model (SentencePiece BPE + LLaMA with GQA) from a text file");

@@ -120,7 +120,7 @@ int run_plan_memory(const PlanMemoryArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_plan_memory([](CLI::App& parent, GlobalOptions& global) {
   auto* cmd = parent.add_subcommand(
       "plan-memory",
       "Memory a pruning or recovery run needs per rank (weights, LoRA + AdamW, activations, "

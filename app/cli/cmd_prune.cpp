@@ -120,7 +120,7 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_prune([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "prune", "Prune with LHSPG (LoRAShear) and write the smaller model and a JSON report");
   auto a = std::make_shared<PruneArgs>();

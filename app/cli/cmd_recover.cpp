@@ -215,7 +215,7 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_recover([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "recover",
       "Dynamic knowledge recovery: LoRA fine-tuning on adaptively sampled categories, "

@@ -77,7 +77,7 @@ int run_sweep_command(SweepArgs a, const GlobalOptions& global) {
   return failed > 0 ? 1 : 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_sweep([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "sweep",
       "Prune with every method at every ratio (same budget), evaluate each (held-out ppl, "

@@ -118,7 +118,7 @@ int run_tokenize(const TokenizeArgs& a, const GlobalOptions& global) {
   return 0;
 }
 
-const Register reg([](CLI::App& parent, GlobalOptions& global) {
+const Register register_tokenize([](CLI::App& parent, GlobalOptions& global) {
   auto* app = parent.add_subcommand(
       "tokenize", "Show the ids of a text (tokenizer.json, tokenizer.model or a model's own)");
   auto a = std::make_shared<TokenizeArgs>();

@@ -13,13 +13,13 @@ namespace lorashear {
 
 namespace {
 
-struct Linear {
+struct LinearShape {
   std::string name;
   int64_t in = 0, out = 0;
 };
 
 // The seven projections of layer i, as the engine builds them.
-std::vector<Linear> layer_linears(const ModelConfig& c, int64_t i) {
+std::vector<LinearShape> layer_linears(const ModelConfig& c, int64_t i) {
   const auto& d = c.layers[i];
   const int64_t h = c.hidden_size, q = d.n_heads * c.head_dim, kv = d.n_kv_heads * c.head_dim;
   const int64_t m = d.intermediate_size;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "clock.h"
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
@@ -50,10 +51,6 @@ void PruneOptions::validate() const {
 }
 
 namespace {
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 nlohmann::json layer_table(const ModelConfig& before, const ModelConfig& after) {
   auto out = nlohmann::json::array();

@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "clock.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/files.h"
@@ -33,10 +34,6 @@ std::string ratio_text(double r) {
     s = buf;
   }
   return s;
-}
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 LoadedModel load(const SweepOptions& o, const std::string& path, const TaskContext* ctx) {

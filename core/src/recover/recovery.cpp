@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 
+#include "clock.h"
 #include "lorashear/data/instruct.h"
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
@@ -131,10 +132,6 @@ std::map<std::string, double> sampling_weights(const std::map<std::string, doubl
 // ---- the stages
 
 namespace {
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::vector<torch::Tensor> clone_lora(LlamaModelImpl& model) {
   std::vector<torch::Tensor> out;
