@@ -306,7 +306,7 @@ class TestLowPrecision : public QObject {
         d.insert(e.dtype);
       return d;
     };
-    for (const QString dtype : {QString(), QString("fp32")}) {
+    for (const QString& dtype : {QString(), QString("fp32")}) {
       const auto out = root / ("out" + dtype.toStdString());
       QStringList args = {"prune",
                           bf16,
