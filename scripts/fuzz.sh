@@ -10,7 +10,8 @@
 # when it is there. A crash, leak, UB report, timeout or out-of-memory leaves its input in
 # build-fuzz/fuzz-artifacts/TARGET/ (printed); add it to fuzz/regressions/TARGET/ once fixed.
 # Environment: LORASHEAR_FUZZ_BUILD (build folder), LORASHEAR_SHARED (../shared),
-# LORASHEAR_FUZZ_JOBS (build jobs, 2), LORASHEAR_FUZZ_FLAGS (extra libFuzzer flags, e.g. -jobs=2).
+# LORASHEAR_FUZZ_JOBS (build jobs, 2), LORASHEAR_FUZZ_FLAGS (extra libFuzzer flags, e.g. -jobs=2;
+# -runs=1000000 stops a target at a million executions, before SECONDS).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -120,6 +121,7 @@ for t in "${targets[@]}"; do
   log=$build/fuzz-$t.log
   echo "== fuzz_$t: ${seconds}s, corpus $corpus ($(find "$seeds/$t" -type f | wc -l) seeds)"
   set +e
+  started=$SECONDS
   # -rss_limit_mb / -malloc_limit_mb: a small input that makes the parser reserve gigabytes is a
   # finding (declared sizes are checked against the file size before allocating).
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} \
@@ -128,9 +130,10 @@ for t in "${targets[@]}"; do
     -timeout=20 -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" \
     ${LORASHEAR_FUZZ_FLAGS:-} "$corpus" "$seeds/$t" > "$log" 2>&1
   rc=$?
+  took=$((SECONDS - started))
   set -e
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  line="fuzz_$t: rc $rc, ${execs:-?} executions in ${seconds}s, corpus $(find "$corpus" -type f | wc -l) files"
+  line="fuzz_$t: rc $rc, ${execs:-?} executions in ${took}s, corpus $(find "$corpus" -type f | wc -l) files"
   if [[ $rc -ne 0 ]]; then
     status=1
     line+=", FINDING: $(grep -m1 -E 'ERROR|runtime error|uncaught|Test unit written' "$log" || echo "see $log")"

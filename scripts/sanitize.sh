@@ -3,11 +3,12 @@
 # rebuilds short); the main build/ folder is never touched.
 #   scripts/sanitize.sh address [CTEST_REGEX]   ASan + UBSan (+ LeakSanitizer): core, CLI and engine
 #                                               tests, in build-asan/
+#   scripts/sanitize.sh thread [CTEST_REGEX]    ThreadSanitizer: the tests that run the engine's worker
+#                                               thread and the graph layout's, in build-tsan/ (not in
+#                                               CI yet: see below)
 # CTEST_REGEX runs a subset of the mode's tests. Any report fails the test that made it: the
 # sanitizers abort the process (halt_on_error) and print the stack. Known reports inside libraries
 # we do not build would be suppressed in scripts/sanitizers/*.supp, each with its reason.
-# (A ThreadSanitizer mode for the engine and GUI tests is to come: its build does not fit CI's time
-# on two cores yet.)
 # Environment: JOBS (build jobs, default: cores), LORASHEAR_SANITIZE_BUILD (build folder).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,14 +25,24 @@ asan_tests=(test_model_config test_llama_model test_cpu_kernels test_checkpoint_
   test_low_precision test_lhspg test_recovery test_gguf_export test_run_log test_fuzz_regressions
   test_cli test_cli_tokenize test_run test_follow_run test_run_memory test_export)
 
+# thread: the tests where our code runs on more than one thread: the engine's worker QThread (a run,
+# following a run, the export), the app driving it, the graph layout computed off the GUI thread,
+# recovery's data prefetch thread and the zero-shot evaluation's worker pool.
+tsan_tests=(test_run test_follow_run test_export test_studio test_graph_view test_recovery test_tasks)
+
 case "$mode" in
   address)
     build=${LORASHEAR_SANITIZE_BUILD:-$root/build-asan}
     flags=(-DLORASHEAR_SANITIZE_ADDRESS=ON -DLORASHEAR_SANITIZE_UNDEFINED=ON)
     tests=("${asan_tests[@]}")
     ;;
+  thread)
+    build=${LORASHEAR_SANITIZE_BUILD:-$root/build-tsan}
+    flags=(-DLORASHEAR_SANITIZE_THREAD=ON)
+    tests=("${tsan_tests[@]}")
+    ;;
   *)
-    echo "usage: $0 address [CTEST_REGEX]" >&2
+    echo "usage: $0 address|thread [CTEST_REGEX]" >&2
     exit 2
     ;;
 esac
@@ -49,9 +60,32 @@ export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_f
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-  -DLORASHEAR_BUILD_TESTS=ON -DLORASHEAR_BUILD_BENCH=OFF "${flags[@]}" >"$build/configure.log" ||
+  -DLORASHEAR_BUILD_TESTS=ON -DLORASHEAR_BUILD_BENCH=OFF -DLORASHEAR_UNITY_BUILD=ON "${flags[@]}" >"$build/configure.log" ||
   { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j "$jobs" --target lorashear "${tests[@]}"
+
+status=0
+run_ctest() {  # run_ctest TEST...: runs those tests of $build; remembers a failure
+  local names
+  names=$(IFS='|'; echo "$*")
+  ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200 -R "^($names)\$" ||
+    status=1
+}
+
+if [[ $mode == thread ]]; then
+  # A report fails the test at its exit (exitcode 66) after every report is printed. Qt is not
+  # instrumented: what its own locks order TSan cannot see (QMutex is a futex). tsan.supp silences
+  # the libraries' own calls; what remains to be done before this mode is clean and goes into CI:
+  # a lambda queued through Qt (invokeMethod, QtConcurrent::run, QThreadPool::start) has its
+  # captures written inside Qt's templates and read on the other thread, which TSan reports as a
+  # race however the handoff is annotated (the write follows any __tsan_release the caller makes).
+  # The engine's and the layout cache's handoffs must go through queues under a std::mutex, with
+  # a string-named queued slot (no captures) to wake the other thread. test_graph_view,
+  # test_tasks and test_recovery are clean today.
+  export TSAN_OPTIONS="suppressions=$supp/tsan.supp:second_deadlock_stack=1:history_size=3:exitcode=66"
+  run_ctest "${tests[@]}"
+  exit $status
+fi
 
 export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=0:abort_on_error=0:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
@@ -64,13 +98,6 @@ plain=() widgets=()
 for t in "${tests[@]}"; do
   if [[ " ${widget_tests[*]} " == *" $t "* ]]; then widgets+=("$t"); else plain+=("$t"); fi
 done
-status=0
-run_ctest() {  # run_ctest TEST...: runs those tests of $build; remembers a failure
-  local names
-  names=$(IFS='|'; echo "$*")
-  ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200 -R "^($names)\$" ||
-    status=1
-}
 ((${#plain[@]})) && run_ctest "${plain[@]}"
 if ((${#widgets[@]})); then
   ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" run_ctest "${widgets[@]}"
