@@ -72,8 +72,12 @@ LoadedModel load_hf(const std::string& dir, const LoadOptions& opts, const TaskC
     std::map<std::string, const SafetensorsFile*> shards;
     for (const auto& s : shard_names) {
       const auto sp = (root / s).string();
-      if (!fs::is_regular_file(sp))
-        throw InputError(ip + ": shard '" + s + "' listed in weight_map does not exist");
+      std::error_code ec;  // a name the system refuses (longer than a file name can be) is no crash
+      if (!fs::is_regular_file(sp, ec))
+        throw InputError(ip + ": shard '" + s + "' listed in weight_map " +
+                         (ec && ec != std::errc::no_such_file_or_directory
+                              ? "cannot be opened: " + ec.message()
+                              : std::string("does not exist")));
       files.push_back(std::make_unique<SafetensorsFile>(sp));
       shards[s] = files.back().get();
     }
