@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -121,6 +122,41 @@ void parse_hf_index(const uint8_t* data, size_t size) {
   refusal_ok([&] { (void)load_model(dir.string()); });
 }
 
+// A whole Hugging Face folder, so that what one file declares is checked against the others
+// (config.json's shapes against the weights, the index against its shards, the tokenizer files
+// against each other). The input is a list of records: a byte naming the file
+// (kHfFolderFiles[byte % count]), its length as 4 bytes little-endian, its bytes (cut at the end of
+// the input); a later record of the same file replaces it. scripts/fuzz.sh packs real folders so.
+const char* const kHfFolderFiles[] = {"config.json",
+                                      "model.safetensors",
+                                      "model.safetensors.index.json",
+                                      "model-00001-of-00002.safetensors",
+                                      "model-00002-of-00002.safetensors",
+                                      "tokenizer.json",
+                                      "tokenizer.model",
+                                      "tokenizer_config.json",
+                                      "generation_config.json"};
+
+void parse_hf_folder(const uint8_t* data, size_t size) {
+  const auto dir = fresh_dir("hf_folder");
+  constexpr size_t kFiles = sizeof(kHfFolderFiles) / sizeof(kHfFolderFiles[0]);
+  size_t at = 0;
+  while (size - at >= 5) {
+    const char* name = kHfFolderFiles[data[at] % kFiles];
+    const uint32_t declared =
+        static_cast<uint32_t>(data[at + 1]) | static_cast<uint32_t>(data[at + 2]) << 8 |
+        static_cast<uint32_t>(data[at + 3]) << 16 | static_cast<uint32_t>(data[at + 4]) << 24;
+    at += 5;
+    const size_t n = std::min<size_t>(declared, size - at);
+    write_file(dir / name, data + at, n);
+    at += n;
+  }
+  refusal_ok([&] {
+    auto loaded = load_model(dir.string());
+    if (loaded.tokenizer) exercise(*loaded.tokenizer);
+  });
+}
+
 void parse_gguf(const uint8_t* data, size_t size) {
   const auto path = write_file(fresh_dir("gguf") / "model.gguf", data, size);
   refusal_ok([&] { (void)gguf_metadata(path); });
@@ -211,6 +247,7 @@ const std::vector<Target>& targets() {
   static const std::vector<Target> all = {
       {"safetensors", parse_safetensors},
       {"hf_index", parse_hf_index},
+      {"hf_folder", parse_hf_folder},
       {"gguf", parse_gguf},
       {"llama2c", parse_llama2c},
       {"tokenizer_bin", parse_tokenizer_bin},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/) with clang + ASan + UBSan in build-fuzz/ and runs them.
 #   scripts/fuzz.sh [TARGET|all] [SECONDS]      (default: all, 60 s per target)
-# Targets: safetensors hf_index gguf llama2c tokenizer_bin spm tokenizer_json config_json plan
+# Targets: safetensors hf_index hf_folder gguf llama2c tokenizer_bin spm tokenizer_json config_json plan
 # lora_adapter task metrics_jsonl.
 # The corpus of each target grows in build-fuzz/fuzz-corpus/TARGET (kept between runs); it starts
 # from the hand-made seeds in fuzz/corpus/TARGET, the inputs in fuzz/regressions/TARGET, real files
@@ -18,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LORASHEAR_FUZZ_BUILD:-$root/build-fuzz}
 shared=${LORASHEAR_SHARED:-$root/../shared}
 jobs=${LORASHEAR_FUZZ_JOBS:-2}
-all_targets=(safetensors hf_index gguf llama2c tokenizer_bin spm tokenizer_json config_json plan
+all_targets=(safetensors hf_index hf_folder gguf llama2c tokenizer_bin spm tokenizer_json config_json plan
              lora_adapter task metrics_jsonl)
 which=${1:-all}
 seconds=${2:-60}
@@ -86,6 +86,23 @@ json.dump(j, open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False)
 PY
   done
 fi
+# hf_folder's input: a folder's files as records (a byte naming the file, 4 bytes little-endian
+# length, the bytes; the names are fuzz_inputs.cpp's kHfFolderFiles, in that order).
+pack_folder() {  # pack_folder DIR OUT
+  python3 - "$1" "$2" <<'PY' || true
+import os, struct, sys
+names = ["config.json", "model.safetensors", "model.safetensors.index.json",
+         "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "tokenizer.json",
+         "tokenizer.model", "tokenizer_config.json", "generation_config.json"]
+out = bytearray()
+for i, name in enumerate(names):
+    path = os.path.join(sys.argv[1], name)
+    if os.path.isfile(path):
+        data = open(path, "rb").read()
+        out += bytes([i]) + struct.pack("<I", len(data)) + data
+open(sys.argv[2], "wb").write(out)
+PY
+}
 # Files the engine's writers produce (the main build's CLI, when it is built).
 cli=$root/build/app/cli/lorashear
 if [[ -x $cli && -f $m/stories260K.bin ]]; then
@@ -96,7 +113,15 @@ if [[ -x $cli && -f $m/stories260K.bin ]]; then
       --shard-size 0.3 > /dev/null 2>&1 || true
     "$cli" -q convert "$m/stories260K.bin" --tokenizer "$m/tok512.model" --to gguf "$w/q8.gguf" \
       --out-dtype q8_0 > /dev/null 2>&1 || true
+    # Two shards of half a megabyte (bf16), and one file (f16), for hf_folder.
+    "$cli" -q convert "$m/stories260K.bin" --tokenizer "$m/tok512.model" --to hf "$w/hf2" \
+      --out-dtype bf16 --shard-size 0.35 > /dev/null 2>&1 || true
+    "$cli" -q convert "$m/stories260K.bin" --tokenizer "$m/tok512.model" --to hf "$w/hf1" \
+      --out-dtype f16 > /dev/null 2>&1 || true
   fi
+  for d in hf1 hf2; do
+    [[ -f $w/$d/config.json ]] && pack_folder "$w/$d" "$seeds/hf_folder/stories260K_$d"
+  done
   add safetensors "$w"/hf/*.safetensors
   add hf_index "$w/hf/model.safetensors.index.json"
   add config_json "$w/hf/config.json"
@@ -115,7 +140,7 @@ for t in "${targets[@]}"; do
   case $t in
     gguf) dict=(-dict="$root/fuzz/dict/gguf.dict") ;;
     safetensors | lora_adapter) dict=(-dict="$root/fuzz/dict/safetensors.dict") ;;
-    hf_index | tokenizer_json | config_json | plan | task | metrics_jsonl)
+    hf_index | hf_folder | tokenizer_json | config_json | plan | task | metrics_jsonl)
       dict=(-dict="$root/fuzz/dict/json.dict") ;;
   esac
   log=$build/fuzz-$t.log
