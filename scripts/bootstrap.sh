@@ -3,7 +3,8 @@
 #   scripts/bootstrap.sh run    install packages, build, run the app on the bundled demo model
 #                               (in a window with a display; else the CLI demo and a screenshot)
 #   scripts/bootstrap.sh test   install packages, build, run every test, then the core, CLI and
-#                               engine tests under ASan + UBSan (what .ci/run does)
+#                               engine tests under ASan + UBSan and the threaded ones under TSan
+#                               (what .ci/run does)
 #   scripts/bootstrap.sh package  install packages, build, make the Debian package
 #                               build/lorashear-studio_<version>_<arch>.deb (and a .tar.gz)
 #   scripts/bootstrap.sh build  install packages and build only
@@ -130,8 +131,14 @@ case "$mode" in
     make_package  # test_install installs it in a clean Debian root
     say "Running every test (ctest; labels unit, model, slow, cli, interop)"
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900
+    status=0
     say "Core, CLI and engine tests under AddressSanitizer + UBSan (build-asan)"
-    JOBS="$jobs" LORASHEAR_SANITIZE_BUILD="$build-asan" bash "$root/scripts/sanitize.sh" address
+    JOBS="$jobs" LORASHEAR_SANITIZE_BUILD="$build-asan" bash "$root/scripts/sanitize.sh" address ||
+      status=1
+    say "The engine's, the app's and the core's threads under ThreadSanitizer (build-tsan)"
+    JOBS="$jobs" LORASHEAR_SANITIZE_BUILD="$build-tsan" bash "$root/scripts/sanitize.sh" thread ||
+      status=1
+    exit $status
     ;;
   *)
     echo "usage: $0 run|test|package|build" >&2

@@ -91,13 +91,21 @@ double check_export(LlamaModelImpl& model, const std::string& path, const std::s
   return diff;
 }
 
+// Keys of the handoffs between the GUI thread, the worker and the thread pool (threads.h).
+const char kToWorker = 0, kToGui = 0, kToPool = 0;
+
 std::shared_ptr<ModelDocument> new_document() {
   return std::shared_ptr<ModelDocument>(new ModelDocument, [](ModelDocument* d) {
     auto* app = QCoreApplication::instance();
-    if (app != nullptr && QThread::currentThread() == app->thread())
-      QThreadPool::globalInstance()->start([d] { delete d; });
-    else
+    if (app != nullptr && QThread::currentThread() == app->thread()) {
+      const Handoff queueing(&kToPool);
+      QThreadPool::globalInstance()->start([d] {
+        handoff_receive(&kToPool);
+        delete d;
+      });
+    } else {
       delete d;
+    }
   });
 }
 
@@ -139,7 +147,16 @@ Engine::Engine(QObject* parent) : QObject(parent) {
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.start();
-  QMetaObject::invokeMethod(worker_, &lower_thread_priority, Qt::QueuedConnection);
+  {
+    const Handoff queueing(&kToWorker);
+    QMetaObject::invokeMethod(
+        worker_,
+        [] {
+          handoff_receive(&kToWorker);
+          lower_thread_priority();
+        },
+        Qt::QueuedConnection);
+  }
   timer_.setInterval(100);
   connect(&timer_, &QTimer::timeout, this, &Engine::poll);
 }
@@ -187,9 +204,11 @@ bool Engine::submit(const QString& name, Job job) {
   timer_.start();
   spdlog::info("{}: started", name.toStdString());
   emit taskStarted(name);
+  const Handoff queueing(&kToWorker);
   QMetaObject::invokeMethod(
       worker_,
       [this, name, job = std::move(job)] {
+        handoff_receive(&kToWorker);
         TaskContext ctx;
         ctx.cancel = &cancel_;
         ctx.pause = &pause_;
@@ -218,9 +237,11 @@ bool Engine::submit(const QString& name, Job job) {
           text = QString::fromStdString(e.what());
         }
         if (outcome != kFailed && cancel_) outcome = kCancelled;
+        const Handoff queueing(&kToGui);
         QMetaObject::invokeMethod(
             this,
             [this, name, outcome, text, apply = std::move(result.apply)]() mutable {
+              handoff_receive(&kToGui);
               finish(name, outcome, text, std::move(apply));
             },
             Qt::QueuedConnection);
@@ -718,9 +739,11 @@ bool Engine::runSweep(const RunSettings& run, const QString& plan_json,
         o.out_dir = sweep.out_dir.toStdString();
         auto publish = [this](const nlohmann::json& results) {
           const auto text = QString::fromStdString(results.dump());
+          const Handoff queueing(&kToGui);
           QMetaObject::invokeMethod(
               this,
               [this, text] {
+                handoff_receive(&kToGui);
                 sweep_results_ = text;
                 emit sweepChanged(text);
               },

@@ -35,6 +35,7 @@
 #include "lorashear/viewers/graph_legend.h"
 #include "lorashear/viewers/graph_overview.h"
 #include "lorashear/viewers/graph_view.h"
+#include "lorashear/viewers/threads.h"
 #include "run_coordinator.h"
 #include "task_controller.h"
 #include "view_actions.h"
@@ -128,7 +129,12 @@ MainWindow::~MainWindow() {
 }
 
 void MainWindow::saveSetting(const QString& key, const QVariant& value) {
-  settings_writer_->start([key, value] { QSettings().setValue(key, value); });
+  static const char to_writer = 0;  // the handoff's key (threads.h)
+  const Handoff queueing(&to_writer);
+  settings_writer_->start([key, value] {
+    handoff_receive(&to_writer);
+    QSettings().setValue(key, value);
+  });
 }
 
 std::shared_ptr<const ModelDocument> MainWindow::document() const {

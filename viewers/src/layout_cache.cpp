@@ -11,12 +11,19 @@ namespace lorashear {
 
 namespace {
 constexpr size_t kCapacity = 24;
-}
+const char kToPool = 0;  // the handoff's key (threads.h)
+}  // namespace
+
+struct LayoutCache::Result {
+  std::mutex mutex;
+  std::shared_ptr<const GraphLayout> layout;
+  QString error;
+};
 
 LayoutCache::LayoutCache(QObject* parent) : QObject(parent) {
   qRegisterMetaType<std::shared_ptr<const GraphLayout>>();
   qRegisterMetaType<std::set<int64_t>>();
-  watcher_ = new QFutureWatcher<std::shared_ptr<const GraphLayout>>(this);
+  watcher_ = new QFutureWatcher<void>(this);
   connect(watcher_, &QFutureWatcherBase::finished, this, &LayoutCache::done);
 }
 
@@ -51,21 +58,33 @@ void LayoutCache::start(const std::set<int64_t>& expanded) {
   running_ = expanded;
   running_generation_ = generation_;
   auto compute = compute_;
-  auto* error = &error_;
-  watcher_->setFuture(QtConcurrent::run([compute, expanded, error] {
+  auto result = std::make_shared<Result>();
+  result_ = result;
+  const Handoff queueing(&kToPool);
+  watcher_->setFuture(QtConcurrent::run([compute, expanded, result] {
+    handoff_receive(&kToPool);
     thread_local const bool lowered = (lower_thread_priority(), true);
     (void)lowered;
     try {
-      return std::shared_ptr<const GraphLayout>(std::make_shared<GraphLayout>(compute(expanded)));
+      auto layout = std::make_shared<const GraphLayout>(compute(expanded));
+      std::lock_guard<std::mutex> lock(result->mutex);
+      result->layout = std::move(layout);
     } catch (const std::exception& e) {
-      *error = QString::fromStdString(e.what());  // read on the GUI thread after finished
-      return std::shared_ptr<const GraphLayout>();
+      std::lock_guard<std::mutex> lock(result->mutex);
+      result->error = QString::fromStdString(e.what());
     }
   }));
 }
 
 void LayoutCache::done() {
-  auto layout = watcher_->result();
+  std::shared_ptr<const GraphLayout> layout;
+  QString error;
+  {
+    std::lock_guard<std::mutex> lock(result_->mutex);
+    layout = std::move(result_->layout);
+    error = result_->error;
+  }
+  result_.reset();
   const auto expanded = *running_;
   const bool current = running_generation_ == generation_;
   running_.reset();
@@ -76,7 +95,7 @@ void LayoutCache::done() {
         cache_.pop_back();
       if (!pending_) emit layoutReady(layout, expanded, layout->seconds, false);
     } else {
-      emit layoutFailed(error_);
+      emit layoutFailed(error);
     }
   }
   if (pending_) {
