@@ -514,6 +514,12 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& opts, const Ta
   if (n_layers <= 0 || n_layers > 100000)
     throw InputError(path + ": metadata '" + k + "block_count' = " + std::to_string(n_layers) +
                      " is invalid");
+  // Every layer has tensors of its own (at least its MLP's): a small file declaring tens of
+  // thousands of layers is refused here, before the per-layer tables are built (fuzzing: an
+  // 800-byte file took 7 s).
+  if (n_layers > static_cast<int64_t>(g.tensors().size()))
+    throw InputError(path + ": metadata '" + k + "block_count' = " + std::to_string(n_layers) +
+                     " but the file holds only " + std::to_string(g.tensors().size()) + " tensors");
   const auto heads = g.per_layer(k + "attention.head_count", n_layers, std::nullopt);
   const auto kv_heads = g.per_layer(k + "attention.head_count_kv", n_layers, heads);
   const auto ffn = g.per_layer(k + "feed_forward_length", n_layers, std::nullopt);
