@@ -23,6 +23,7 @@ packages=(
   qt6-base-dev qt6-charts-dev libqt6opengl6-dev qt6-svg-dev
   libgraphviz-dev libspdlog-dev nlohmann-json3-dev libsentencepiece-dev libcli11-dev
   libpcre2-dev libicu-dev  # tokenizer.json: pre-tokenizer regexes, Unicode normalisation
+  zlib1g-dev  # checkpoint manifests: CRC-32
   libgloo-dev  # data parallelism: the headers c10d's ProcessGroupGloo needs (WORLD_SIZE > 1)
   python3-numpy  # tests: the independent NumPy reader of exported Hugging Face folders
   python3-torch  # tests: the independent reference of the architectures (transformers' semantics)

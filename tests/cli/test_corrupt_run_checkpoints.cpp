@@ -43,6 +43,7 @@ class TestCorruptRunCheckpoints : public QObject {
 
  private slots:
   void initTestCase();
+  void crc32KnownAnswers();
   void eachFileOfEachCheckpoint_data();
   void eachFileOfEachCheckpoint();
   void manifestMissingDamagedOrOfAnotherVersion();
@@ -178,6 +179,17 @@ void TestCorruptRunCheckpoints::initTestCase() {
   QVERIFY(!fs::exists(ckpt_));
   fs::rename(out_, dir_ / "finished");  // what every resumed run below must write
   fs::remove_all(dir_ / "out.run");
+}
+
+// The manifest's CRC-32 is the one of zip, PNG and Python's zlib.crc32: its check value, and the
+// same figure when a file is summed in pieces.
+void TestCorruptRunCheckpoints::crc32KnownAnswers() {
+  const std::string digits = "123456789";
+  QCOMPARE(io::crc32(digits.data(), digits.size()), 0xCBF43926u);
+  QCOMPARE(io::crc32(nullptr, 0), 0u);
+  QCOMPARE(io::crc32(digits.data() + 4, 5, io::crc32(digits.data(), 4)), 0xCBF43926u);
+  const std::string fox = "The quick brown fox jumps over the lazy dog";
+  QCOMPARE(io::crc32(fox.data(), fox.size()), 0x414FA339u);
 }
 
 void TestCorruptRunCheckpoints::eachFileOfEachCheckpoint_data() {
