@@ -90,8 +90,7 @@ fi
 export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=0:abort_on_error=0:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsan.supp"
-# LeakSanitizer looks at the core and CLI tests; in the widget tests it is off (tests/CMakeLists.txt
-# appends detect_leaks=0 for them): Qt Charts, fontconfig and Graphviz's dot layout keep memory to
-# the end of the process that LSan, blind to their frames (no frame pointers), reports as ours.
+# LeakSanitizer looks at every suite, the widget ones included; lsan.supp names the two libraries
+# whose own leaks are suppressed (Graphviz's dot layout, fontconfig's caches), with the reasons.
 run_ctest "${tests[@]}"
 exit $status

@@ -1,6 +1,5 @@
 #include "lorashear/ui/help_dialogs.h"
 
-#include <graphviz/gvc.h>
 #include <QAction>
 #include <QApplication>
 #include <QClipboard>
@@ -23,6 +22,7 @@
 #include <QTimer>
 #include <QToolBar>
 #include <QVBoxLayout>
+#include "lorashear/viewers/graph_layout.h"
 
 #include <exception>
 #include <functional>
@@ -109,13 +109,8 @@ std::vector<ShortcutEntry> shortcut_entries(const QMainWindow* window) {
 }
 
 QString graphviz_runtime_version() {
-  // gvcVersion needs a context. The process keeps it, as the graph layout keeps its own (freeing
-  // one leaves Graphviz's text-size plugin with a dangling pointer); computed once.
-  static const QString version = [] {
-    GVC_t* gvc = gvContext();
-    const char* v = gvc ? gvcVersion(gvc) : nullptr;
-    return v ? QString::fromUtf8(v) : QString();
-  }();
+  // Asked of the graph layout's Graphviz context (one per process: see graph_layout.cpp).
+  static const QString version = QString::fromStdString(graphviz_library_version());
   return version;
 }
 

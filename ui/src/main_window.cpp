@@ -54,8 +54,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   setWindowTitle(tr("LoRAShear Studio"));
   setAcceptDrops(true);
   install_log_sink();
-  // Graphviz's version for Help ▸ About: its first query touches Graphviz's global state, so it
-  // is made now, before any layout runs on another thread.
+  // Graphviz's version for Help ▸ About, asked now: later it would wait for a running layout.
   graphviz_runtime_version();
   settings_writer_ = new QThreadPool(this);
   settings_writer_->setMaxThreadCount(1);

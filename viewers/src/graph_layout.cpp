@@ -47,6 +47,13 @@ std::string shape_text(const std::vector<int64_t>& s) {
 
 }  // namespace
 
+std::string graphviz_library_version() {
+  std::lock_guard lock(graphviz_mutex);
+  GVC_t* gvc = graphviz_context();
+  const char* v = gvc ? gvcVersion(gvc) : nullptr;
+  return v ? v : "";
+}
+
 GraphLayout layout_graph(const TraceGraph& g, const DependencyGraph& deps,
                          const std::set<int64_t>& expanded) {
   GraphLayout out;

@@ -56,7 +56,9 @@ MetricChart::MetricChart(const QString& title, QWidget* parent) : QChartView(par
   y_->setLabelFormat("%.3g");
   chart->addAxis(x_, Qt::AlignBottom);
   chart->addAxis(y_, Qt::AlignLeft);
+  auto* made = this->chart();  // QChartView's own, which setChart does not delete
   setChart(chart);
+  delete made;
   setRenderHint(QPainter::Antialiasing);
   setMinimumHeight(180);
   redraw_.setSingleShot(true);

@@ -37,7 +37,9 @@ SparsityBars::SparsityBars(QWidget* parent) : QChartView(parent) {
   chart->addAxis(y, Qt::AlignLeft);
   series->attachAxis(x_);
   series->attachAxis(y);
+  auto* made = this->chart();  // QChartView's own, which setChart does not delete
   setChart(chart);
+  delete made;
   setMinimumHeight(180);
 }
 

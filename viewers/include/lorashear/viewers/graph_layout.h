@@ -58,6 +58,10 @@ struct GraphLayout {
   int64_t find(const std::string& id) const;
 };
 
+/// The Graphviz library's own version string (gvcVersion), asked of the layout's one context
+/// under the same lock; empty when Graphviz does not say. May be called from any thread.
+std::string graphviz_library_version();
+
 /// Lays out `graph` with every layer in `expanded` drawn operator by operator and the others
 /// collapsed. May be called from any thread (calls into Graphviz, which keeps global state, are
 /// serialised). Throws std::runtime_error when Graphviz fails.
