@@ -1,5 +1,6 @@
 #include "lorashear/run_log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+
+#include <spdlog/spdlog.h>
 
 #include "lorashear/errors.h"
 #include "lorashear/io/files.h"
@@ -116,9 +119,8 @@ RunLogWriter::RunLogWriter(const std::string& dir, nlohmann::json info, bool ena
   info_["error"] = nullptr;
   info_["metrics"] = "metrics.jsonl";
   const auto path = dir_ + "/metrics.jsonl";
-  metrics_ = std::fopen(path.c_str(), "wb");
-  if (metrics_ == nullptr)
-    throw Error(path + ": cannot create: " + std::string(std::strerror(errno)));
+  metrics_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (metrics_fd_ < 0) throw Error(path + ": cannot create: " + std::string(std::strerror(errno)));
   write_info();
 }
 
@@ -129,7 +131,7 @@ RunLogWriter::~RunLogWriter() {
     } catch (...) {
     }
   }
-  if (metrics_ != nullptr) std::fclose(metrics_);
+  if (metrics_fd_ >= 0) ::close(metrics_fd_);
 }
 
 double RunLogWriter::seconds() const {
@@ -145,9 +147,38 @@ void RunLogWriter::write_info() {
 }
 
 void RunLogWriter::append_line(const std::string& line) {
-  if (metrics_ == nullptr) return;
-  std::fwrite(line.data(), 1, line.size(), metrics_);
-  std::fflush(metrics_);
+  if (metrics_fd_ < 0) return;
+  size_t done = 0;
+  int err = 0;
+  while (done < line.size()) {
+    const auto n = ::write(metrics_fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (done == line.size()) {
+    metrics_bytes_ += static_cast<int64_t>(done);
+    metrics_failing_ = false;
+    return;
+  }
+  // A full disk (or any write error): the part of the line that was written is cut off again,
+  // so the record stays whole lines that a follower reads to the end, and the next line goes
+  // where this one began once there is room. The run goes on; the record notes the loss.
+  if (::ftruncate(metrics_fd_, metrics_bytes_) != 0 ||
+      ::lseek(metrics_fd_, metrics_bytes_, SEEK_SET) != metrics_bytes_) {
+    ::close(metrics_fd_);  // cannot take the piece back: stop rather than write after it
+    metrics_fd_ = -1;
+  }
+  if (metrics_failing_) return;
+  metrics_failing_ = true;
+  const std::string message =
+      dir_ + "/metrics.jsonl: lines are missing from the record (" + std::strerror(err) + ")";
+  spdlog::warn("{}; the run goes on", message);
+  info_["metrics_error"] = message;
+  write_info();
 }
 
 void RunLogWriter::lhspg(const LhspgMetrics& m) {
@@ -203,9 +234,9 @@ void RunLogWriter::update(const nlohmann::json& extra) {
 void RunLogWriter::finish(const std::string& status, const std::string& error) {
   if (!enabled_ || finished_) return;
   finished_ = true;
-  if (metrics_ != nullptr) {
-    std::fclose(metrics_);
-    metrics_ = nullptr;
+  if (metrics_fd_ >= 0) {
+    ::close(metrics_fd_);
+    metrics_fd_ = -1;
   }
   info_["status"] = status;
   info_["error"] = error.empty() ? nlohmann::json(nullptr) : nlohmann::json(error);

@@ -17,6 +17,8 @@
 #include "fault_support.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/archive.h"
+#include "lorashear/prune/lhspg.h"
+#include "lorashear/run_log.h"
 #include "test_support.h"
 
 using namespace lorashear;
@@ -370,6 +372,65 @@ class TestDiskFull : public QObject {
     r = run_cli({"convert", demo_model(), "--to", "gguf", gguf, "--out-dtype", "q8_0"});
     QVERIFY2(r.code == 0, qPrintable(r.err));
     QVERIFY(leftovers(m.path("")).isEmpty());
+  }
+
+  // The run's live record on a disk that fills: a line that does not fit is lost whole, never
+  // left half-written (a follower reads every line to the end), the run's record says lines are
+  // missing, and lines go on where they stopped once there is room.
+  void runRecordDiskFull() {
+    Tmpfs m(dir_.filePath("record"), 256);
+    QVERIFY(m.ok());
+    const std::string run = m.path("out.run").toStdString();
+    RunLogWriter log(run, {{"command", "prune"}}, true, 1);
+    LhspgMetrics lm;
+    lm.total_steps = 1000;
+    lm.loss = 2.718281828459045;
+    for (int i = 0; i < 24; ++i)  // a long first line: the sparsity of 24 node groups
+      lm.sparsity["layers." + std::to_string(i) + ".mlp"] = 0.015625 * i;
+    int64_t step = 0;
+    auto write = [&](int lines) {
+      for (int i = 0; i < lines; ++i) {
+        lm.step = ++step;
+        lm.sparsity.begin()->second = 1.0 / static_cast<double>(step);  // each line carries it
+        log.lhspg(lm);
+      }
+    };
+    // Fill the disk but for ~10 KB, then write ~60 KB of lines.
+    QVERIFY(m.leaveRoom(12));
+    {
+      std::ofstream filler(m.path("filler").toStdString(), std::ios::binary);
+      filler << std::string(8 * 1024, 'x');
+    }
+    write(100);
+    const auto path = run + "/metrics.jsonl";
+    std::vector<int64_t> steps;
+    auto read_all = [&] {
+      steps.clear();
+      RunFollower f(run);
+      f.poll([&](const RunRecord& r) { steps.push_back(static_cast<int64_t>(r.step)); });
+      const std::string bytes = test::read_all(path);
+      QVERIFY2(bytes.empty() || bytes.back() == '\n', "the record ends in the middle of a line");
+    };
+    read_all();
+    QVERIFY2(steps.size() > 3 && steps.size() < 100,
+             qPrintable(QString("%1 of 100 lines on the disk").arg(steps.size())));
+    for (size_t i = 0; i < steps.size(); ++i)
+      QCOMPARE(steps[i], static_cast<int64_t>(i + 1));  // the first lines, whole, in order
+    const auto kept = steps.size();
+    // Room again: the next lines follow the last whole one.
+    QVERIFY(m.remount("size=1024k"));
+    write(5);
+    read_all();
+    QCOMPARE(steps.size(), kept + 5);
+    QCOMPARE(steps.back(), step);
+    QVERIFY(steps[kept] > steps[kept - 1] + 1);  // the lost lines leave a gap in the steps
+    log.finish("finished");
+    const auto info = RunFollower(run).info();
+    QVERIFY(info.is_object());
+    QCOMPARE(QString::fromStdString(info.value("status", "")), QString("finished"));
+    const auto error = QString::fromStdString(info.value("metrics_error", ""));
+    QVERIFY2(error.contains(QString::fromStdString(path)) && error.contains(kFull),
+             qPrintable(error));
   }
 
   // The output's parent folder deleted while the run trains, and missing before a GGUF export.

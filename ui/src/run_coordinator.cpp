@@ -211,6 +211,7 @@ void RunCoordinator::updateFollowStatus() {
   text = tr("%1: %2 · %3 lines")
              .arg(QFileInfo(watcher_->runDir()).fileName(), text)
              .arg(watcher_->lines());
+  if (!watcher_->recordError().isEmpty()) text += tr(" · %1").arg(watcher_->recordError());
   if (!watcher_->problem().isEmpty()) text += tr(" · %1").arg(watcher_->problem());
   window_->runPanel()->setFollowStatus(text, QDir::toNativeSeparators(watcher_->metricsPath()));
 }

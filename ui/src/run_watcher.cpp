@@ -51,6 +51,9 @@ void RunWatcher::readInfo() {
     error_ = info.contains("error") && info["error"].is_string()
                  ? QString::fromStdString(info["error"].get<std::string>())
                  : QString();
+    record_error_ = info.contains("metrics_error") && info["metrics_error"].is_string()
+                        ? QString::fromStdString(info["metrics_error"].get<std::string>())
+                        : QString();
   }
   const auto status = QString::fromStdString(follower_->status(stale_after_));
   if (status != status_) {

@@ -62,7 +62,9 @@ class RunLogWriter {
   std::string dir_;
   nlohmann::json info_;
   bool enabled_ = true, finished_ = false;
-  std::FILE* metrics_ = nullptr;
+  int metrics_fd_ = -1;        // metrics.jsonl, written with write(2): no stdio buffer to undo
+  int64_t metrics_bytes_ = 0;  // its length in whole lines
+  bool metrics_failing_ = false;
   std::chrono::steady_clock::time_point t0_;
   std::map<std::string, double> last_sparsity_;
   int64_t recovery_steps_ = 0;

@@ -44,6 +44,9 @@ class RunWatcher : public QObject {
   /// run.json's error of a failed run.
   QString error() const { return error_; }
   qint64 lines() const;
+  /// run.json's metrics_error: the writer could not append some lines (a full disk), empty when
+  /// none.
+  QString recordError() const { return record_error_; }
   /// The last problem reading the file (file:line: what), empty when none.
   QString problem() const { return problem_; }
   /// Seconds without a new line after which a running run is called stale (default 300).
@@ -66,7 +69,7 @@ class RunWatcher : public QObject {
   std::unique_ptr<RunFollower> follower_;
   QFileSystemWatcher* watch_ = nullptr;
   QTimer timer_;
-  QString status_, model_, plan_, error_, problem_;
+  QString status_, model_, plan_, error_, problem_, record_error_;
   double stale_after_ = 300;
   bool polling_ = false;
 };
