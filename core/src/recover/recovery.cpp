@@ -208,6 +208,8 @@ struct RecoveryRun {
   void evaluate_stage2(const InstructionSet& set, int64_t step, RecoveryMetrics& m);
   bool validation_stalled() const;
   void save_stage2_checkpoint(const LoraTrainer& trainer, int64_t step);
+  void record_step(RecoveryMetrics& m, int stage, int64_t step, double loss, double tokens,
+                   double step_seconds, double seconds_left) const;
 
   LlamaModelImpl& model;
   std::shared_ptr<const Tokenizer> tokenizer;
@@ -403,16 +405,9 @@ void RecoveryRun::train_stage1(RecoveryData& data) {
     });
     ++global_step;
     s1["loss"].push_back(loss);
-    m.stage = 1;
-    m.step = step;
-    m.run_step = global_step;
-    m.total_steps = o.stage1.steps;
-    m.loss = loss;
-    m.lr = o.stage1.lr_at(step);
-    const double dt = since(t0);
-    m.tokens_per_second = dt > 0 ? static_cast<double>(per_step * o.seq_len) / dt : 0;
     const double per = since(t1) / static_cast<double>(step - first + 1);
-    m.seconds_left = per * static_cast<double>(o.stage1.steps - step + o.stage2.steps);
+    record_step(m, 1, step, loss, static_cast<double>(per_step * o.seq_len), since(t0),
+                per * static_cast<double>(o.stage1.steps - step + o.stage2.steps));
     if (on_step) on_step(m);
     task_report(ctx, "recovery stage 1", step, o.stage1.steps);
     if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() &&
@@ -558,6 +553,21 @@ int64_t RecoveryRun::start_stage2(LoraTrainer& trainer, const InstructionSet& se
 
 // LORASHEAR.md §4.2: LoRA training on instruction data (Alpaca template), early stopping on the
 // validation loss; the best adapter is folded in.
+// A step's line of the live record, the same fields in both stages: where the run is, its loss
+// and learning rate, the speed of this step, and the time left at the present pace.
+void RecoveryRun::record_step(RecoveryMetrics& m, int stage, int64_t step, double loss,
+                              double tokens, double step_seconds, double seconds_left) const {
+  const auto& t = stage == 1 ? o.stage1 : o.stage2;
+  m.stage = stage;
+  m.step = step;
+  m.run_step = global_step;
+  m.total_steps = t.steps;
+  m.loss = loss;
+  m.lr = t.lr_at(step);
+  m.tokens_per_second = step_seconds > 0 ? tokens / step_seconds : 0;
+  m.seconds_left = seconds_left;
+}
+
 void RecoveryRun::run_stage2() {
   task_report(ctx, "instruction data", 0, 1, "tokenising " + o.instruct);
   InstructionSet set(load_instructions(o.instruct, o.corpus), *tokenizer, o.instruct_seq_len,
@@ -584,16 +594,9 @@ void RecoveryRun::run_stage2() {
     ++global_step;
     s2["loss"].push_back(loss);
     RecoveryMetrics m;
-    m.stage = 2;
-    m.step = step;
-    m.run_step = global_step;
-    m.total_steps = o.stage2.steps;
-    m.loss = loss;
-    m.lr = o.stage2.lr_at(step);
-    const double dt = since(t0);
-    m.tokens_per_second = dt > 0 ? static_cast<double>(tokens) / dt : 0;
-    m.seconds_left = since(t2) / static_cast<double>(step - first + 1) *
-                     static_cast<double>(o.stage2.steps - step);
+    record_step(m, 2, step, loss, static_cast<double>(tokens), since(t0),
+                since(t2) / static_cast<double>(step - first + 1) *
+                    static_cast<double>(o.stage2.steps - step));
     if (step % o.eval_every == 0 || step == o.stage2.steps) evaluate_stage2(set, step, m);
     if (on_step) on_step(m);
     task_report(ctx, "recovery stage 2", step, o.stage2.steps);
