@@ -67,6 +67,13 @@ int run_prune(PruneArgs a, const GlobalOptions& global) {
   // For the crash tests: LORASHEAR_TEST_KILL_AT_STEP=N kills the process with SIGKILL at step N.
   const char* kill_at = std::getenv("LORASHEAR_TEST_KILL_AT_STEP");
   const int64_t kill_step = kill_at ? std::atoll(kill_at) : -1;
+  // LORASHEAR_TEST_KILL_WHEN_SAVED=1: killed once OUT is committed, before its checkpoint goes.
+  if (std::getenv("LORASHEAR_TEST_KILL_WHEN_SAVED") != nullptr) {
+    ctx.on_progress = [inner = ctx.on_progress, saved = "saved " + a.o.out_dir](const Progress& p) {
+      if (p.stage == "save" && p.message == saved) std::raise(SIGKILL);
+      if (inner) inner(p);
+    };
+  }
   int64_t recovery_steps = 0;
   const auto report = prune_model(
       loaded, a.text, a.o, &ctx,

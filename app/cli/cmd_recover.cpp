@@ -11,9 +11,11 @@
 
 #include "cli_common.h"
 #include "cli_dist.h"
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
+#include "lorashear/io/json.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/plan/memory_plan.h"
 #include "lorashear/recover/recovery.h"
@@ -138,6 +140,29 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   if (a.r.stage2.steps > 0) batches.push_back({"--stage2-batch", a.r.stage2.batch_size});
   const auto dopts = init_distributed(a.dist_timeout, global, batches);
   const bool root = dopts.rank == 0;
+  // A kill after OUT was committed but before its checkpoint was removed: the run is complete.
+  if (a.r.resume) {
+    const auto report = io::output_committed(a.r.checkpoint_dir);
+    std::error_code ec;
+    if (!report.empty() &&
+        std::filesystem::equivalent(report, a.out + "/recovery_report.json", ec)) {
+      const auto full = io::read_json_file(report);
+      if (dist::current().active()) dist::current().barrier();
+      const std::string note = "the process was stopped after writing " + a.out +
+                               ", while removing its checkpoint; --resume found the run complete";
+      if (!root) return 0;
+      std::filesystem::remove_all(a.r.checkpoint_dir, ec);
+      close_interrupted_run_record(run_dir_for(a.out), note);
+      if (global.json) {
+        print_json(full);
+        return 0;
+      }
+      std::fprintf(stderr, "%s: nothing to resume (%s)\n", a.out.c_str(), note.c_str());
+      print_recovery(full);
+      std::printf("wrote %s (Hugging Face layout, recovery_report.json)\n", a.out.c_str());
+      return 0;
+    }
+  }
   std::optional<io::StagedDirectory> staged;
   if (root) staged.emplace(a.out, a.overwrite);
   // A checkpoint a kill left moved aside is put back, and a damaged one refused, before the load.
@@ -200,8 +225,12 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
     SaveOptions save;
     save.dtype = loaded.model->options().dtype;  // a bf16 model stays bf16
     save_hf(*loaded.model, loaded.tokenizer.get(), staged->path(), save, &ctx);
-    io::write_file_atomic(staged->path() + "/recovery_report.json", full.dump(2) + "\n");
+    const std::string text = full.dump(2) + "\n";
+    io::write_file_atomic(staged->path() + "/recovery_report.json", text);
+    io::mark_output_committing(a.r.checkpoint_dir, a.out + "/recovery_report.json", text);
     staged->commit();
+    // For the crash tests: killed once OUT is committed, before its checkpoint goes.
+    if (std::getenv("LORASHEAR_TEST_KILL_WHEN_SAVED") != nullptr) std::raise(SIGKILL);
   });
   if (!root) return 0;
   std::error_code ec;

@@ -101,6 +101,20 @@ class Line {
 
 }  // namespace
 
+void close_interrupted_run_record(const std::string& run_dir, const std::string& note) {
+  const auto path = run_dir + "/run.json";
+  try {
+    auto info = io::read_json_file(path);
+    if (!info.is_object() || info.value("status", std::string()) != "running") return;
+    info["status"] = "finished";
+    info["ended"] = utc_now();
+    info["note"] = note;
+    io::write_file_atomic(path, info.dump(2) + "\n");
+  } catch (const std::exception&) {
+    // The record is a view of the run; the output is what was asked for.
+  }
+}
+
 RunLogWriter::RunLogWriter(const std::string& dir, nlohmann::json info, bool enabled,
                            int world_size)
     : dir_(dir), info_(std::move(info)), enabled_(enabled), t0_(std::chrono::steady_clock::now()) {

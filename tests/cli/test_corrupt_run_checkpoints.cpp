@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "fault_support.h"
 #include "lorashear/io/checkpoint.h"
 #include "test_support.h"
 
@@ -49,6 +50,8 @@ class TestCorruptRunCheckpoints : public QObject {
   void manifestMissingDamagedOrOfAnotherVersion();
   void startingOverReplacesTheBadCheckpoint();
   void killedBetweenTheTwoRenamesOfACommit();
+  void killedOnceTheOutputWasSaved();
+  void recoverKilledOnceTheOutputWasSaved();
 
  private:
   QStringList args() const;
@@ -355,6 +358,81 @@ void TestCorruptRunCheckpoints::killedBetweenTheTwoRenamesOfACommit() {
   for (const auto& e : fs::directory_iterator(dir_))
     QVERIFY2(e.path().filename().string().find(".tmp-") == std::string::npos,
              qPrintable(QString::fromStdString(e.path().string())));
+}
+
+// Killed after OUT was committed, before its checkpoint was removed: both are on disk and the
+// record says "running". --resume finds the run complete: OUT is left as it is, the checkpoint
+// goes, the record is closed, and the summary is printed as at the end of a run.
+void TestCorruptRunCheckpoints::killedOnceTheOutputWasSaved() {
+  fs::remove_all(out_);
+  fs::remove_all(ckpt_);
+  auto env = QProcessEnvironment::systemEnvironment();
+  env.insert("LORASHEAR_TEST_KILL_WHEN_SAVED", "1");
+  const auto killed = test::run_process(LORASHEAR_CLI_PATH, args(), 300000, env);
+  QVERIFY2(killed.code == -2, qPrintable("not killed: " + killed.err));
+  QVERIFY(fs::exists(out_ / "pruning_report.json") && fs::exists(ckpt_ / "committed.json"));
+  const fs::path record = out_.string() + ".run/run.json";
+  QCOMPARE(json::parse(test::read_all(record)).value("status", ""), std::string("running"));
+  QVERIFY(test::read_all(out_ / "model.safetensors") ==
+          test::read_all(dir_ / "finished/model.safetensors"));
+  const auto before = test::snapshot(QString::fromStdString(out_.string()));
+
+  const auto r = run({"--resume", QString::fromStdString(ckpt_.string())});
+  QVERIFY2(r.code == 0, qPrintable(r.err));
+  QVERIFY2(r.out.contains("pruned ") && r.out.contains("wrote "), qPrintable(r.out));
+  QVERIFY(test::snapshot(QString::fromStdString(out_.string())) == before);
+  QVERIFY(!fs::exists(ckpt_));
+  const auto info = json::parse(test::read_all(record));
+  QCOMPARE(info.value("status", ""), std::string("finished"));
+  QVERIFY(info.value("note", "").find("found the run complete") != std::string::npos);
+
+  // Nothing is left to resume: a second --resume is refused, OUT untouched.
+  const auto again = run({"--resume", QString::fromStdString(ckpt_.string())});
+  QVERIFY2(again.code != 0 && again.err.contains("already exists"), qPrintable(again.err));
+  QVERIFY(test::snapshot(QString::fromStdString(out_.string())) == before);
+}
+
+// The same for `recover`, whose output is committed by the CLI.
+void TestCorruptRunCheckpoints::recoverKilledOnceTheOutputWasSaved() {
+  const fs::path out = dir_ / "recovered", ckpt = dir_ / "recovered.checkpoint";
+  const QStringList args = {
+      "recover",
+      QString::fromStdString(test::source_path("resources/demo-model").string()),
+      "--domain",
+      QString::fromStdString((dir_ / "domain.txt").string()),
+      "--recover-steps",
+      "4",
+      "--seq-len",
+      "32",
+      "--val-sequences",
+      "2",
+      "--stage1-batch",
+      "2",
+      "--reestimate-every",
+      "2",
+      "--sampling",
+      "uniform",
+      "--checkpoint-every",
+      "2",
+      "--threads",
+      "1",
+      "--quiet",
+      "--out",
+      QString::fromStdString(out.string())};
+  auto env = QProcessEnvironment::systemEnvironment();
+  env.insert("LORASHEAR_TEST_KILL_WHEN_SAVED", "1");
+  const auto killed = test::run_process(LORASHEAR_CLI_PATH, args, 300000, env);
+  QVERIFY2(killed.code == -2, qPrintable("not killed: " + killed.err));
+  QVERIFY(fs::exists(out / "recovery_report.json") && fs::exists(ckpt / "committed.json"));
+  const auto before = test::snapshot(QString::fromStdString(out.string()));
+  const auto r = test::run_process(
+      LORASHEAR_CLI_PATH, QStringList(args) << "--resume" << QString::fromStdString(ckpt.string()));
+  QVERIFY2(r.code == 0, qPrintable(r.err));
+  QVERIFY2(r.out.contains("wrote "), qPrintable(r.out));
+  QVERIFY(test::snapshot(QString::fromStdString(out.string())) == before);
+  QVERIFY(!fs::exists(ckpt));
+  const auto info = json::parse(test::read_all(out.string() + ".run/run.json"));
+  QCOMPARE(info.value("status", ""), std::string("finished"));
 }
 
 QTEST_GUILESS_MAIN(TestCorruptRunCheckpoints)

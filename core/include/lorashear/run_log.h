@@ -27,6 +27,11 @@ struct RecoveryMetrics;
 /// `OUT.run` for an output folder `OUT` (a trailing slash dropped).
 std::string run_dir_for(const std::string& out_dir);
 
+/// For a run found complete after its process was killed (its output committed, its record
+/// still saying "running"): sets run.json's status to "finished" with `note`, keeping the rest.
+/// Best effort: a missing or unreadable record is left as it is.
+void close_interrupted_run_record(const std::string& run_dir, const std::string& note);
+
 /// Writes OUT.run. Every method is a no-op when constructed with `enabled` false (ranks other
 /// than 0 of a distributed run). Writing problems after the start are ignored (a full disk must
 /// not cost the run); the constructor throws Error naming the folder when it cannot create it.

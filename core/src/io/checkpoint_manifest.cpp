@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <zlib.h>
+#include <nlohmann/json.hpp>
 
 #include "io/io_internal.h"
 #include "lorashear/errors.h"
@@ -139,6 +139,35 @@ void verify_checkpoint(const std::string& dir) {
                        " bytes, " + std::to_string(bytes) + " were written)" + kStartOver);
     if (hex(s.crc) != entry["crc32"].get<std::string>())
       throw InputError("checkpoint " + p.string() + " is corrupt (checksum mismatch)" + kStartOver);
+  }
+}
+
+namespace {
+const char* const kCommittedMark = "committed.json";
+}
+
+void mark_output_committing(const std::string& checkpoint_dir, const std::string& report_path,
+                            const std::string& report_text) {
+  std::error_code ec;
+  if (!fs::is_directory(checkpoint_dir, ec)) return;
+  const nlohmann::json mark = {{"report", fs::absolute(report_path, ec).string()},
+                               {"crc32", hex(crc32(report_text.data(), report_text.size()))}};
+  write_file_atomic((fs::path(checkpoint_dir) / kCommittedMark).string(), mark.dump(2) + "\n");
+}
+
+std::string output_committed(const std::string& checkpoint_dir) {
+  const auto path = fs::path(checkpoint_dir) / kCommittedMark;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return {};
+  try {
+    const auto mark = nlohmann::json::parse(read_small_file(path.string()));
+    const auto report = mark.at("report").get<std::string>();
+    std::string error;
+    const auto sum = sum_file(report, &error);
+    if (!error.empty() || hex(sum.crc) != mark.at("crc32").get<std::string>()) return {};
+    return report;
+  } catch (const std::exception&) {
+    return {};  // a damaged mark: resume as usual, the checkpoint is checked on its own
   }
 }
 

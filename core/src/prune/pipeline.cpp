@@ -5,12 +5,15 @@
 #include <filesystem>
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
 #include "clock.h"
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
+#include "lorashear/io/json.h"
 #include "lorashear/io/text.h"
 #include "lorashear/plan/memory_plan.h"
 #include "lorashear/prune/knowledge.h"
@@ -91,6 +94,36 @@ TextSplit split_text(const Tokenizer& tokenizer, const std::string& text_path, d
 
 namespace {
 
+Error gguf_failed(const PruneOptions& o, const std::string& error) {
+  return Error("the pruned model is saved in " + o.out_dir +
+               ", but the GGUF export failed: " + error + " (retry with: lorashear convert " +
+               o.out_dir + " --to gguf " + o.export_gguf + ")");
+}
+
+// --resume after a kill that came once the output was committed but before its checkpoint was
+// removed: the run is complete (its report is in OUT, unchanged), so the checkpoint goes, the
+// run's record is closed, and the report is returned. Null when there is a run to resume.
+nlohmann::json completed_run(const PruneOptions& o, const std::string& checkpoint_dir) {
+  const auto report_path = io::output_committed(checkpoint_dir);
+  std::error_code ec;
+  if (report_path.empty() ||
+      !std::filesystem::equivalent(report_path, o.out_dir + "/pruning_report.json", ec))
+    return nullptr;
+  auto report = io::read_json_file(report_path);
+  auto& ranks = dist::current();
+  if (ranks.active()) ranks.barrier();  // every rank has seen the mark before it goes
+  const std::string note = "the process was stopped after writing " + o.out_dir +
+                           ", while removing its checkpoint; --resume found the run complete";
+  if (ranks.is_root()) {
+    std::filesystem::remove_all(checkpoint_dir, ec);
+    close_interrupted_run_record(run_dir_for(o.out_dir), note);
+  }
+  spdlog::info("{}: nothing to resume ({})", o.out_dir, note);
+  if (report.contains("gguf") && report["gguf"].contains("error"))
+    throw gguf_failed(o, report["gguf"]["error"].get<std::string>());
+  return report;
+}
+
 nlohmann::json prune_model_impl(
     LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
     const TaskContext* ctx, const std::function<void(const LhspgMetrics&)>& on_step,
@@ -107,14 +140,17 @@ nlohmann::json prune_model_impl(
         "--batch " + std::to_string(o.lhspg.batch_size) +
         " does not split evenly over WORLD_SIZE=" + std::to_string(ranks.world_size()) +
         " ranks (give a multiple of " + std::to_string(ranks.world_size()) + ")");
+  const std::string checkpoint_dir =
+      o.checkpoint_dir.empty() ? o.out_dir + ".checkpoint" : o.checkpoint_dir;
+  if (o.resume) {
+    if (auto done = completed_run(o, checkpoint_dir); done.is_object()) return done;
+  }
   // Fail before the long run if the output cannot be written.
   std::optional<io::StagedDirectory> staged;
   if (ranks.is_root()) staged.emplace(o.out_dir, o.overwrite);
   // A checkpoint that cannot be trusted is refused before the long start-up. A run without
   // --resume starts over: the old checkpoints go, so that a later --resume cannot mix them (a
   // stale recovery checkpoint) with this run's.
-  const std::string checkpoint_dir =
-      o.checkpoint_dir.empty() ? o.out_dir + ".checkpoint" : o.checkpoint_dir;
   if (o.resume) {
     io::verify_checkpoint(checkpoint_dir + "/latest");
     io::verify_checkpoint(checkpoint_dir + "/recovery/latest");
@@ -380,16 +416,17 @@ nlohmann::json prune_model_impl(
     }
   }
   if (staged) {
-    io::write_file_atomic(staged->path() + "/pruning_report.json", report.dump(2) + "\n");
+    const std::string text = report.dump(2) + "\n";
+    io::write_file_atomic(staged->path() + "/pruning_report.json", text);
+    io::mark_output_committing(ckpt.dir, o.out_dir + "/pruning_report.json", text);
     staged->commit();
+    task_report(ctx, "save", 1, 1, "saved " + o.out_dir);
     std::error_code ec;
     std::filesystem::remove_all(ckpt.dir, ec);  // the run is complete
+  } else {
+    task_report(ctx, "save", 1, 1);
   }
-  if (!gguf_error.empty())
-    throw Error("the pruned model is saved in " + o.out_dir +
-                ", but the GGUF export failed: " + gguf_error + " (retry with: lorashear convert " +
-                o.out_dir + " --to gguf " + o.export_gguf + ")");
-  task_report(ctx, "save", 1, 1);
+  if (!gguf_error.empty()) throw gguf_failed(o, gguf_error);
   return report;
 }
 

@@ -31,4 +31,16 @@ void write_checkpoint_manifest(const std::string& dir);
 /// exist (the caller says there is no checkpoint).
 void verify_checkpoint(const std::string& dir);
 
+/// Called just before a run commits its output: `checkpoint_dir`/committed.json records where the
+/// run's report will be (`report_path`) and the CRC-32 of its text. A kill between that commit and
+/// the removal of the checkpoint then leaves a checkpoint that `output_committed` recognises.
+/// Does nothing when `checkpoint_dir` does not exist (a run without checkpoints).
+void mark_output_committing(const std::string& checkpoint_dir, const std::string& report_path,
+                            const std::string& report_text);
+
+/// The report's path when `checkpoint_dir` holds that mark and the report is there with the same
+/// checksum: the run completed and only the removal of its checkpoint was cut short. Empty
+/// otherwise (no mark, or the kill came before the commit: resume as usual).
+std::string output_committed(const std::string& checkpoint_dir);
+
 }  // namespace lorashear::io
