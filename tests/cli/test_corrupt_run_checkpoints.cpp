@@ -395,30 +395,11 @@ void TestCorruptRunCheckpoints::killedOnceTheOutputWasSaved() {
 // The same for `recover`, whose output is committed by the CLI.
 void TestCorruptRunCheckpoints::recoverKilledOnceTheOutputWasSaved() {
   const fs::path out = dir_ / "recovered", ckpt = dir_ / "recovered.checkpoint";
-  const QStringList args = {
-      "recover",
-      QString::fromStdString(test::source_path("resources/demo-model").string()),
-      "--domain",
-      QString::fromStdString((dir_ / "domain.txt").string()),
-      "--recover-steps",
-      "4",
-      "--seq-len",
-      "32",
-      "--val-sequences",
-      "2",
-      "--stage1-batch",
-      "2",
-      "--reestimate-every",
-      "2",
-      "--sampling",
-      "uniform",
-      "--checkpoint-every",
-      "2",
-      "--threads",
-      "1",
-      "--quiet",
-      "--out",
-      QString::fromStdString(out.string())};
+  const QStringList args =
+      test::small_recover_args(QString::fromStdString((dir_ / "domain.txt").string()),
+                               QString::fromStdString(out.string()))
+      << "--checkpoint-every"
+      << "2";
   auto env = QProcessEnvironment::systemEnvironment();
   env.insert("LORASHEAR_TEST_KILL_WHEN_SAVED", "1");
   const auto killed = test::run_process(LORASHEAR_CLI_PATH, args, 300000, env);

@@ -73,29 +73,7 @@ class TestDiskFull : public QObject {
             "2",         "--lora-rank", "2",         "--quiet", "--threads",
             "1"};
   }
-  QStringList recoverArgs(const QString& out) const {
-    return {"recover",
-            demo_model(),
-            "--domain",
-            text_,
-            "--recover-steps",
-            "4",
-            "--seq-len",
-            "32",
-            "--val-sequences",
-            "2",
-            "--stage1-batch",
-            "2",
-            "--reestimate-every",
-            "2",
-            "--sampling",
-            "uniform",
-            "--quiet",
-            "--threads",
-            "1",
-            "--out",
-            out};
-  }
+  QStringList recoverArgs(const QString& out) const { return test::small_recover_args(text_, out); }
 
  private slots:
   void initTestCase() {

@@ -16,6 +16,31 @@
 
 namespace lorashear::test {
 
+/// `lorashear recover` of the demo model on `domain`, a few steps (seconds), into `out`.
+inline QStringList small_recover_args(const QString& domain, const QString& out) {
+  return {"recover",
+          QString::fromStdString(source_path("resources/demo-model").string()),
+          "--domain",
+          domain,
+          "--recover-steps",
+          "4",
+          "--seq-len",
+          "32",
+          "--val-sequences",
+          "2",
+          "--stage1-batch",
+          "2",
+          "--reestimate-every",
+          "2",
+          "--sampling",
+          "uniform",
+          "--quiet",
+          "--threads",
+          "1",
+          "--out",
+          out};
+}
+
 /// Runs a system command (mount, umount); false (and its stderr in `err`) when it fails.
 inline bool sh(const QStringList& args, QString* err = nullptr) {
   auto r = run_process(args.front(), args.mid(1), 30000);
