@@ -11,11 +11,9 @@
 
 #include "cli_common.h"
 #include "cli_dist.h"
-#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
-#include "lorashear/io/json.h"
 #include "lorashear/model/llama.h"
 #include "lorashear/plan/memory_plan.h"
 #include "lorashear/recover/recovery.h"
@@ -140,28 +138,21 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
   if (a.r.stage2.steps > 0) batches.push_back({"--stage2-batch", a.r.stage2.batch_size});
   const auto dopts = init_distributed(a.dist_timeout, global, batches);
   const bool root = dopts.rank == 0;
-  // A kill after OUT was committed but before its checkpoint was removed: the run is complete.
-  if (a.r.resume) {
-    const auto report = io::output_committed(a.r.checkpoint_dir);
-    std::error_code ec;
-    if (!report.empty() &&
-        std::filesystem::equivalent(report, a.out + "/recovery_report.json", ec)) {
-      const auto full = io::read_json_file(report);
-      if (dist::current().active()) dist::current().barrier();
-      const std::string note = "the process was stopped after writing " + a.out +
-                               ", while removing its checkpoint; --resume found the run complete";
-      if (!root) return 0;
-      std::filesystem::remove_all(a.r.checkpoint_dir, ec);
-      close_interrupted_run_record(run_dir_for(a.out), note);
-      if (global.json) {
-        print_json(full);
-        return 0;
-      }
-      std::fprintf(stderr, "%s: nothing to resume (%s)\n", a.out.c_str(), note.c_str());
-      print_recovery(full);
-      std::printf("wrote %s (Hugging Face layout, recovery_report.json)\n", a.out.c_str());
+  // What rank 0 prints at the end: the report, as JSON or as text.
+  auto print_report = [&](const nlohmann::json& full) {
+    if (!root) return 0;
+    if (global.json) {
+      print_json(full);
       return 0;
     }
+    print_recovery(full);
+    std::printf("wrote %s (Hugging Face layout, recovery_report.json)\n", a.out.c_str());
+    return 0;
+  };
+  // A kill after OUT was committed but before its checkpoint was removed: the run is complete.
+  if (a.r.resume) {
+    const auto full = complete_interrupted_run(a.r.checkpoint_dir, a.out, "recovery_report.json");
+    if (full.is_object()) return print_report(full);
   }
   std::optional<io::StagedDirectory> staged;
   if (root) staged.emplace(a.out, a.overwrite);
@@ -232,16 +223,11 @@ int run_recover(RecoverArgs a, const GlobalOptions& global) {
     // For the crash tests: killed once OUT is committed, before its checkpoint goes.
     if (std::getenv("LORASHEAR_TEST_KILL_WHEN_SAVED") != nullptr) std::raise(SIGKILL);
   });
-  if (!root) return 0;
-  std::error_code ec;
-  std::filesystem::remove_all(a.r.checkpoint_dir, ec);
-  if (global.json) {
-    print_json(full);
-    return 0;
+  if (root) {
+    std::error_code ec;
+    std::filesystem::remove_all(a.r.checkpoint_dir, ec);
   }
-  print_recovery(full);
-  std::printf("wrote %s (Hugging Face layout, recovery_report.json)\n", a.out.c_str());
-  return 0;
+  return print_report(full);
 }
 
 const Register register_recover([](CLI::App& parent, GlobalOptions& global) {

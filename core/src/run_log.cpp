@@ -13,7 +13,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
+#include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
 #include "lorashear/io/json.h"
 #include "lorashear/prune/lhspg.h"
@@ -101,18 +103,35 @@ class Line {
 
 }  // namespace
 
-void close_interrupted_run_record(const std::string& run_dir, const std::string& note) {
-  const auto path = run_dir + "/run.json";
-  try {
-    auto info = io::read_json_file(path);
-    if (!info.is_object() || info.value("status", std::string()) != "running") return;
-    info["status"] = "finished";
-    info["ended"] = utc_now();
-    info["note"] = note;
-    io::write_file_atomic(path, info.dump(2) + "\n");
-  } catch (const std::exception&) {
-    // The record is a view of the run; the output is what was asked for.
+nlohmann::json complete_interrupted_run(const std::string& checkpoint_dir,
+                                        const std::string& out_dir,
+                                        const std::string& report_name) {
+  const auto report_path = io::output_committed(checkpoint_dir);
+  std::error_code ec;
+  if (report_path.empty() || !fs::equivalent(report_path, out_dir + "/" + report_name, ec))
+    return nullptr;
+  auto report = io::read_json_file(report_path);
+  auto& ranks = dist::current();
+  if (ranks.active()) ranks.barrier();  // every rank has seen the mark before it goes
+  const std::string note = "the process was stopped after writing " + out_dir +
+                           ", while removing its checkpoint; --resume found the run complete";
+  if (ranks.is_root()) {
+    fs::remove_all(checkpoint_dir, ec);
+    const auto record = run_dir_for(out_dir) + "/run.json";
+    try {
+      auto info = io::read_json_file(record);
+      if (info.is_object() && info.value("status", std::string()) == "running") {
+        info["status"] = "finished";
+        info["ended"] = utc_now();
+        info["note"] = note;
+        io::write_file_atomic(record, info.dump(2) + "\n");
+      }
+    } catch (const std::exception&) {
+      // The record is a view of the run; the output is what was asked for.
+    }
   }
+  spdlog::info("{}: nothing to resume ({})", out_dir, note);
+  return report;
 }
 
 RunLogWriter::RunLogWriter(const std::string& dir, nlohmann::json info, bool enabled,

@@ -27,10 +27,13 @@ struct RecoveryMetrics;
 /// `OUT.run` for an output folder `OUT` (a trailing slash dropped).
 std::string run_dir_for(const std::string& out_dir);
 
-/// For a run found complete after its process was killed (its output committed, its record
-/// still saying "running"): sets run.json's status to "finished" with `note`, keeping the rest.
-/// Best effort: a missing or unreadable record is left as it is.
-void close_interrupted_run_record(const std::string& run_dir, const std::string& note);
+/// --resume of a run killed once its output was committed but before its checkpoint was removed
+/// (io::output_committed names `out_dir`/`report_name` with its checksum unchanged): the run is
+/// complete, so the checkpoint goes, the run's record (still "running") is closed as finished with
+/// a note, and OUT's report is returned, OUT untouched. Null when there is a run to resume. Every
+/// rank of a distributed run calls it; rank 0 removes and writes.
+nlohmann::json complete_interrupted_run(const std::string& checkpoint_dir,
+                                        const std::string& out_dir, const std::string& report_name);
 
 /// Writes OUT.run. Every method is a no-op when constructed with `enabled` false (ranks other
 /// than 0 of a distributed run). Writing problems after the start are ignored (a full disk must

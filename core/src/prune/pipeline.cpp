@@ -5,15 +5,12 @@
 #include <filesystem>
 #include <optional>
 
-#include <spdlog/spdlog.h>
-
 #include "clock.h"
 #include "lorashear/dist/distributed.h"
 #include "lorashear/errors.h"
 #include "lorashear/eval/perplexity.h"
 #include "lorashear/io/checkpoint.h"
 #include "lorashear/io/files.h"
-#include "lorashear/io/json.h"
 #include "lorashear/io/text.h"
 #include "lorashear/plan/memory_plan.h"
 #include "lorashear/prune/knowledge.h"
@@ -100,30 +97,6 @@ Error gguf_failed(const PruneOptions& o, const std::string& error) {
                o.out_dir + " --to gguf " + o.export_gguf + ")");
 }
 
-// --resume after a kill that came once the output was committed but before its checkpoint was
-// removed: the run is complete (its report is in OUT, unchanged), so the checkpoint goes, the
-// run's record is closed, and the report is returned. Null when there is a run to resume.
-nlohmann::json completed_run(const PruneOptions& o, const std::string& checkpoint_dir) {
-  const auto report_path = io::output_committed(checkpoint_dir);
-  std::error_code ec;
-  if (report_path.empty() ||
-      !std::filesystem::equivalent(report_path, o.out_dir + "/pruning_report.json", ec))
-    return nullptr;
-  auto report = io::read_json_file(report_path);
-  auto& ranks = dist::current();
-  if (ranks.active()) ranks.barrier();  // every rank has seen the mark before it goes
-  const std::string note = "the process was stopped after writing " + o.out_dir +
-                           ", while removing its checkpoint; --resume found the run complete";
-  if (ranks.is_root()) {
-    std::filesystem::remove_all(checkpoint_dir, ec);
-    close_interrupted_run_record(run_dir_for(o.out_dir), note);
-  }
-  spdlog::info("{}: nothing to resume ({})", o.out_dir, note);
-  if (report.contains("gguf") && report["gguf"].contains("error"))
-    throw gguf_failed(o, report["gguf"]["error"].get<std::string>());
-  return report;
-}
-
 nlohmann::json prune_model_impl(
     LoadedModel& loaded, const std::string& text_path, const PruneOptions& o,
     const TaskContext* ctx, const std::function<void(const LhspgMetrics&)>& on_step,
@@ -143,7 +116,10 @@ nlohmann::json prune_model_impl(
   const std::string checkpoint_dir =
       o.checkpoint_dir.empty() ? o.out_dir + ".checkpoint" : o.checkpoint_dir;
   if (o.resume) {
-    if (auto done = completed_run(o, checkpoint_dir); done.is_object()) return done;
+    auto done = complete_interrupted_run(checkpoint_dir, o.out_dir, "pruning_report.json");
+    if (done.is_object() && done.contains("gguf") && done["gguf"].contains("error"))
+      throw gguf_failed(o, done["gguf"]["error"].get<std::string>());
+    if (done.is_object()) return done;
   }
   // Fail before the long run if the output cannot be written.
   std::optional<io::StagedDirectory> staged;
