@@ -36,8 +36,9 @@ nlohmann::json complete_interrupted_run(const std::string& checkpoint_dir,
                                         const std::string& out_dir, const std::string& report_name);
 
 /// Writes OUT.run. Every method is a no-op when constructed with `enabled` false (ranks other
-/// than 0 of a distributed run). Writing problems after the start are ignored (a full disk must
-/// not cost the run); the constructor throws Error naming the folder when it cannot create it.
+/// than 0 of a distributed run). Writing problems after the start do not stop the run (a full
+/// disk must not cost it): a metrics line that does not fit is dropped whole and run.json gets
+/// `metrics_error`; the constructor throws Error naming the folder when it cannot create it.
 class RunLogWriter {
  public:
   /// `info`: {"kind": "prune" | "recover", "model", "out", "settings", …}; pid, host, world_size,

@@ -21,6 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kStartOver = ": start the run over without --resume";
+// In a run's checkpoint folder: the output about to be committed (mark_output_committing).
+const char* const kCommittedMark = "committed.json";
 
 struct FileSum {
   uint64_t bytes = 0;
@@ -140,10 +142,6 @@ void verify_checkpoint(const std::string& dir) {
     if (hex(s.crc) != entry["crc32"].get<std::string>())
       throw InputError("checkpoint " + p.string() + " is corrupt (checksum mismatch)" + kStartOver);
   }
-}
-
-namespace {
-const char* const kCommittedMark = "committed.json";
 }
 
 void mark_output_committing(const std::string& checkpoint_dir, const std::string& report_path,
